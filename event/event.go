@@ -1,0 +1,98 @@
+// Package event holds what flows from the kernel to the sinks: the Event a
+// generic netlink multicast message becomes, the Loss record that marks a hole
+// in the stream, and their JSON encoding.
+//
+// Values are plain data. An Event or Loss is owned by whoever holds it; the
+// bridge hands batches of them to one sink at a time and does not touch them
+// while the sink works. Strings in an Event that are the same for every event
+// of a subscription (Host, BootID, Family, Group) are shared, not copied.
+package event
+
+// Format says which schema an event was decoded with.
+const (
+	// FormatExmpl is the CONTROL_EXMPL module's schema: one attribute per field.
+	FormatExmpl = "exmpl"
+	// FormatSeed is the seed module's payload: attribute 1 alone, a fixed
+	// 50-byte buffer "Hello from kernel at jiffies N\0<garbage>".
+	FormatSeed = "seed"
+	// FormatGeneric keeps every attribute as type number -> bytes.
+	FormatGeneric = "generic"
+)
+
+// Sequence sources.
+const (
+	// SeqKernel: Seq is the module's own counter (SEQ attribute), so a gap is a loss.
+	SeqKernel = "kernel"
+	// SeqBridge: the family carries no sequence; Seq counts the events this
+	// bridge received on the subscription, starting at 1.
+	SeqBridge = "bridge"
+)
+
+// Event is one generic netlink multicast message with its metadata.
+// Zero means "unknown" for Jiffies, KernelNS and Seq (a kernel's 64-bit jiffies
+// start near 2^32, sequences start at 1).
+type Event struct {
+	Host      string `json:"host"`
+	BootID    string `json:"boot_id"`
+	Family    string `json:"family"`
+	Group     string `json:"group"`
+	Cmd       uint8  `json:"cmd"`
+	Version   uint8  `json:"version"`
+	Seq       uint64 `json:"seq"`
+	SeqSource string `json:"seq_src"`
+	Jiffies   uint64 `json:"jiffies,omitempty"`
+	// KernelNS is the kernel's wall-clock time of the event, ns since the epoch.
+	KernelNS int64 `json:"kernel_ns,omitempty"`
+	// RecvNS is when the bridge read the event from its socket, ns since the epoch.
+	RecvNS int64  `json:"recv_ns"`
+	Format string `json:"format"`
+	Msg    string `json:"msg,omitempty"`
+	// Attrs holds every attribute of a FormatGeneric event, in wire order.
+	Attrs []Attr `json:"attrs,omitempty"`
+}
+
+// Attr is one netlink attribute kept as it was on the wire. Type includes the
+// NLA_F_NESTED and NLA_F_NET_BYTEORDER flag bits.
+type Attr struct {
+	Type uint16 `json:"type"`
+	Data []byte `json:"data"`
+}
+
+// Loss reasons. Every event lost anywhere is counted under exactly one of them.
+const (
+	// ReasonOverrun: the kernel dropped events because the socket's receive
+	// buffer was full (counted exactly from SO_MEMINFO).
+	ReasonOverrun = "overrun"
+	// ReasonSeqGap: the module's sequence skipped numbers that no overrun
+	// explains (the module dropped them, or the bridge was not listening).
+	ReasonSeqGap = "seq_gap"
+	// ReasonQueueFull: the bridge's queue was full and its policy dropped events.
+	ReasonQueueFull = "queue_full"
+	// ReasonSenderRejected: a message came from a userspace sender and such
+	// senders are not allowed.
+	ReasonSenderRejected = "sender_rejected"
+	// ReasonMalformed: a message could not be decoded (truncated, bad lengths).
+	ReasonMalformed = "malformed"
+	// ReasonPublishFailed: the sink gave up delivering events (at shutdown
+	// past the deadline, or after its retry limit).
+	ReasonPublishFailed = "publish_failed"
+)
+
+// Reasons lists every loss reason, for metrics and docs.
+var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed}
+
+// Loss marks events that did not make it, published in-band next to the
+// events so consumers see holes in the stream itself. FirstSeq and LastSeq
+// bound the lost sequence numbers when they are known (both zero otherwise).
+type Loss struct {
+	Host     string `json:"host"`
+	BootID   string `json:"boot_id"`
+	Family   string `json:"family"`
+	Group    string `json:"group"`
+	Reason   string `json:"reason"`
+	Count    uint64 `json:"count"`
+	FirstSeq uint64 `json:"first_seq,omitempty"`
+	LastSeq  uint64 `json:"last_seq,omitempty"`
+	// TimeNS is when the bridge noticed the loss, ns since the epoch.
+	TimeNS int64 `json:"time_ns"`
+}

@@ -1,0 +1,127 @@
+package event
+
+import (
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func sampleEvent() Event {
+	return Event{
+		Host: "node-1.example", BootID: "630f1920-7243-4465-bfcf-0cef91172f87",
+		Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Cmd: 1, Version: 1,
+		Seq: 42, SeqSource: SeqKernel, Jiffies: 4295123456, KernelNS: 1795000000123456789,
+		RecvNS: 1795000000123999999, Format: FormatExmpl, Msg: "Hello from kernel at jiffies 4295123456",
+	}
+}
+
+func roundTrip(t *testing.T, e Event) {
+	t.Helper()
+	b := AppendJSON(nil, &e)
+	if !json.Valid(b) {
+		t.Fatalf("invalid JSON: %s", b)
+	}
+	var got Envelope
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("unmarshal %s: %v", b, err)
+	}
+	if got.Type != "event" {
+		t.Fatalf("type = %q", got.Type)
+	}
+	want := e
+	for _, s := range []*string{&want.Host, &want.BootID, &want.Family, &want.Group, &want.SeqSource, &want.Format, &want.Msg} {
+		*s = strings.Map(func(r rune) rune { return r }, *s) // each invalid byte -> U+FFFD, like encoding/json
+	}
+	if len(want.Attrs) == 0 {
+		want.Attrs = nil
+	}
+	for i := range want.Attrs {
+		if len(want.Attrs[i].Data) == 0 {
+			want.Attrs[i].Data = []byte{}
+		}
+	}
+	if !reflect.DeepEqual(got.Event, want) {
+		t.Fatalf("round trip differs\n got %+v\nwant %+v\njson %s", got.Event, want, b)
+	}
+	// The same struct through encoding/json must decode to the same value.
+	std, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var viaStd Event
+	if err := json.Unmarshal(std, &viaStd); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(viaStd, want) {
+		t.Fatalf("encoding/json differs from AppendJSON\n std %+v\nmine %+v", viaStd, got.Event)
+	}
+}
+
+func TestAppendJSONEquivalence(t *testing.T) {
+	e := sampleEvent()
+	roundTrip(t, e)
+
+	g := sampleEvent()
+	g.Format, g.Msg, g.SeqSource, g.Jiffies, g.KernelNS = FormatGeneric, "", SeqBridge, 0, 0
+	g.Family, g.Group = "netdev", "mgmt"
+	g.Attrs = []Attr{{Type: 1, Data: []byte{1, 0, 0, 0}}, {Type: 0x8000 | 3, Data: []byte{}}, {Type: 2, Data: []byte("x\x00y")}}
+	roundTrip(t, g)
+
+	for _, s := range []string{"", "quote\" back\\ slash", "ctl\x00\x01\x1f\t\r\n", "<html>&amp;", "ünï©ødé ✓ 𝄞",
+		"bad \xff\xfe utf8", "line\u2028sep\u2029", strings.Repeat("é", 300)} {
+		x := sampleEvent()
+		x.Msg, x.Host = s, s
+		roundTrip(t, x)
+	}
+}
+
+func TestAppendLossJSON(t *testing.T) {
+	for _, l := range []Loss{
+		{Host: "h", BootID: "b", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Reason: ReasonOverrun, Count: 7, FirstSeq: 10, LastSeq: 16, TimeNS: 5},
+		{Host: "h", BootID: "b", Family: "netdev", Group: "mgmt", Reason: ReasonQueueFull, Count: 3, TimeNS: 6},
+	} {
+		b := AppendLossJSON(nil, &l)
+		var env Envelope
+		if err := json.Unmarshal(b, &env); err != nil {
+			t.Fatalf("%s: %v", b, err)
+		}
+		if env.Type != "loss" || env.Loss() != l {
+			t.Fatalf("got %+v from %s, want %+v", env.Loss(), b, l)
+		}
+	}
+}
+
+func FuzzAppendJSON(f *testing.F) {
+	f.Add("Hello from kernel at jiffies 1", "host", uint64(1), []byte{1, 2})
+	f.Add("\xff\x00\"\\", "a.b.c", uint64(0), []byte(nil))
+	f.Fuzz(func(t *testing.T, msg, host string, seq uint64, data []byte) {
+		e := sampleEvent()
+		e.Msg, e.Host, e.Seq = msg, host, seq
+		if data != nil {
+			e.Attrs = []Attr{{Type: 9, Data: data}}
+		}
+		roundTrip(t, e)
+	})
+}
+
+func BenchmarkAppendJSON(b *testing.B) {
+	e := sampleEvent()
+	buf := make([]byte, 0, 512)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &e)
+	}
+	b.SetBytes(int64(len(buf)))
+}
+
+func BenchmarkEncodingJSON(b *testing.B) {
+	e := sampleEvent()
+	b.ReportAllocs()
+	var n int
+	for b.Loop() {
+		out, _ := json.Marshal(&e)
+		n = len(out)
+	}
+	b.SetBytes(int64(n))
+}
