@@ -40,7 +40,12 @@ type Event struct {
 	Version   uint8  `json:"version"`
 	Seq       uint64 `json:"seq"`
 	SeqSource string `json:"seq_src"`
-	Jiffies   uint64 `json:"jiffies,omitempty"`
+	// Instance identifies what Seq counts within: the family registration
+	// the bridge saw (SeqKernel) or the bridge's run (SeqBridge). It changes
+	// when a module is reloaded or the bridge restarts, so (BootID, Family,
+	// Group, Instance, Seq) is unique.
+	Instance uint64 `json:"instance"`
+	Jiffies  uint64 `json:"jiffies,omitempty"`
 	// KernelNS is the kernel's wall-clock time of the event, ns since the epoch.
 	KernelNS int64 `json:"kernel_ns,omitempty"`
 	// RecvNS is when the bridge read the event from its socket, ns since the epoch.

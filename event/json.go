@@ -27,6 +27,8 @@ func AppendJSON(dst []byte, e *Event) []byte {
 	dst = strconv.AppendUint(dst, e.Seq, 10)
 	dst = append(dst, `,"seq_src":`...)
 	dst = appendString(dst, e.SeqSource)
+	dst = append(dst, `,"instance":`...)
+	dst = strconv.AppendUint(dst, e.Instance, 10)
 	if e.Jiffies != 0 {
 		dst = append(dst, `,"jiffies":`...)
 		dst = strconv.AppendUint(dst, e.Jiffies, 10)

@@ -1,0 +1,262 @@
+// Package bridge reads generic netlink multicast groups and moves their
+// messages, decoded and stamped with metadata, through a bounded queue into
+// batches that a sink.Sink delivers.
+//
+// Data flows one way: kernel socket -> reader (one goroutine per
+// subscription) -> bounded queue -> batcher (one goroutine) -> sink. A
+// controller goroutine joins the groups by name and re-joins them when a
+// family is registered again. Every goroutine is started and stopped by
+// Bridge.Run; none outlives it.
+//
+// Nothing is lost silently: the kernel's drop counter, sequence gaps, queue
+// drops, rejected senders, malformed messages and failed deliveries are each
+// counted by reason (Stats) and, where they are holes in the stream, published
+// in-band as event.Loss records ahead of the events that follow them.
+//
+// The receive path (recvmmsg through the Go netpoller) is Linux-only; on
+// other systems Run returns an error.
+package bridge
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/genlbridge/genlbridge/sink"
+)
+
+// Config is what a Bridge needs. The zero value of a field takes the
+// documented default (see Defaults).
+type Config struct {
+	// Subscriptions to join; at least one.
+	Subscriptions []Subscription
+	// Host and BootID are stamped on every event.
+	Host   string
+	BootID string
+	// NetNS is a file descriptor of the network namespace to open sockets in
+	// (0: the caller's). Families that are not netns-aware exist only in the
+	// initial namespace.
+	NetNS int
+	// ReceiveBuffer is the socket receive buffer requested, in bytes
+	// (SO_RCVBUFFORCE, falling back to SO_RCVBUF).
+	ReceiveBuffer int
+	// AllowUserspaceSenders accepts messages that a userspace process sent to
+	// the group (tests and benchmarks); off, they are counted and dropped.
+	AllowUserspaceSenders bool
+	// QueueSize bounds the queue between readers and batcher, in events.
+	QueueSize int
+	// QueuePolicy is PolicyBlock, PolicyDropNewest or PolicyDropOldest.
+	QueuePolicy string
+	// BatchEvents, BatchBytes and Linger cut batches: by count, by estimated
+	// encoded size, and by the time the first event of a batch may wait.
+	BatchEvents int
+	BatchBytes  int
+	Linger      time.Duration
+	// ReadBatch is how many datagrams one recvmmsg call reads at most.
+	ReadBatch int
+	// ResyncInterval is how often every subscription is resolved again, in
+	// case a registration notification was lost.
+	ResyncInterval time.Duration
+	// ShutdownTimeout bounds the delivery of what is queued once Run's
+	// context ends.
+	ShutdownTimeout time.Duration
+	Logger          *slog.Logger
+}
+
+// Defaults returns the default configuration (without subscriptions).
+func Defaults() Config {
+	return Config{
+		ReceiveBuffer:   32 << 20,
+		QueueSize:       16384,
+		QueuePolicy:     PolicyBlock,
+		BatchEvents:     64,
+		BatchBytes:      512 << 10,
+		Linger:          time.Millisecond,
+		ReadBatch:       64,
+		ResyncInterval:  30 * time.Second,
+		ShutdownTimeout: 10 * time.Second,
+	}
+}
+
+// slotSize is the receive buffer of one datagram; longer ones are truncated
+// and counted as malformed. Multicast notifications are far smaller.
+const slotSize = 16 << 10
+
+// Bridge moves events from the kernel to a sink. Create it with New, run it
+// once with Run; Stats and Subscriptions may be called at any time from any
+// goroutine.
+type Bridge struct {
+	cfg    Config
+	sink   sink.Sink
+	log    *slog.Logger
+	ledger *ledger
+	q      *queue
+	bat    *batcher
+	ctrl   []*subControl
+	// startNS identifies this run of the bridge in events whose sequence
+	// the bridge assigns.
+	startNS int64
+	readers []*reader // one per subscription, same order as ctrl
+	ran     atomic.Bool
+}
+
+// New checks cfg and returns a Bridge that delivers to s.
+func New(cfg Config, s sink.Sink) (*Bridge, error) {
+	d := Defaults()
+	if cfg.ReceiveBuffer == 0 {
+		cfg.ReceiveBuffer = d.ReceiveBuffer
+	}
+	if cfg.QueueSize == 0 {
+		cfg.QueueSize = d.QueueSize
+	}
+	if cfg.QueuePolicy == "" {
+		cfg.QueuePolicy = d.QueuePolicy
+	}
+	if cfg.BatchEvents == 0 {
+		cfg.BatchEvents = d.BatchEvents
+	}
+	if cfg.BatchBytes == 0 {
+		cfg.BatchBytes = d.BatchBytes
+	}
+	if cfg.Linger == 0 {
+		cfg.Linger = d.Linger
+	}
+	if cfg.ReadBatch == 0 {
+		cfg.ReadBatch = d.ReadBatch
+	}
+	if cfg.ResyncInterval == 0 {
+		cfg.ResyncInterval = d.ResyncInterval
+	}
+	if cfg.ShutdownTimeout == 0 {
+		cfg.ShutdownTimeout = d.ShutdownTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if s == nil {
+		return nil, errors.New("no sink")
+	}
+	if len(cfg.Subscriptions) == 0 {
+		return nil, errors.New("no subscription: want at least one family/group")
+	}
+	if cfg.BatchEvents < 1 || cfg.BatchBytes < 1 || cfg.ReadBatch < 1 || cfg.ReadBatch > 1024 {
+		return nil, fmt.Errorf("batch limits %d events, %d bytes, read batch %d: want positive, read batch at most 1024",
+			cfg.BatchEvents, cfg.BatchBytes, cfg.ReadBatch)
+	}
+	if cfg.Host == "" {
+		cfg.Host = Hostname()
+	}
+	if cfg.BootID == "" {
+		cfg.BootID = BootID()
+	}
+	l := newLedger()
+	q, err := newQueue(cfg.QueueSize, cfg.QueuePolicy, l)
+	if err != nil {
+		return nil, err
+	}
+	b := &Bridge{cfg: cfg, sink: s, log: cfg.Logger, ledger: l, q: q, startNS: time.Now().UnixNano()}
+	b.bat = &batcher{q: q, ledger: l, sink: s, maxEvents: cfg.BatchEvents, maxBytes: cfg.BatchBytes, linger: cfg.Linger, log: cfg.Logger}
+	for _, sub := range cfg.Subscriptions {
+		c := &subControl{Subscription: sub, state: StateWaiting}
+		b.ctrl = append(b.ctrl, c)
+		b.readers = append(b.readers, &reader{b: b, ctl: c, decoder: sub.decoder()})
+	}
+	return b, nil
+}
+
+// Subscriptions returns the state of every subscription.
+func (b *Bridge) Subscriptions() []SubscriptionStatus {
+	out := make([]SubscriptionStatus, len(b.ctrl))
+	for i, s := range b.ctrl {
+		out[i] = s.status()
+	}
+	return out
+}
+
+// Stats counts what went through the bridge since New.
+type Stats struct {
+	// Received counts events read from the sockets and decoded.
+	Received uint64
+	// Delivered counts events the sink delivered; LossRecords the loss
+	// records it delivered.
+	Delivered   uint64
+	LossRecords uint64
+	// Lost counts lost events by reason (event.Reason*).
+	Lost map[string]uint64
+	// SocketDrops is the kernel's drop count summed over the sockets.
+	SocketDrops uint64
+	// Ignored counts netlink control messages (NOOP, DONE, ...) skipped.
+	Ignored uint64
+	// QueueDepth is the number of events queued now.
+	QueueDepth int
+	Batches    uint64
+}
+
+// Stats returns the counters. Safe to call at any time.
+func (b *Bridge) Stats() Stats {
+	st := Stats{
+		Delivered:   b.bat.delivered.Load(),
+		LossRecords: b.bat.lossDelivered.Load(),
+		Lost:        b.ledger.countsByReason(),
+		QueueDepth:  b.q.depth(),
+		Batches:     b.bat.batches.Load(),
+	}
+	for _, r := range b.readers {
+		st.Received += r.received.Load()
+		st.SocketDrops += r.socketDrops.Load()
+		st.Ignored += r.ignored.Load()
+	}
+	return st
+}
+
+// Hostname returns NODE_NAME if set (Kubernetes' downward API), else the
+// kernel's hostname.
+func Hostname() string {
+	if n := os.Getenv("NODE_NAME"); n != "" {
+		return n
+	}
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "unknown"
+	}
+	return h
+}
+
+// BootID returns /proc/sys/kernel/random/boot_id, or "" when it cannot be read.
+func BootID() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
+// reader is one subscription's receive side: its socket and the state that
+// only its goroutine touches, plus counters anyone may read.
+type reader struct {
+	b       *Bridge
+	ctl     *subControl
+	decoder string
+	sockState
+
+	received    atomic.Uint64
+	socketDrops atomic.Uint64
+	ignored     atomic.Uint64
+
+	// Sequence tracking (reader goroutine only).
+	haveSeq   bool   // lastSeq is meaningful
+	lastSeq   uint64 // last kernel sequence seen
+	bridgeSeq uint64 // counter for families without a sequence
+	instance  uint64 // identifies the family registration the sequence belongs to
+	// Drop attribution (reader goroutine only): drops read from the kernel
+	// but not yet published, and drops published ahead of the sequence gap
+	// that will show them.
+	dropsSeen     uint32
+	pendingDrops  uint64
+	pendingSince  time.Time
+	aheadReported uint64
+}

@@ -1,0 +1,115 @@
+package bridge
+
+import (
+	"sync"
+	"sync/atomic"
+
+	"github.com/genlbridge/genlbridge/event"
+)
+
+// maxPendingLosses bounds the loss records waiting for the sink; past it,
+// records of the same subscription and reason merge and lose their range.
+const maxPendingLosses = 4096
+
+// ledger counts every lost event by reason and keeps the loss records that
+// have not been handed to the sink yet. Loss records never wait for queue
+// space: the batcher takes them at each batch it cuts, so a full queue cannot
+// hide its own drops. Safe for concurrent use.
+type ledger struct {
+	counts [len(reasonIndex)]atomic.Uint64
+
+	mu      sync.Mutex
+	pending []event.Loss
+	// notify has room for one wake-up: the batcher cuts a batch for losses
+	// even when no event follows them.
+	notify chan struct{}
+}
+
+var reasonIndex = [...]string{event.ReasonOverrun, event.ReasonSeqGap, event.ReasonQueueFull,
+	event.ReasonSenderRejected, event.ReasonMalformed, event.ReasonPublishFailed}
+
+func newLedger() *ledger { return &ledger{notify: make(chan struct{}, 1)} }
+
+func reasonID(r string) int {
+	for i, s := range reasonIndex {
+		if s == r {
+			return i
+		}
+	}
+	panic("bridge: unknown loss reason " + r)
+}
+
+// add counts l.Count lost events and queues the record for publishing. With
+// publish false it only counts (for records that could not be published).
+func (l *ledger) add(rec event.Loss, publish bool) {
+	if rec.Count == 0 {
+		return
+	}
+	l.counts[reasonID(rec.Reason)].Add(rec.Count)
+	if !publish {
+		return
+	}
+	l.mu.Lock()
+	l.pending = mergeLoss(l.pending, rec)
+	l.mu.Unlock()
+	select {
+	case l.notify <- struct{}{}:
+	default:
+	}
+}
+
+func sameKey(a, b *event.Loss) bool {
+	return a.Reason == b.Reason && a.Family == b.Family && a.Group == b.Group
+}
+
+// mergeLoss appends rec to p, extending the last record instead when rec
+// continues its sequence range (or both have none), and merging into any
+// record of the same key once p is full.
+func mergeLoss(p []event.Loss, rec event.Loss) []event.Loss {
+	if n := len(p); n > 0 {
+		last := &p[n-1]
+		if sameKey(last, &rec) {
+			switch {
+			case last.LastSeq == 0 && rec.FirstSeq == 0:
+				last.Count += rec.Count
+				return p
+			case last.LastSeq != 0 && rec.FirstSeq == last.LastSeq+1:
+				last.Count += rec.Count
+				last.LastSeq = rec.LastSeq
+				return p
+			}
+		}
+	}
+	if len(p) >= maxPendingLosses {
+		for i := range p {
+			if sameKey(&p[i], &rec) {
+				p[i].Count += rec.Count
+				p[i].FirstSeq, p[i].LastSeq = 0, 0
+				return p
+			}
+		}
+	}
+	return append(p, rec)
+}
+
+// take moves the pending records to dst and returns it.
+func (l *ledger) take(dst []event.Loss) []event.Loss {
+	l.mu.Lock()
+	dst = append(dst, l.pending...)
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	l.mu.Unlock()
+	return dst
+}
+
+// count returns how many events were lost for reason.
+func (l *ledger) count(reason string) uint64 { return l.counts[reasonID(reason)].Load() }
+
+// countsByReason returns every reason's count.
+func (l *ledger) countsByReason() map[string]uint64 {
+	m := make(map[string]uint64, len(reasonIndex))
+	for i, r := range reasonIndex {
+		m[r] = l.counts[i].Load()
+	}
+	return m
+}

@@ -1,0 +1,336 @@
+//go:build linux
+
+package bridge
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/mdlayher/genetlink"
+	"github.com/mdlayher/netlink"
+	"golang.org/x/sys/unix"
+)
+
+type sockState struct {
+	sock  *eventSocket
+	token uint32 // nlmsg_seq of this socket's markers
+}
+
+// tick bounds every wait on a socket, so that a reader never depends on a
+// single wake-up: it looks at the socket and its drop counter at least this often.
+const tick = 250 * time.Millisecond
+
+// dropGrace is how long drops may wait for the sequence gap that places them
+// before they are published without it.
+const dropGrace = 100 * time.Millisecond
+
+// Run opens the sockets, joins the groups and moves events to the sink until
+// ctx ends. Then it stops reading, delivers what is queued within
+// Config.ShutdownTimeout, and returns. It returns an error only when it
+// cannot start or when the control plane fails; a Bridge runs once.
+func (b *Bridge) Run(ctx context.Context) error {
+	if b.ran.Swap(true) {
+		return errors.New("bridge already ran")
+	}
+	cfgNS := &netlink.Config{NetNS: b.cfg.NetNS}
+	query, err := genetlink.Dial(cfgNS)
+	if err != nil {
+		return fmt.Errorf("dial generic netlink: %w", err)
+	}
+	defer query.Close()
+	notify, err := genetlink.Dial(cfgNS)
+	if err != nil {
+		return fmt.Errorf("dial generic netlink: %w", err)
+	}
+	defer notify.Close()
+	// Large enough that a burst of registrations cannot overrun it.
+	_ = notify.SetReadBuffer(1 << 20)
+	if err := joinNotify(query, notify); err != nil {
+		return err
+	}
+
+	for i, r := range b.readers {
+		s, granted, err := openEventSocket(b.cfg.NetNS, b.cfg.ReceiveBuffer, b.cfg.ReadBatch, slotSize)
+		if err != nil {
+			for _, o := range b.readers[:i] {
+				o.sock.close()
+			}
+			return fmt.Errorf("open socket for %s: %w", r.ctl.String(), err)
+		}
+		r.sock, r.token = s, uint32(b.startNS)^uint32(i+1)
+		r.ctl.m = r
+		b.log.Info("socket ready", "subscription", r.ctl.String(), "rcvbuf_requested", b.cfg.ReceiveBuffer,
+			"rcvbuf_granted", granted, "events_it_holds", granted/800)
+		if granted/2 < b.cfg.ReceiveBuffer {
+			b.log.Warn("receive buffer smaller than requested (no CAP_NET_ADMIN?); bursts may overrun sooner",
+				"subscription", r.ctl.String(), "requested", b.cfg.ReceiveBuffer, "granted", granted)
+		}
+	}
+
+	ctrl := &controller{query: query, notify: notify, subs: b.ctrl, resync: b.cfg.ResyncInterval, log: b.log}
+	readCtx, stopReading := context.WithCancel(ctx)
+	defer stopReading()
+
+	var readers sync.WaitGroup
+	for _, r := range b.readers {
+		readers.Add(1)
+		go func() {
+			defer readers.Done()
+			r.run(readCtx)
+		}()
+	}
+	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliver()
+	batDone := make(chan struct{})
+	go func() {
+		defer close(batDone)
+		b.bat.run(deliverCtx)
+	}()
+	ctrlErr := make(chan error, 1)
+	go func() { ctrlErr <- ctrl.run(readCtx) }()
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-ctrlErr:
+		b.log.Error("control plane failed; stopping", "err", runErr)
+	}
+
+	// Stop reading: wake every reader, wait for them, then let the batcher
+	// drain the queue within the deadline.
+	stopReading()
+	query.Close()
+	notify.Close()
+	if runErr == nil {
+		<-ctrlErr
+	}
+	for _, r := range b.readers {
+		_ = r.sock.setDeadline(time.Unix(1, 0))
+	}
+	readers.Wait()
+	close(b.q.ch)
+	queued := b.q.depth()
+	timer := time.AfterFunc(b.cfg.ShutdownTimeout, cancelDeliver)
+	<-batDone
+	timer.Stop()
+	for _, r := range b.readers {
+		r.sock.close()
+	}
+	st := b.Stats()
+	b.log.Info("stopped", "queued_at_stop", queued, "received", st.Received, "delivered", st.Delivered,
+		"lost", st.Lost, "socket_drops", st.SocketDrops)
+	return runErr
+}
+
+// join, leave and mark make a reader the controller's member.
+func (r *reader) join(g uint32) error  { return r.sock.join(g) }
+func (r *reader) leave(g uint32) error { return r.sock.leave(g) }
+
+// mark sends a NLMSG_NOOP to the socket itself. It reaches the reader after
+// everything queued before it, which is what tells old events from the new
+// registration's (their sequence starts over).
+func (r *reader) mark() error {
+	var m [nlmsgHdrLen]byte
+	binary.NativeEndian.PutUint32(m[0:4], nlmsgHdrLen)
+	binary.NativeEndian.PutUint16(m[4:6], unix.NLMSG_NOOP)
+	binary.NativeEndian.PutUint32(m[8:12], r.token)
+	binary.NativeEndian.PutUint32(m[12:16], r.sock.pid)
+	var err error
+	for try := 0; try < 50; try++ {
+		var serr error
+		cerr := r.sock.rc.Control(func(fd uintptr) {
+			serr = unix.Sendto(int(fd), m[:], unix.MSG_DONTWAIT, &unix.SockaddrNetlink{Family: unix.AF_NETLINK, Pid: r.sock.pid})
+		})
+		if err = errors.Join(cerr, serr); err == nil || !errors.Is(err, unix.EAGAIN) {
+			return err
+		}
+		time.Sleep(20 * time.Millisecond) // receive buffer full: the reader is draining it
+	}
+	return err
+}
+
+func (r *reader) isMarker(d *dgram) bool {
+	return d.pid == r.sock.pid && len(d.data) == nlmsgHdrLen &&
+		binary.NativeEndian.Uint16(d.data[4:6]) == unix.NLMSG_NOOP &&
+		binary.NativeEndian.Uint32(d.data[8:12]) == r.token
+}
+
+// run reads the socket until ctx ends.
+func (r *reader) run(ctx context.Context) {
+	b := r.b
+	out := make([]dgram, 0, b.cfg.ReadBatch)
+	var ev event.Event
+	var deadline time.Time
+	for ctx.Err() == nil {
+		now := time.Now()
+		if now.After(deadline.Add(-tick / 2)) {
+			deadline = now.Add(tick)
+			_ = r.sock.setDeadline(deadline)
+		}
+		var err error
+		out, err = r.sock.recv(out)
+		now = time.Now()
+		if err != nil {
+			if ctx.Err() != nil || isClosed(err) {
+				return
+			}
+			if !isTimeout(err) {
+				b.log.Error("receive", "subscription", r.ctl.String(), "err", err)
+				time.Sleep(tick)
+			}
+			r.refreshDrops(now)
+			continue
+		}
+		recvNS := now.UnixNano()
+		for i := range out {
+			d := &out[i]
+			if d.pid != 0 {
+				if r.isMarker(d) {
+					r.newInstance(now)
+					continue
+				}
+				if !b.cfg.AllowUserspaceSenders {
+					b.ledger.add(r.lossRecord(event.ReasonSenderRejected, 1, 0, 0, recvNS), false)
+					continue
+				}
+			}
+			if d.truncated {
+				b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
+				continue
+			}
+			data := d.data
+			for len(data) > 0 {
+				msg, rest, err := nextMessage(data)
+				if err != nil {
+					b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
+					break
+				}
+				data = rest
+				if msgType(msg) < genlMinID {
+					r.ignored.Add(1)
+					continue
+				}
+				ev = event.Event{Host: b.cfg.Host, BootID: b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group, RecvNS: recvNS}
+				if err := decodeMessage(msg, r.decoder, &ev); err != nil {
+					b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
+					continue
+				}
+				r.sequence(&ev, now)
+				r.received.Add(1)
+				if !b.q.push(ctx, &ev) {
+					// Stopped while the queue was full: this one never reaches the sink.
+					b.ledger.add(r.lossRecord(event.ReasonPublishFailed, 1, ev.Seq, ev.Seq, recvNS), false)
+					return
+				}
+			}
+		}
+		r.refreshDrops(now)
+	}
+}
+
+func (r *reader) lossRecord(reason string, count, first, last uint64, now int64) event.Loss {
+	return event.Loss{Host: r.b.cfg.Host, BootID: r.b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group,
+		Reason: reason, Count: count, FirstSeq: first, LastSeq: last, TimeNS: now}
+}
+
+// newInstance starts a new registration of the family: its sequence starts
+// at 1. Drops still unplaced belong to the old one's tail.
+func (r *reader) newInstance(now time.Time) {
+	r.refreshDrops(now)
+	r.publishPendingDrops(now)
+	r.aheadReported = 0
+	r.haveSeq, r.lastSeq = true, 0
+	r.instance = uint64(now.UnixNano())
+}
+
+// sequence stamps ev's sequence and accounts for any gap before it.
+func (r *reader) sequence(ev *event.Event, now time.Time) {
+	if ev.Seq == 0 {
+		r.bridgeSeq++
+		ev.Seq, ev.SeqSource, ev.Instance = r.bridgeSeq, event.SeqBridge, uint64(r.b.startNS)
+		return
+	}
+	ev.SeqSource = event.SeqKernel
+	switch {
+	case !r.haveSeq:
+		r.instance = uint64(now.UnixNano())
+	case ev.Seq == r.lastSeq+1:
+	case ev.Seq > r.lastSeq+1:
+		r.gap(r.lastSeq+1, ev.Seq-1, now)
+	default:
+		// The sequence went back without a marker: a new registration whose
+		// notifications we did not see.
+		r.newInstance(now)
+		if ev.Seq > 1 {
+			r.gap(1, ev.Seq-1, now)
+		}
+	}
+	r.haveSeq, r.lastSeq = true, ev.Seq
+	ev.Instance = r.instance
+}
+
+// gap accounts for the missing sequence numbers first..last: first as the
+// kernel's drops not yet placed, then as drops already published ahead of
+// it, and the rest as a sequence gap.
+func (r *reader) gap(first, last uint64, now time.Time) {
+	r.refreshDrops(now)
+	n := last - first + 1
+	ns := now.UnixNano()
+	if a := min(n, r.pendingDrops); a > 0 {
+		r.b.ledger.add(r.lossRecord(event.ReasonOverrun, a, first, first+a-1, ns), true)
+		r.pendingDrops -= a
+		first += a
+		n -= a
+	}
+	if a := min(n, r.aheadReported); a > 0 {
+		r.aheadReported -= a
+		first += a
+		n -= a
+	}
+	if n > 0 {
+		r.b.ledger.add(r.lossRecord(event.ReasonSeqGap, n, first, last, ns), true)
+	}
+}
+
+// refreshDrops reads the kernel's drop counter. Drops on a socket whose
+// family has no sequence are published at once; otherwise they wait up to
+// dropGrace for the gap that places them.
+func (r *reader) refreshDrops(now time.Time) {
+	d, err := r.sock.drops()
+	if err != nil {
+		return
+	}
+	if delta := d - r.dropsSeen; delta != 0 {
+		r.dropsSeen = d
+		r.socketDrops.Add(uint64(delta))
+		if r.pendingDrops == 0 {
+			r.pendingSince = now
+		}
+		r.pendingDrops += uint64(delta)
+	}
+	if r.pendingDrops > 0 && (!r.haveSeq || now.Sub(r.pendingSince) >= dropGrace) {
+		r.publishPendingDrops(now)
+	}
+}
+
+// publishPendingDrops publishes drops no gap has placed yet. With a known
+// sequence they are the events right after the last one seen, and the gap
+// that shows them later is not counted again.
+func (r *reader) publishPendingDrops(now time.Time) {
+	if r.pendingDrops == 0 {
+		return
+	}
+	var first, last uint64
+	if r.haveSeq {
+		first = r.lastSeq + r.aheadReported + 1
+		last = first + r.pendingDrops - 1
+		r.aheadReported += r.pendingDrops
+	}
+	r.b.ledger.add(r.lossRecord(event.ReasonOverrun, r.pendingDrops, first, last, now.UnixNano()), true)
+	r.pendingDrops = 0
+}

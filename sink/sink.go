@@ -1,0 +1,109 @@
+// Package sink delivers batches of events and loss records to where they go:
+// NATS subjects (the default), JetStream, or standard output for debugging.
+//
+// A Sink is driven by one goroutine at a time (the bridge's batcher): Deliver
+// is not called concurrently with itself, and Close is called once, after the
+// last Deliver has returned. A Batch belongs to the sink for the duration of
+// Deliver and must not be kept after it returns.
+//
+// Deliver owns the delivery of the whole batch: it retries transient failures
+// with backoff for as long as its context allows (blocking the caller is how
+// backpressure reaches the bridge's queue) and never drops an event silently.
+// When it gives up it returns a *DeliveryError that says exactly which records
+// were not delivered, so the caller can count them.
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/genlbridge/genlbridge/event"
+)
+
+// Batch is what the bridge hands to a sink in one call.
+type Batch struct {
+	// Losses come first: they describe holes before or among the events.
+	Losses []event.Loss
+	Events []event.Event
+}
+
+// Len is the number of records in the batch.
+func (b *Batch) Len() int { return len(b.Losses) + len(b.Events) }
+
+// Sink delivers batches. See the package documentation for the contract.
+type Sink interface {
+	// Deliver delivers every record of b before it returns nil. On failure it
+	// returns a *DeliveryError (possibly wrapping ctx.Err()).
+	Deliver(ctx context.Context, b *Batch) error
+	// Close flushes what is buffered, within ctx, and releases the sink's
+	// resources. Records that could not be flushed are reported by the
+	// returned *DeliveryError's counts.
+	Close(ctx context.Context) error
+}
+
+// DeliveryError reports the records a sink gave up on.
+type DeliveryError struct {
+	// UndeliveredEvents are indexes into Batch.Events.
+	UndeliveredEvents []int
+	// UndeliveredLosses are indexes into Batch.Losses.
+	UndeliveredLosses []int
+	// Err is the last error seen.
+	Err error
+}
+
+func (e *DeliveryError) Error() string {
+	return fmt.Sprintf("%d events and %d loss records not delivered: %v", len(e.UndeliveredEvents), len(e.UndeliveredLosses), e.Err)
+}
+
+func (e *DeliveryError) Unwrap() error { return e.Err }
+
+// AllUndelivered builds a DeliveryError that names every record of b.
+func AllUndelivered(b *Batch, err error) *DeliveryError {
+	de := &DeliveryError{Err: err, UndeliveredEvents: make([]int, len(b.Events)), UndeliveredLosses: make([]int, len(b.Losses))}
+	for i := range de.UndeliveredEvents {
+		de.UndeliveredEvents[i] = i
+	}
+	for i := range de.UndeliveredLosses {
+		de.UndeliveredLosses[i] = i
+	}
+	return de
+}
+
+// Backoff is a capped exponential retry delay.
+type Backoff struct {
+	Min, Max time.Duration
+	cur      time.Duration
+}
+
+// Next returns the next delay and doubles the following one, up to Max.
+func (b *Backoff) Next() time.Duration {
+	if b.cur == 0 {
+		b.cur = b.Min
+	}
+	d := b.cur
+	b.cur *= 2
+	if b.cur > b.Max {
+		b.cur = b.Max
+	}
+	return d
+}
+
+// Reset starts over at Min.
+func (b *Backoff) Reset() { b.cur = 0 }
+
+// Sleep waits for the next delay or until ctx is done, returning ctx.Err() then.
+func (b *Backoff) Sleep(ctx context.Context) error {
+	t := time.NewTimer(b.Next())
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}
+
+// ErrClosed is returned by Deliver after Close.
+var ErrClosed = errors.New("sink closed")
