@@ -1,0 +1,101 @@
+// Command genlbridge moves generic netlink multicast events from the kernel
+// to NATS. One binary holds the daemon (run) and the tools around it.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/genlbridge/genlbridge/config"
+)
+
+var version = "dev"
+
+const usage = `genlbridge: kernel generic netlink events to NATS
+
+Usage:
+  genlbridge run [flags]            run the bridge (embedded NATS when no URL is set)
+  genlbridge tail [flags] [subject] print events from NATS (default subject genl.>)
+  genlbridge families [--json]      list generic netlink families and multicast groups
+  genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
+  genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
+  genlbridge version
+
+Configuration comes from GENLBRIDGE_* variables, flags on top:
+'genlbridge run --help' lists them all with their defaults.
+`
+
+func main() {
+	os.Exit(mainErr(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// errUsage marks errors whose message is the whole story (flag errors print their own).
+var errUsage = errors.New("usage")
+
+func mainErr(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return 2
+	}
+	var err error
+	switch args[0] {
+	case "run":
+		err = cmdRun(args[1:], stdout, stderr)
+	case "tail":
+		err = cmdTail(args[1:], stdout, stderr)
+	case "families":
+		err = cmdFamilies(args[1:], stdout, stderr)
+	case "send":
+		err = cmdSend(args[1:], stdout, stderr)
+	case "version", "--version":
+		fmt.Fprintln(stdout, "genlbridge", version)
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+	default:
+		fmt.Fprintf(stderr, "genlbridge: unknown command %q\n\n%s", args[0], usage)
+		return 2
+	}
+	switch {
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "genlbridge %s: %v\n", args[0], err)
+		return 1
+	}
+}
+
+// newFlagSet returns a flag set that writes its errors to stderr.
+func newFlagSet(name string, stderr io.Writer, help func(io.Writer)) *flag.FlagSet {
+	fs := flag.NewFlagSet("genlbridge "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { help(stderr) }
+	return fs
+}
+
+// parse wraps flag parsing errors so that they exit 2.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+func newLogger(c *config.Config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(strings.ToUpper(string(c.LogLevel))))
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}

@@ -1,0 +1,123 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/nats-io/nats.go"
+)
+
+func cmdTail(args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("tail", stderr, func(w io.Writer) {
+		fmt.Fprintln(w, "Usage: genlbridge tail [flags] [subject]\n\nPrints events and loss records published by genlbridge (default subject genl.>).")
+	})
+	def := os.Getenv("GENLBRIDGE_NATS_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	url := fs.String("server", def, "NATS URL (env GENLBRIDGE_NATS_URL)")
+	raw := fs.Bool("json", false, "print the raw JSON records")
+	count := fs.Int("count", 0, "exit after this many records (0: run until interrupted)")
+	timeout := fs.Duration("timeout", 0, "exit with an error if --count records have not arrived by then")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	subject := "genl.>"
+	if fs.NArg() > 0 {
+		subject = fs.Arg(0)
+	}
+	nc, err := nats.Connect(*url, nats.Name("genlbridge tail"))
+	if err != nil {
+		return fmt.Errorf("connect to nats %q: %w", *url, err)
+	}
+	defer nc.Close()
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if *timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, *timeout)
+		defer cancel()
+	}
+	ch := make(chan *nats.Msg, 4096)
+	sub, err := nc.ChanSubscribe(subject, ch)
+	if err != nil {
+		return fmt.Errorf("subscribe %q: %w", subject, err)
+	}
+	defer sub.Unsubscribe()
+	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, *url)
+	n := 0
+	for {
+		select {
+		case <-ctx.Done():
+			if *count > 0 && n < *count {
+				return fmt.Errorf("got %d of %d records: %w", n, *count, ctx.Err())
+			}
+			return nil
+		case m := <-ch:
+			// A batched message holds several JSON lines.
+			for _, line := range bytes.Split(bytes.TrimSpace(m.Data), []byte{'\n'}) {
+				if len(line) == 0 {
+					continue
+				}
+				if *raw {
+					fmt.Fprintf(stdout, "%s\n", line)
+				} else {
+					fmt.Fprintln(stdout, formatRecord(line))
+				}
+				n++
+				if *count > 0 && n >= *count {
+					return nil
+				}
+			}
+		}
+	}
+}
+
+// formatRecord renders one JSON record as a readable line.
+func formatRecord(line []byte) string {
+	var v event.Envelope
+	if err := json.Unmarshal(line, &v); err != nil {
+		return "unreadable record: " + string(line)
+	}
+	var b strings.Builder
+	if v.Type == "loss" {
+		l := v.Loss()
+		fmt.Fprintf(&b, "%s LOSS %s %s/%s %s count=%d", stamp(l.TimeNS), l.Host, l.Family, l.Group, l.Reason, l.Count)
+		if l.FirstSeq != 0 || l.LastSeq != 0 {
+			fmt.Fprintf(&b, " seq=%d-%d", l.FirstSeq, l.LastSeq)
+		}
+		return b.String()
+	}
+	e := &v.Event
+	fmt.Fprintf(&b, "%s %s %s/%s cmd=%d seq=%d", stamp(e.RecvNS), e.Host, e.Family, e.Group, e.Cmd, e.Seq)
+	if e.SeqSource == event.SeqBridge {
+		b.WriteString("(bridge)")
+	}
+	if e.Jiffies != 0 {
+		fmt.Fprintf(&b, " jiffies=%d", e.Jiffies)
+	}
+	if e.KernelNS != 0 {
+		fmt.Fprintf(&b, " kernel_lag=%s", time.Duration(e.RecvNS-e.KernelNS))
+	}
+	if e.Msg != "" {
+		fmt.Fprintf(&b, " %s", strconv.Quote(e.Msg))
+	}
+	for _, a := range e.Attrs {
+		fmt.Fprintf(&b, " a%d=%x", a.Type, a.Data)
+	}
+	return b.String()
+}
+
+func stamp(ns int64) string {
+	return time.Unix(0, ns).UTC().Format("15:04:05.000000")
+}

@@ -1,0 +1,274 @@
+// Package config reads genlbridge's configuration: GENLBRIDGE_* environment
+// variables (github.com/kelseyhightower/envconfig), with command-line flags
+// of the same names on top. A bad value is an error that names the variable
+// (and flag) and says what it expects. The package holds no state.
+package config
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/genlbridge/genlbridge/bridge"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/kelseyhightower/envconfig"
+)
+
+// Prefix of every environment variable.
+const Prefix = "GENLBRIDGE"
+
+// Config of the daemon and its tools. Each field's envconfig tag is its
+// variable (GENLBRIDGE_ + tag) and, lower-cased with dashes, its flag.
+type Config struct {
+	Subscribe []string `envconfig:"SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; append :exmpl or :generic to force a decoder"`
+
+	NATSURL        string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma-separated; empty: run an embedded server"`
+	EmbeddedListen string `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`
+	DataDir        string `envconfig:"DATA_DIR" default:"/var/lib/genlbridge" desc:"directory of the embedded server's JetStream store"`
+
+	Sink         Choice        `envconfig:"SINK" default:"nats" choices:"nats,stdout" desc:"where events go: nats, or stdout (JSON lines, for debugging)"`
+	Subject      string        `envconfig:"SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host})"`
+	LossSubject  string        `envconfig:"LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
+	MessageMode  Choice        `envconfig:"MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
+	FlushTimeout time.Duration `envconfig:"FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
+	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"2s" desc:"longest backoff between delivery attempts"`
+
+	ReceiveBuffer         ByteSize      `envconfig:"RECEIVE_BUFFER" default:"32MiB" desc:"socket receive buffer per subscription (about 800 bytes an event)"`
+	ReadBatch             int           `envconfig:"READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
+	AllowUserspaceSenders bool          `envconfig:"ALLOW_USERSPACE_SENDERS" default:"false" desc:"accept messages sent by userspace processes (tests, benchmarks)"`
+	QueueSize             int           `envconfig:"QUEUE_SIZE" default:"16384" desc:"events the queue between reader and sink holds"`
+	QueuePolicy           Choice        `envconfig:"QUEUE_POLICY" default:"block" choices:"block,drop-newest,drop-oldest" desc:"when the queue is full: block reading, or drop the newest or oldest event"`
+	BatchEvents           int           `envconfig:"BATCH_EVENTS" default:"64" desc:"most events in a batch"`
+	BatchBytes            ByteSize      `envconfig:"BATCH_BYTES" default:"512KiB" desc:"most encoded bytes in a batch (estimate)"`
+	BatchLinger           time.Duration `envconfig:"BATCH_LINGER" default:"1ms" desc:"longest time the first event of a batch waits for more"`
+	ResyncInterval        time.Duration `envconfig:"RESYNC_INTERVAL" default:"30s" desc:"how often subscriptions are resolved again, besides nlctrl notifications"`
+	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long queued events may take to be delivered"`
+
+	NodeName  string `envconfig:"NODE_NAME" desc:"host name stamped on events (also read from NODE_NAME); default: the kernel's hostname"`
+	NetNS     string `envconfig:"NETNS" desc:"path of a network namespace to read in (e.g. /run/netns/test); default: the current one"`
+	LogLevel  Choice `envconfig:"LOG_LEVEL" default:"info" choices:"debug,info,warn,error" desc:"log level"`
+	LogFormat Choice `envconfig:"LOG_FORMAT" default:"text" choices:"text,json" desc:"log format"`
+}
+
+// Choice is a string restricted to the field's `choices` tag; the check is
+// done by Load, which knows the tag.
+type Choice string
+
+// ByteSize is a size in bytes, written as 1048576, 512KiB, 32MiB or 1GiB.
+type ByteSize int
+
+// Decode implements envconfig.Decoder.
+func (b *ByteSize) Decode(v string) error {
+	s := strings.TrimSpace(v)
+	mult := 1
+	for _, u := range []struct {
+		suf string
+		m   int
+	}{{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}, {"G", 1 << 30}, {"M", 1 << 20}, {"K", 1 << 10}, {"B", 1}} {
+		if strings.HasSuffix(s, u.suf) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suf)), u.m
+			break
+		}
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 0 || n > (1<<40)/mult {
+		return errors.New("want a size in bytes such as 212992, 512KiB or 32MiB")
+	}
+	*b = ByteSize(n * mult)
+	return nil
+}
+
+// Var describes one setting, for help text and for checks that manifests
+// and docs use real names.
+type Var struct {
+	Env, Flag, Default, Desc, Field string
+}
+
+// Vars lists every setting in declaration order.
+func Vars() []Var {
+	t := reflect.TypeOf(Config{})
+	out := make([]Var, 0, t.NumField())
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		key := f.Tag.Get("envconfig")
+		out = append(out, Var{
+			Env:     Prefix + "_" + key,
+			Flag:    strings.ReplaceAll(strings.ToLower(key), "_", "-"),
+			Default: f.Tag.Get("default"),
+			Desc:    f.Tag.Get("desc"),
+			Field:   f.Name,
+		})
+	}
+	return out
+}
+
+// Usage writes the table of settings.
+func Usage(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tFLAG\tDEFAULT\tMEANING")
+	for _, v := range Vars() {
+		def := v.Default
+		if def == "" {
+			def = "-"
+		}
+		fmt.Fprintf(tw, "%s\t--%s\t%s\t%s\n", v.Env, v.Flag, def, v.Desc)
+	}
+	tw.Flush()
+}
+
+// Flags registers one string flag per setting on fs. Pass the result to Load.
+func Flags(fs *flag.FlagSet) map[string]*string {
+	m := map[string]*string{}
+	for _, v := range Vars() {
+		m[v.Env] = fs.String(v.Flag, "", fmt.Sprintf("%s (env %s, default %q)", v.Desc, v.Env, v.Default))
+	}
+	return m
+}
+
+// Load reads the environment, with the flags that fs has seen set on top,
+// and checks every value. fs and flags may be nil.
+func Load(fs *flag.FlagSet, flags map[string]*string) (*Config, error) {
+	overrides := map[string]string{}
+	if fs != nil {
+		fs.Visit(func(f *flag.Flag) {
+			for _, v := range Vars() {
+				if v.Flag == f.Name {
+					overrides[v.Env] = *flags[v.Env]
+				}
+			}
+		})
+	}
+	// envconfig reads the process environment: set the flag values there
+	// for the call, then restore it.
+	for k, v := range overrides {
+		old, had := os.LookupEnv(k)
+		os.Setenv(k, v)
+		if had {
+			defer os.Setenv(k, old)
+		} else {
+			defer os.Unsetenv(k)
+		}
+	}
+	var c Config
+	if err := envconfig.Process(Prefix, &c); err != nil {
+		var pe *envconfig.ParseError
+		if errors.As(err, &pe) {
+			return nil, badValue(pe.KeyName, pe.Value, expectation(pe.FieldName, pe.Err))
+		}
+		return nil, err
+	}
+	if err := c.check(); err != nil {
+		return nil, err
+	}
+	return &c, nil
+}
+
+// BadValueError is a setting with a value it cannot take.
+type BadValueError struct {
+	Env, Flag, Value, Want string
+}
+
+func (e *BadValueError) Error() string {
+	return fmt.Sprintf("%s (--%s) = %q: %s", e.Env, e.Flag, e.Value, e.Want)
+}
+
+func badValue(env, value, want string) error {
+	flagName := ""
+	for _, v := range Vars() {
+		if v.Env == env {
+			flagName = v.Flag
+		}
+	}
+	return &BadValueError{Env: env, Flag: flagName, Value: value, Want: want}
+}
+
+func expectation(field string, err error) string {
+	f, _ := reflect.TypeOf(Config{}).FieldByName(field)
+	switch f.Type {
+	case reflect.TypeOf(time.Duration(0)):
+		return "want a duration such as 500ms, 5s or 2m"
+	case reflect.TypeOf(ByteSize(0)):
+		return "want a size in bytes such as 212992, 512KiB or 32MiB"
+	}
+	switch f.Type.Kind() {
+	case reflect.Int:
+		return "want a whole number"
+	case reflect.Bool:
+		return "want true or false"
+	}
+	return "invalid: " + err.Error()
+}
+
+func (c *Config) check() error {
+	v := reflect.ValueOf(c).Elem()
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if ch := f.Tag.Get("choices"); ch != "" {
+			val := v.Field(i).String()
+			if !slices.Contains(strings.Split(ch, ","), val) {
+				return badValue(Prefix+"_"+f.Tag.Get("envconfig"), val, "want one of "+strings.ReplaceAll(ch, ",", ", "))
+			}
+		}
+	}
+	positive := []struct {
+		env string
+		n   int
+	}{
+		{"QUEUE_SIZE", c.QueueSize}, {"BATCH_EVENTS", c.BatchEvents}, {"BATCH_BYTES", int(c.BatchBytes)},
+		{"READ_BATCH", c.ReadBatch},
+	}
+	for _, p := range positive {
+		if p.n < 1 {
+			return badValue(Prefix+"_"+p.env, strconv.Itoa(p.n), "want a number of at least 1")
+		}
+	}
+	if c.ReadBatch > 1024 {
+		return badValue(Prefix+"_READ_BATCH", strconv.Itoa(c.ReadBatch), "want at most 1024")
+	}
+	durations := []struct {
+		env string
+		d   time.Duration
+	}{
+		{"BATCH_LINGER", c.BatchLinger}, {"RESYNC_INTERVAL", c.ResyncInterval}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
+		{"FLUSH_TIMEOUT", c.FlushTimeout}, {"RETRY_MAX", c.RetryMax},
+	}
+	for _, d := range durations {
+		if d.d <= 0 {
+			return badValue(Prefix+"_"+d.env, d.d.String(), "want a positive duration such as 500ms, 5s or 2m")
+		}
+	}
+	if _, err := c.Subscriptions(); err != nil {
+		return badValue(Prefix+"_SUBSCRIBE", strings.Join(c.Subscribe, ","), err.Error())
+	}
+	if _, err := sink.ParseTemplate(c.Subject); err != nil {
+		return badValue(Prefix+"_SUBJECT", c.Subject, err.Error())
+	}
+	if _, err := sink.ParseTemplate(c.LossSubject); err != nil {
+		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, err.Error())
+	}
+	if c.ReceiveBuffer < 4096 {
+		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")
+	}
+	return nil
+}
+
+// Subscriptions parses Subscribe.
+func (c *Config) Subscriptions() ([]bridge.Subscription, error) {
+	return bridge.ParseSubscriptions(c.Subscribe)
+}
+
+// Templates parses Subject and LossSubject (checked by Load).
+func (c *Config) Templates() (events, losses sink.Template) {
+	events, _ = sink.ParseTemplate(c.Subject)
+	losses, _ = sink.ParseTemplate(c.LossSubject)
+	return events, losses
+}

@@ -1,0 +1,90 @@
+package sink
+
+import (
+	"fmt"
+	"strings"
+)
+
+// DefaultSubject and DefaultLossSubject are the default subject templates.
+const (
+	DefaultSubject     = "genl.{family}.{group}.{host}"
+	DefaultLossSubject = "genl.{family}.{group}.{host}.loss"
+)
+
+// Template builds NATS subjects from {family}, {group} and {host}. Each value
+// is sanitized into a single subject token (see Token). Safe for concurrent use.
+type Template struct {
+	raw string
+}
+
+// ParseTemplate checks a subject template: dot-separated tokens, no
+// wildcards, spaces or empty tokens, placeholders only among {family},
+// {group} and {host}.
+func ParseTemplate(t string) (Template, error) {
+	if t == "" {
+		return Template{}, fmt.Errorf("subject template is empty")
+	}
+	rest := t
+	for {
+		i := strings.IndexByte(rest, '{')
+		if i < 0 {
+			break
+		}
+		j := strings.IndexByte(rest[i:], '}')
+		if j < 0 {
+			return Template{}, fmt.Errorf("subject template %q: unclosed {", t)
+		}
+		switch name := rest[i+1 : i+j]; name {
+		case "family", "group", "host":
+		default:
+			return Template{}, fmt.Errorf("subject template %q: unknown placeholder {%s}: want {family}, {group} or {host}", t, name)
+		}
+		rest = rest[i+j+1:]
+	}
+	probe := Template{raw: t}.Subject("f", "g", "h")
+	for _, tok := range strings.Split(probe, ".") {
+		if tok == "" || strings.ContainsAny(tok, "*> \t\r\n") {
+			return Template{}, fmt.Errorf("subject template %q: tokens must be non-empty, without wildcards or spaces", t)
+		}
+	}
+	return Template{raw: t}, nil
+}
+
+// Subject fills the template.
+func (t Template) Subject(family, group, host string) string {
+	r := strings.NewReplacer("{family}", Token(family), "{group}", Token(group), "{host}", Token(host))
+	return r.Replace(t.raw)
+}
+
+// String returns the template text.
+func (t Template) String() string { return t.raw }
+
+// Token turns s into one NATS subject token: '.', '*', '>', white space and
+// control characters become '_', so a hostname "a.b.c" cannot add subject
+// levels and no wildcard reaches a subject. An empty s becomes "_".
+func Token(s string) string {
+	if s == "" {
+		return "_"
+	}
+	clean := true
+	for i := 0; i < len(s); i++ {
+		if badTokenByte(s[i]) {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return s
+	}
+	b := []byte(s)
+	for i, c := range b {
+		if badTokenByte(c) {
+			b[i] = '_'
+		}
+	}
+	return string(b)
+}
+
+func badTokenByte(c byte) bool {
+	return c <= ' ' || c == '.' || c == '*' || c == '>' || c == 0x7f
+}
