@@ -1,0 +1,51 @@
+# VM test of the kernel module (kmod/) under qemu, for Debian 12's kernels.
+# Included by the root Makefile; paths are relative to the repository root.
+#
+#   make vm-deps      install qemu, static busybox and the kernel headers
+#   make vm-kernels   vmlinuz of each kernel + genl_exmpl.ko built against
+#                     that kernel's headers (W=1, no warnings allowed), in
+#                     $(VM_DIR)/<kernel release>/
+#   make vm-guest     the static guest test binary $(VM_GUEST_TEST)
+#   make vm-test      all of the above, then boot each kernel in qemu and run
+#                     the guest tests; fails if any fails or a VM hangs.
+#                     Console logs: $(VM_DIR)/<kernel release>/console.log
+#   make vm-clean     remove $(VM_DIR)
+#
+# Knobs: VM_ACCEL=tcg|kvm|auto, VM_TIMEOUT=15m, VM_RUN=<go test -run regexp>,
+# VM_KERNEL_PKGS (headers meta packages, one per kernel to test).
+
+VM_DIR           ?= build/vm
+# One headers meta package per kernel; apt resolves each to a kernel release.
+VM_KERNEL_PKGS   ?= linux-headers-amd64 linux-headers-6.12-amd64
+VM_PKGS          ?= qemu-system-x86 busybox-static $(VM_KERNEL_PKGS)
+VM_GUEST_TEST    ?= $(VM_DIR)/vmtest.test
+# Put in the VM when it exists (the root Makefile may add its target to VM_TEST_DEPS).
+VM_BRIDGE_BIN    ?= build/genlbridge
+VM_TEST_DEPS     ?=
+VM_ACCEL         ?= tcg
+VM_TIMEOUT       ?= 15m
+VM_RUN           ?=
+VM_GO_TIMEOUT    ?= 60m
+# Kernel releases, e.g. "6.1.0-56-amd64 6.12.117+deb12-amd64" (evaluated when used).
+VM_KVERS          = $(shell vmtest/vm.sh kvers $(VM_KERNEL_PKGS))
+
+.PHONY: vm-deps vm-kernels vm-guest vm-test vm-clean
+
+vm-deps:
+	@vmtest/vm.sh deps $(VM_PKGS)
+
+vm-kernels: vm-deps
+	VM_DIR=$(VM_DIR) vmtest/vm.sh kernels $(VM_KERNEL_PKGS)
+
+vm-guest:
+	@mkdir -p $(dir $(VM_GUEST_TEST))
+	CGO_ENABLED=0 go test -c -tags vmtest -o $(VM_GUEST_TEST) ./vmtest
+
+vm-test: vm-kernels vm-guest $(VM_TEST_DEPS)
+	VM_DIR=$(abspath $(VM_DIR)) VM_KVERS="$(VM_KVERS)" \
+	VM_GUEST_TEST=$(abspath $(VM_GUEST_TEST)) VM_BRIDGE_BIN=$(abspath $(VM_BRIDGE_BIN)) \
+	VM_ACCEL=$(VM_ACCEL) VM_TIMEOUT=$(VM_TIMEOUT) VM_RUN='$(VM_RUN)' \
+	go test -tags vmhost -run TestVM -v -count=1 -timeout $(VM_GO_TIMEOUT) ./vmtest
+
+vm-clean:
+	rm -rf $(VM_DIR)

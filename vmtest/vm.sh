@@ -1,0 +1,130 @@
+#!/bin/sh
+# Helper of mk/vm.mk: installs the VM test's Debian packages, fetches the test
+# kernels and builds genl_exmpl.ko against each kernel's own headers.
+#
+#   vmtest/vm.sh deps PKG...            install the packages that are missing
+#   vmtest/vm.sh kvers META...          print the kernel release each headers
+#                                       meta package (e.g. linux-headers-amd64)
+#                                       stands for, one a line
+#   vmtest/vm.sh kernels META...        for each: $VM_DIR/<kver>/vmlinuz and
+#                                       $VM_DIR/<kver>/genl_exmpl.ko
+#
+# Versions are resolved with apt and dpkg, never written down here. Run from
+# the repository root; VM_DIR defaults to build/vm. Needs root for apt-get.
+set -eu
+
+VM_DIR=${VM_DIR:-build/vm}
+KMOD_DIR=${KMOD_DIR:-kmod}
+# 1: a kmod build warning fails the build (the module must be W=1 clean).
+KMOD_WERROR=${KMOD_WERROR:-1}
+
+die() { echo "vm.sh: $*" >&2; exit 1; }
+
+installed() { # PKG: is the package installed?
+	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
+}
+
+cmd_deps() {
+	missing=
+	for p in "$@"; do
+		installed "$p" || missing="$missing $p"
+	done
+	[ -n "$missing" ] || { echo "vm-deps: all installed:$(printf ' %s' "$@")"; return 0; }
+	echo "vm-deps: installing$missing"
+	export DEBIAN_FRONTEND=noninteractive
+	# The package lists may be missing or stale on a new machine.
+	# shellcheck disable=SC2086
+	apt-get install -y --no-install-recommends $missing ||
+		{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+}
+
+# kver META: the kernel release that a headers meta package depends on, from
+# the installed package (so that it matches the headers on disk), else apt's
+# candidate.
+kver() {
+	deps=$(dpkg-query -W -f='${Depends}' "$1" 2>/dev/null || true)
+	[ -n "$deps" ] || deps=$(apt-cache depends "$1" 2>/dev/null | sed -n 's/^ *Depends: //p')
+	k=$(printf '%s\n' "$deps" | tr ',' '\n' | sed -n 's/^ *linux-headers-\([0-9][^ ]*-amd64\)\( .*\)\{0,1\}$/\1/p' | head -n1)
+	[ -n "$k" ] || die "cannot tell the kernel release of $1 (is it installed? run make vm-deps)"
+	echo "$k"
+}
+
+cmd_kvers() {
+	for m in "$@"; do kver "$m"; done
+}
+
+# fetch_vmlinuz KVER DIR: DIR/vmlinuz from the linux-image package of the same
+# version as the installed headers.
+fetch_vmlinuz() {
+	k=$1 dir=$2
+	[ -s "$dir/vmlinuz" ] && return 0
+	ver=$(dpkg-query -W -f='${Version}' "linux-headers-$k" 2>/dev/null) ||
+		die "linux-headers-$k is not installed (run make vm-deps)"
+	debs=$VM_DIR/debs
+	mkdir -p "$debs"
+	rm -f "$debs"/linux-image-"$k"*.deb
+	for pkg in "linux-image-$k" "linux-image-$k-unsigned"; do
+		if (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >/dev/null); then
+			break
+		fi
+	done
+	deb=$(ls "$debs"/linux-image-"$k"*.deb 2>/dev/null | head -n1)
+	[ -n "$deb" ] || die "cannot download the image of $k (version $ver)"
+	tmp=$dir/.extract
+	rm -rf "$tmp" && mkdir -p "$tmp"
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" "./boot/vmlinuz-$k"
+	mv "$tmp/boot/vmlinuz-$k" "$dir/vmlinuz"
+	rm -rf "$tmp" "$deb"
+	echo "vm-kernels: $dir/vmlinuz from $(basename "$deb")"
+}
+
+# build_kmod KVER DIR: DIR/genl_exmpl.ko built against linux-headers-KVER.
+build_kmod() {
+	k=$1 dir=$2
+	kdir=/usr/src/linux-headers-$k
+	[ -d "$kdir" ] || die "$kdir missing (run make vm-deps)"
+	src=$dir/kmod
+	mkdir -p "$src"
+	# Copies keep their times, so an unchanged module is not rebuilt.
+	cp -p "$KMOD_DIR"/*.c "$KMOD_DIR"/*.h "$KMOD_DIR"/Kbuild "$KMOD_DIR"/Makefile "$src"/
+	log=$dir/kmod-build.log
+	if ! make -C "$src" KDIR="$kdir" W=1 >"$log" 2>&1; then
+		cat "$log" >&2
+		die "building genl_exmpl.ko for $k failed"
+	fi
+	n=$(grep -c 'warning:' "$log" || true)
+	echo "$n" >"$dir/kmod-warnings"
+	if [ "$n" -gt 0 ]; then
+		grep -A3 'warning:' "$log" >&2
+		# Rebuild next time, so that the warnings are seen again.
+		rm -f "$src"/*.o "$src"/*.ko
+		[ "$KMOD_WERROR" = 1 ] && die "genl_exmpl.ko for $k: $n warning(s) with W=1"
+	fi
+	cp -p "$src/genl_exmpl.ko" "$dir/genl_exmpl.ko"
+	magic=$(modinfo -F vermagic "$dir/genl_exmpl.ko" 2>/dev/null || true)
+	case "$magic" in
+	"$k "*) ;;
+	*) die "genl_exmpl.ko for $k has vermagic '$magic'" ;;
+	esac
+	echo "vm-kernels: $dir/genl_exmpl.ko ($n warnings with W=1, vermagic $magic)"
+}
+
+cmd_kernels() {
+	for m in "$@"; do
+		k=$(kver "$m")
+		dir=$VM_DIR/$k
+		mkdir -p "$dir"
+		fetch_vmlinuz "$k" "$dir"
+		build_kmod "$k" "$dir"
+	done
+}
+
+[ $# -ge 1 ] || die "usage: vm.sh deps|kvers|kernels ARG..."
+cmd=$1
+shift
+case "$cmd" in
+deps) cmd_deps "$@" ;;
+kvers) cmd_kvers "$@" ;;
+kernels) cmd_kernels "$@" ;;
+*) die "unknown command $cmd" ;;
+esac

@@ -1,0 +1,352 @@
+//go:build vmhost
+
+package vmtest
+
+// The host side of the VM test: `make vm-test` runs
+//
+//	go test -tags vmhost -run TestVM -v -timeout 30m ./vmtest
+//
+// after `make vm-kernels` and the guest test binary's build. Settings come
+// from the environment (mk/vm.mk sets them):
+//
+//	VM_DIR         build dir, default <repo>/build/vm
+//	VM_KVERS       kernel releases to test, default every VM_DIR/*/vmlinuz
+//	VM_GUEST_TEST  guest test binary, default VM_DIR/vmtest.test
+//	VM_BRIDGE_BIN  bridge binary put in the VM if it exists, default <repo>/build/genlbridge
+//	VM_BUSYBOX     static busybox, default /bin/busybox
+//	VM_QEMU        default qemu-system-x86_64
+//	VM_ACCEL       tcg (default), kvm, or auto (kvm if a short probe boots)
+//	VM_TIMEOUT     per VM, default 15m
+//	VM_SMP, VM_MEM default 2 and 512 (MiB)
+//	VM_RUN         go test -run pattern for the guest (no spaces)
+//	VM_APPEND      more kernel command-line words
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+func env(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+func repoRoot(t *testing.T) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			t.Fatalf("no go.mod above %s", dir)
+		}
+	}
+}
+
+type vmConfig struct {
+	root, dir              string
+	guestTest, bridge, bb  string
+	qemu, accel            string
+	timeout                time.Duration
+	smp, mem, run, appendx string
+}
+
+func loadConfig(t *testing.T) vmConfig {
+	root := repoRoot(t)
+	dir := env("VM_DIR", filepath.Join(root, "build", "vm"))
+	if !filepath.IsAbs(dir) {
+		dir = filepath.Join(root, dir)
+	}
+	c := vmConfig{
+		root:      root,
+		dir:       dir,
+		guestTest: env("VM_GUEST_TEST", filepath.Join(dir, "vmtest.test")),
+		bridge:    env("VM_BRIDGE_BIN", filepath.Join(root, "build", "genlbridge")),
+		bb:        env("VM_BUSYBOX", "/bin/busybox"),
+		qemu:      env("VM_QEMU", "qemu-system-x86_64"),
+		accel:     env("VM_ACCEL", "tcg"),
+		smp:       env("VM_SMP", "2"),
+		mem:       env("VM_MEM", "512"),
+		run:       os.Getenv("VM_RUN"),
+		appendx:   os.Getenv("VM_APPEND"),
+	}
+	for _, p := range []*string{&c.guestTest, &c.bridge} {
+		if !filepath.IsAbs(*p) {
+			*p = filepath.Join(root, *p)
+		}
+	}
+	var err error
+	if c.timeout, err = time.ParseDuration(env("VM_TIMEOUT", "15m")); err != nil {
+		t.Fatalf("VM_TIMEOUT: %v", err)
+	}
+	return c
+}
+
+func kernels(t *testing.T, dir string) []string {
+	if v := strings.Fields(os.Getenv("VM_KVERS")); len(v) > 0 {
+		return v
+	}
+	m, _ := filepath.Glob(filepath.Join(dir, "*", "vmlinuz"))
+	var out []string
+	for _, p := range m {
+		out = append(out, filepath.Base(filepath.Dir(p)))
+	}
+	sort.Strings(out)
+	if len(out) == 0 {
+		t.Fatalf("no kernel in %s/*/vmlinuz: run make vm-kernels", dir)
+	}
+	return out
+}
+
+func TestVM(t *testing.T) {
+	c := loadConfig(t)
+	for _, p := range []string{c.guestTest, c.bb} {
+		if _, err := os.Stat(p); err != nil {
+			t.Fatalf("%v (run make vm-deps vm-guest, or make vm-test)", err)
+		}
+	}
+	if _, err := exec.LookPath(c.qemu); err != nil {
+		t.Fatalf("%v (run make vm-deps)", err)
+	}
+	bridge := ""
+	if _, err := os.Stat(c.bridge); err == nil {
+		bridge = c.bridge
+	}
+	t.Logf("guest tests %s, bridge %q, accel %s, timeout %v per VM", c.guestTest, bridge, c.accel, c.timeout)
+
+	// One VM at a time: the machine has two cores.
+	for _, kver := range kernels(t, c.dir) {
+		t.Run(kver, func(t *testing.T) {
+			kdir := filepath.Join(c.dir, kver)
+			vmlinuz, ko := filepath.Join(kdir, "vmlinuz"), filepath.Join(kdir, "genl_exmpl.ko")
+			for _, p := range []string{vmlinuz, ko} {
+				if _, err := os.Stat(p); err != nil {
+					t.Fatalf("%v (run make vm-kernels)", err)
+				}
+			}
+			accel := c.accel
+			if accel == "auto" {
+				accel = probeKVM(t, c, kdir, vmlinuz)
+			}
+			initrd := filepath.Join(kdir, "initramfs.cpio")
+			files := map[string]string{GuestTestPath: c.guestTest, GuestKoPath: ko}
+			if bridge != "" {
+				files[GuestBridgePath] = bridge
+			}
+			if err := writeInitramfs(initrd, c.bb, InitScript, files); err != nil {
+				t.Fatal(err)
+			}
+			words := []string{"vmtest_timeout=" + (c.timeout - 30*time.Second).String()}
+			if c.run != "" {
+				words = append(words, "vmtest_run="+c.run)
+			}
+			if c.appendx != "" {
+				words = append(words, c.appendx)
+			}
+			logPath := filepath.Join(kdir, "console.log")
+			r, err := runQEMU(t, c, accel, vmlinuz, initrd, logPath, c.timeout, words)
+			summary := fmt.Sprintf("kernel %s accel %s: boot to /init %.2fs (guest uptime %.2fs), tests %.1fs, VM total %.1fs; %d passed, %d failed, %d skipped",
+				kver, accel, r.initAt.Seconds(), r.guest.InitUptime, r.guest.DoneUptime-r.guest.InitUptime,
+				r.total.Seconds(), len(r.guest.Passed), len(r.guest.Failed), len(r.guest.Skipped))
+			for _, m := range r.guest.Metrics {
+				summary += "\n  metric: " + m
+			}
+			t.Log(summary)
+			_ = os.WriteFile(filepath.Join(kdir, "result.txt"), []byte(summary+"\n"), 0o644)
+			if err == nil {
+				err = r.guest.Err()
+			}
+			if err != nil {
+				t.Errorf("%s: %v\nconsole log %s, last lines:\n%s", kver, err, logPath, tail(logPath, 80))
+			}
+		})
+	}
+}
+
+// writeInitramfs writes the initramfs: busybox and its applet links in /bin,
+// /init, /dev/console and the files given by their path in the VM.
+func writeInitramfs(out, busybox, init string, files map[string]string) error {
+	list, err := exec.Command(busybox, "--list").Output()
+	if err != nil {
+		return fmt.Errorf("%s --list: %v", busybox, err)
+	}
+	f, err := os.Create(out)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	c := NewCPIO(f)
+	for _, d := range []string{"bin", "dev", "proc", "sys", "root", "etc"} {
+		c.Dir(d, 0o755)
+	}
+	c.Dir("tmp", 0o1777)
+	c.CharDev("dev/console", 0o600, 5, 1)
+	c.CharDev("dev/null", 0o666, 1, 3)
+	if err := addFile(c, "bin/busybox", busybox); err != nil {
+		return err
+	}
+	for _, name := range strings.Fields(string(list)) {
+		// A link named busybox would replace the binary: /init then
+		// fails with ELOOP (error -40).
+		if name != "busybox" && !strings.Contains(name, "/") {
+			c.Symlink("bin/"+name, "busybox")
+		}
+	}
+	c.Bytes("init", 0o755, []byte(init))
+	names := make([]string, 0, len(files))
+	for name := range files {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	for _, name := range names {
+		if err := addFile(c, name, files[name]); err != nil {
+			return err
+		}
+	}
+	if err := c.Close(); err != nil {
+		return err
+	}
+	return f.Close()
+}
+
+func addFile(c *CPIO, name, src string) error {
+	f, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	c.File(name, uint32(st.Mode().Perm()|0o444), st.Size(), f)
+	return nil
+}
+
+type vmRun struct {
+	guest  GuestResult
+	initAt time.Duration // host time from qemu's start to the InitMarker line
+	total  time.Duration
+}
+
+// runQEMU boots the kernel with the initramfs, copies the serial console to
+// logPath and parses it. It fails when qemu cannot run or the timeout passes.
+func runQEMU(t *testing.T, c vmConfig, accel, vmlinuz, initrd, logPath string, timeout time.Duration, words []string) (vmRun, error) {
+	var r vmRun
+	args := []string{
+		"-kernel", vmlinuz, "-initrd", initrd,
+		"-append", "console=ttyS0 quiet panic=-1 " + strings.Join(words, " "),
+		"-nographic", "-no-reboot", "-m", c.mem, "-smp", c.smp, "-nic", "none",
+	}
+	switch accel {
+	case "kvm":
+		args = append(args, "-accel", "kvm", "-cpu", "host")
+	default:
+		args = append(args, "-accel", "tcg")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, c.qemu, args...)
+	cmd.Stdin = nil
+	cmd.WaitDelay = 5 * time.Second
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		return r, err
+	}
+	cmd.Stderr = cmd.Stdout
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return r, err
+	}
+	defer logf.Close()
+	t.Logf("%s %s", c.qemu, strings.Join(args, " "))
+	start := time.Now()
+	if err := cmd.Start(); err != nil {
+		return r, err
+	}
+	var (
+		wg      sync.WaitGroup
+		console bytes.Buffer
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		sc := bufio.NewScanner(out)
+		sc.Buffer(make([]byte, 64<<10), 1<<20)
+		for sc.Scan() {
+			line := strings.TrimRight(sc.Text(), "\r")
+			fmt.Fprintln(logf, line)
+			console.WriteString(line + "\n")
+			switch {
+			case strings.Contains(line, InitMarker):
+				r.initAt = time.Since(start)
+				t.Logf("guest: %s (host %.2fs)", line, r.initAt.Seconds())
+			case strings.HasPrefix(strings.TrimSpace(line), "--- "), strings.Contains(line, DoneMarker), strings.Contains(line, MetricMarker):
+				t.Logf("guest: %s", line)
+			}
+		}
+	}()
+	wg.Wait()
+	werr := cmd.Wait()
+	r.total = time.Since(start)
+	g, perr := ParseConsole(&console)
+	r.guest = g
+	switch {
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return r, fmt.Errorf("qemu killed after the %v timeout", timeout)
+	case werr != nil:
+		return r, fmt.Errorf("qemu: %v", werr)
+	}
+	return r, perr
+}
+
+// probeKVM boots the kernel under KVM with an initramfs that only prints the
+// markers, and returns "kvm" if that works within a minute, else "tcg".
+func probeKVM(t *testing.T, c vmConfig, kdir, vmlinuz string) string {
+	f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+	if err != nil {
+		t.Logf("KVM probe: %v; using TCG", err)
+		return "tcg"
+	}
+	f.Close()
+	initrd := filepath.Join(kdir, "kvm-probe.cpio")
+	if err := writeInitramfs(initrd, c.bb, InitScript, nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := runQEMU(t, c, "kvm", vmlinuz, initrd, filepath.Join(kdir, "kvm-probe.log"), time.Minute, []string{"vmtest_probe=1"})
+	if err == nil && r.guest.InitSeen && r.guest.Done {
+		t.Logf("KVM probe: booted to /init in %.2fs; using KVM", r.initAt.Seconds())
+		return "kvm"
+	}
+	t.Logf("KVM probe failed (%v, init seen %v); using TCG", err, r.guest.InitSeen)
+	return "tcg"
+}
+
+func tail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
