@@ -14,12 +14,16 @@
 # Knobs: VM_ACCEL=tcg|kvm|auto, VM_TIMEOUT=15m, VM_RUN=<go test -run regexp>,
 # VM_KERNEL_PKGS (headers meta packages, one per kernel to test).
 
+# Including this file must not change the including Makefile's default goal.
+_vm_saved_default_goal := $(.DEFAULT_GOAL)
+
 VM_DIR           ?= build/vm
 # One headers meta package per kernel; apt resolves each to a kernel release.
 VM_KERNEL_PKGS   ?= linux-headers-amd64 linux-headers-6.12-amd64
 VM_PKGS          ?= qemu-system-x86 busybox-static $(VM_KERNEL_PKGS)
 VM_GUEST_TEST    ?= $(VM_DIR)/vmtest.test
-# Put in the VM when it exists (the root Makefile may add its target to VM_TEST_DEPS).
+# Put in the VM when it exists; the root Makefile may set VM_TEST_DEPS to the
+# target that builds it (CGO_ENABLED=0), so that vm-test builds it first.
 VM_BRIDGE_BIN    ?= build/genlbridge
 VM_TEST_DEPS     ?=
 VM_ACCEL         ?= tcg
@@ -49,3 +53,5 @@ vm-test: vm-kernels vm-guest $(VM_TEST_DEPS)
 
 vm-clean:
 	rm -rf $(VM_DIR)
+
+.DEFAULT_GOAL := $(_vm_saved_default_goal)

@@ -63,13 +63,17 @@ fetch_vmlinuz() {
 	debs=$VM_DIR/debs
 	mkdir -p "$debs"
 	rm -f "$debs"/linux-image-"$k"*.deb
-	for pkg in "linux-image-$k" "linux-image-$k-unsigned"; do
-		if (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg=$ver" >/dev/null); then
-			break
-		fi
+	# The same version as the headers; failing that (the archive moved on
+	# within the same ABI, so vermagic still matches), the current one.
+	for want in "=$ver" ""; do
+		for pkg in "linux-image-$k" "linux-image-$k-unsigned"; do
+			if (cd "$debs" && apt-get download -q -o APT::Sandbox::User=root "$pkg$want" >/dev/null); then
+				break 2
+			fi
+		done
 	done
 	deb=$(ls "$debs"/linux-image-"$k"*.deb 2>/dev/null | head -n1)
-	[ -n "$deb" ] || die "cannot download the image of $k (version $ver)"
+	[ -n "$deb" ] || die "cannot download linux-image-$k (headers version $ver): run apt-get update; if the ABI moved on, upgrade the headers meta packages (apt-get install --only-upgrade linux-headers-...)"
 	tmp=$dir/.extract
 	rm -rf "$tmp" && mkdir -p "$tmp"
 	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" "./boot/vmlinuz-$k"
