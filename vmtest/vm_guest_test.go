@@ -412,6 +412,8 @@ func TestEmitAndBurst(t *testing.T) {
 		lastSeq           = emitSeq
 		lastAt            time.Duration
 		dropped           uint32
+		// From the events' TIMESTAMPs: how fast the kernel made them.
+		firstSeq, firstTS, lastTS uint64
 	)
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
@@ -452,15 +454,20 @@ func TestEmitAndBurst(t *testing.T) {
 				t.Fatalf("SEQ %d: text %q, want %q", e.seq, e.msg, want)
 			}
 			lastSeq = e.seq
+			if firstTS == 0 {
+				firstSeq, firstTS = e.seq, e.timestamp
+			}
+			lastTS = e.timestamp
 		}
 	}
 	elapsed := time.Since(start)
 	missing := n - received
 	t.Logf("BURST %d: ACK after %v; received %d (last after %v), socket drops %d, ENOBUFS reads %d, %v in all",
 		n, ackAfter, received, lastAt, dropped, enobufs, elapsed)
-	metric(t, "burst count=%d received=%d drops=%d enobufs=%d ack=%v last_event=%v rate=%.0f/s rcvbuf=%dMiB",
+	kernelSpan := time.Duration(lastTS - firstTS)
+	metric(t, "burst count=%d received=%d drops=%d enobufs=%d ack=%v last_event=%v receive_rate=%.0f/s kernel_rate=%.0f/s rcvbuf=%dMiB",
 		n, received, dropped, enobufs, ackAfter.Round(time.Millisecond), lastAt.Round(time.Millisecond),
-		float64(received)/lastAt.Seconds(), rcvbuf>>20)
+		float64(received)/lastAt.Seconds(), float64(lastSeq-firstSeq)/kernelSpan.Seconds(), rcvbuf>>20)
 	if uint64(missing) != uint64(dropped) {
 		t.Errorf("received %d + drops %d != %d: %d events unaccounted for", received, dropped, n, missing-int(dropped))
 	}
