@@ -245,7 +245,13 @@ func (r *reader) newInstance(now time.Time) {
 	r.publishPendingDrops(now)
 	r.aheadReported = 0
 	r.haveSeq, r.lastSeq = true, 0
-	r.instance = uint64(now.UnixNano())
+	r.instance = r.nextInstance(now)
+}
+
+// nextInstance is the receive time in ns, made larger than the previous
+// instance when both fall in the same read.
+func (r *reader) nextInstance(now time.Time) uint64 {
+	return max(uint64(now.UnixNano()), r.instance+1)
 }
 
 // sequence stamps ev's sequence and accounts for any gap before it.
@@ -258,7 +264,7 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 	ev.SeqSource = event.SeqKernel
 	switch {
 	case !r.haveSeq:
-		r.instance = uint64(now.UnixNano())
+		r.instance = r.nextInstance(now)
 	case ev.Seq == r.lastSeq+1:
 	case ev.Seq > r.lastSeq+1:
 		r.gap(r.lastSeq+1, ev.Seq-1, now)
@@ -274,21 +280,24 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 	ev.Instance = r.instance
 }
 
-// gap accounts for the missing sequence numbers first..last: first as the
-// kernel's drops not yet placed, then as drops already published ahead of
-// it, and the rest as a sequence gap.
+// gap accounts for the missing sequence numbers first..last: first as drops
+// already published ahead of it, then as the kernel's drops not yet placed,
+// and the rest as a sequence gap. The drop counter is read when the gap shows,
+// so it may include drops that a later gap will show; the counts stay exact,
+// only a module's own loss racing an overrun could be labelled as the other.
 func (r *reader) gap(first, last uint64, now time.Time) {
 	r.refreshDrops(now)
 	n := last - first + 1
 	ns := now.UnixNano()
-	if a := min(n, r.pendingDrops); a > 0 {
-		r.b.ledger.add(r.lossRecord(event.ReasonOverrun, a, first, first+a-1, ns), true)
-		r.pendingDrops -= a
+	// Drops happen in order: those published ahead are the oldest.
+	if a := min(n, r.aheadReported); a > 0 {
+		r.aheadReported -= a
 		first += a
 		n -= a
 	}
-	if a := min(n, r.aheadReported); a > 0 {
-		r.aheadReported -= a
+	if a := min(n, r.pendingDrops); a > 0 {
+		r.b.ledger.add(r.lossRecord(event.ReasonOverrun, a, first, first+a-1, ns), true)
+		r.pendingDrops -= a
 		first += a
 		n -= a
 	}

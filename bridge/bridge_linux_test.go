@@ -1,0 +1,466 @@
+//go:build linux
+
+package bridge_test
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/genlbridge/genlbridge/bridge"
+	"github.com/genlbridge/genlbridge/broker"
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/internal/inject"
+	"github.com/genlbridge/genlbridge/internal/netnstest"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats.go"
+)
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startNATS runs a real nats-server in the test process.
+func startNATS(t *testing.T) *nats.Conn {
+	t.Helper()
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Name: t.Name(), Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return nc
+}
+
+// collector is a NATS subscriber that keeps every record it receives.
+type collector struct {
+	mu       sync.Mutex
+	events   []event.Event
+	losses   []event.Loss
+	subjects map[string]int
+	ids      map[string]int
+}
+
+func collect(t *testing.T, url, subject string) *collector {
+	t.Helper()
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	c := &collector{subjects: map[string]int{}, ids: map[string]int{}}
+	_, err = nc.Subscribe(subject, func(m *nats.Msg) {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		c.subjects[m.Subject]++
+		c.ids[m.Header.Get("Nats-Msg-Id")]++
+		for _, line := range strings.Split(strings.TrimSpace(string(m.Data)), "\n") {
+			var v event.Envelope
+			if err := json.Unmarshal([]byte(line), &v); err != nil {
+				t.Errorf("bad record on %s: %v: %s", m.Subject, err, line)
+				return
+			}
+			if v.Type == "loss" {
+				c.losses = append(c.losses, v.Loss())
+			} else {
+				c.events = append(c.events, v.Event)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (c *collector) snapshot() ([]event.Event, []event.Loss) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.events), slices.Clone(c.losses)
+}
+
+// waitFor polls cond until it holds or the timeout passes.
+func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runBridge runs b until the test ends, checking that Run returns nil.
+func runBridge(t *testing.T, b *bridge.Bridge) (stop func()) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("Run: %v", err)
+				}
+			case <-time.After(20 * time.Second):
+				t.Errorf("Run did not return 20s after its context ended")
+			}
+		})
+	}
+	t.Cleanup(stop)
+	waitFor(t, 5*time.Second, "every subscription joined", func() bool {
+		for _, s := range b.Subscriptions() {
+			if s.State != bridge.StateJoined {
+				return false
+			}
+		}
+		return true
+	})
+	return stop
+}
+
+// gate is a sink that holds every delivery while it is closed. It starts closed.
+type gate struct {
+	sink.Sink
+	mu   sync.Mutex
+	open chan struct{}
+}
+
+func newGate(s sink.Sink) *gate { return &gate{Sink: s, open: make(chan struct{})} }
+
+func (g *gate) hold() {
+	g.mu.Lock()
+	g.open = make(chan struct{})
+	g.mu.Unlock()
+}
+
+func (g *gate) release() {
+	g.mu.Lock()
+	close(g.open)
+	g.mu.Unlock()
+}
+
+func (g *gate) Deliver(ctx context.Context, b *sink.Batch) error {
+	g.mu.Lock()
+	open := g.open
+	g.mu.Unlock()
+	select {
+	case <-open:
+	case <-ctx.Done():
+		return sink.AllUndelivered(b, ctx.Err())
+	}
+	return g.Sink.Deliver(ctx, b)
+}
+
+func TestNetdevVethEventsReachNATS(t *testing.T) {
+	ns := netnstest.Need(t)
+	nc := startNATS(t)
+	col := collect(t, nc.ConnectedUrl(), "genl.>")
+	out := sink.NewNATS(nc, sink.NATSConfig{Logger: testLogger(t)})
+	b, err := bridge.New(bridge.Config{
+		Subscriptions: []bridge.Subscription{{Family: "netdev", Group: "mgmt"}},
+		NetNS:         ns.FD(),
+		Host:          "node-7.rack.example",
+		Logger:        testLogger(t),
+	}, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runBridge(t, b)
+
+	const pairs = 5
+	for i := 0; i < pairs; i++ {
+		if err := ns.IP("link", "add", fmt.Sprintf("va%d", i), "type", "veth", "peer", "name", fmt.Sprintf("vb%d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// NETDEV_CMD_DEV_ADD_NTF (2) for both ends of every pair, each with its ifindex (attribute 1).
+	const devAddNtf = 2
+	ifindexes := func() map[uint32]bool {
+		evs, _ := col.snapshot()
+		m := map[uint32]bool{}
+		for _, e := range evs {
+			if e.Cmd != devAddNtf {
+				continue
+			}
+			for _, a := range e.Attrs {
+				if a.Type == 1 && len(a.Data) == 4 {
+					m[binary.NativeEndian.Uint32(a.Data)] = true
+				}
+			}
+		}
+		return m
+	}
+	waitFor(t, 10*time.Second, fmt.Sprintf("dev-add notifications for %d devices", 2*pairs), func() bool { return len(ifindexes()) >= 2*pairs })
+
+	evs, _ := col.snapshot()
+	bootID := bridge.BootID()
+	if bootID == "" {
+		t.Fatal("no boot id on this machine")
+	}
+	seqs := map[uint64]bool{}
+	for _, e := range evs {
+		if e.Host != "node-7.rack.example" || e.BootID != bootID || e.Family != "netdev" || e.Group != "mgmt" ||
+			e.Format != event.FormatGeneric || e.SeqSource != event.SeqBridge || e.Instance == 0 {
+			t.Fatalf("event metadata: %+v", e)
+		}
+		if age := time.Since(time.Unix(0, e.RecvNS)); age < 0 || age > time.Minute {
+			t.Fatalf("receive time %v is off (age %v)", time.Unix(0, e.RecvNS), age)
+		}
+		if seqs[e.Seq] {
+			t.Fatalf("bridge sequence %d repeated", e.Seq)
+		}
+		seqs[e.Seq] = true
+	}
+	col.mu.Lock()
+	defer col.mu.Unlock()
+	// The host's dots must not add subject levels.
+	if n := col.subjects["genl.netdev.mgmt.node-7_rack_example"]; n != len(evs) {
+		t.Fatalf("subjects %v, want all %d events on genl.netdev.mgmt.node-7_rack_example", col.subjects, len(evs))
+	}
+	for id, n := range col.ids {
+		if id == "" || n != 1 {
+			t.Fatalf("Nats-Msg-Id %q seen %d times", id, n)
+		}
+	}
+	if st := b.Stats(); st.Received != uint64(len(evs)) || st.Delivered != uint64(len(evs)) {
+		t.Fatalf("stats %+v, collector saw %d", st, len(evs))
+	}
+}
+
+// injectBridge runs a bridge on netdev/mgmt in a fresh namespace, decoding
+// what a userspace sender multicasts there with the module's schema.
+func injectBridge(t *testing.T, cfg bridge.Config, wrap func(sink.Sink) sink.Sink) (*bridge.Bridge, *inject.Sender, *collector, func()) {
+	t.Helper()
+	ns := netnstest.Need(t)
+	nc := startNATS(t)
+	col := collect(t, nc.ConnectedUrl(), "genl.>")
+	var out sink.Sink = sink.NewNATS(nc, sink.NATSConfig{Logger: testLogger(t)})
+	if wrap != nil {
+		out = wrap(out)
+	}
+	cfg.Subscriptions = []bridge.Subscription{{Family: "netdev", Group: "mgmt", Decoder: bridge.DecodeExmpl}}
+	cfg.NetNS = ns.FD()
+	cfg.Logger = testLogger(t)
+	b, err := bridge.New(cfg, out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := runBridge(t, b)
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snd.Close() })
+	return b, snd, col, stop
+}
+
+// checkAccounting verifies that every sequence number 1..sent is either an
+// event the subscriber received or inside exactly one loss record.
+func checkAccounting(t *testing.T, col *collector, sent uint64) (received, lost uint64) {
+	t.Helper()
+	evs, losses := col.snapshot()
+	seen := make([]int, sent+1)
+	for _, e := range evs {
+		if e.Seq < 1 || e.Seq > sent {
+			t.Fatalf("event seq %d outside 1..%d", e.Seq, sent)
+		}
+		seen[e.Seq]++
+		received++
+	}
+	for _, l := range losses {
+		if l.FirstSeq == 0 || l.LastSeq < l.FirstSeq || l.LastSeq-l.FirstSeq+1 != l.Count {
+			t.Fatalf("loss record without an exact range: %+v", l)
+		}
+		for s := l.FirstSeq; s <= l.LastSeq; s++ {
+			seen[s]++
+		}
+		lost += l.Count
+	}
+	for s := uint64(1); s <= sent; s++ {
+		if seen[s] != 1 {
+			t.Fatalf("sequence %d accounted %d times (received %d, lost %d)", s, seen[s], received, lost)
+		}
+	}
+	return received, lost
+}
+
+func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
+	var g *gate
+	b, snd, col, _ := injectBridge(t, bridge.Config{
+		AllowUserspaceSenders: true,
+		ReceiveBuffer:         64 << 10, // about 80 events
+		QueueSize:             64,
+	}, func(s sink.Sink) sink.Sink { g = newGate(s); return g })
+
+	// The sink holds everything, the queue fills, the reader blocks, the
+	// socket buffer overflows: the kernel drops and counts.
+	const burst = 20000
+	if err := snd.SendExmpl(1, burst); err != nil {
+		t.Fatal(err)
+	}
+	g.release()
+	waitFor(t, 20*time.Second, "every injected event accounted for", func() bool {
+		st := b.Stats()
+		return st.Received+st.Lost[event.ReasonOverrun]+st.Lost[event.ReasonSeqGap] == burst && st.QueueDepth == 0
+	})
+	st := b.Stats()
+	if st.Lost[event.ReasonOverrun] == 0 {
+		t.Fatalf("no overrun with a 64 KiB buffer and a held sink: %+v", st)
+	}
+	if st.Lost[event.ReasonSeqGap] != 0 || st.SocketDrops != st.Lost[event.ReasonOverrun] {
+		t.Fatalf("drops must all be overruns, counted from the kernel: %+v", st)
+	}
+	waitFor(t, 10*time.Second, "the subscriber received all records", func() bool {
+		evs, losses := col.snapshot()
+		var n uint64
+		for _, l := range losses {
+			n += l.Count
+		}
+		return uint64(len(evs))+n == burst
+	})
+	received, lost := checkAccounting(t, col, burst)
+	t.Logf("burst %d: received %d, overrun %d (kernel drop counter %d)", burst, received, lost, st.SocketDrops)
+
+	// Never deaf: after several more overruns, the socket still delivers.
+	next := uint64(burst + 1)
+	for round := 0; round < 5; round++ {
+		g.hold()
+		if err := snd.SendExmpl(next, 5000); err != nil {
+			t.Fatal(err)
+		}
+		next += 5000
+		g.release()
+		time.Sleep(50 * time.Millisecond)
+		// A trickle after the overrun must arrive.
+		if err := snd.SendExmpl(next, 10); err != nil {
+			t.Fatal(err)
+		}
+		next += 10
+		want := next - 1
+		waitFor(t, 10*time.Second, fmt.Sprintf("round %d accounted", round), func() bool {
+			st := b.Stats()
+			return st.Received+st.Lost[event.ReasonOverrun]+st.Lost[event.ReasonSeqGap] == want
+		})
+		evs, _ := col.snapshot()
+		waitFor(t, 10*time.Second, "the trickle after the overrun delivered", func() bool {
+			evs, _ = col.snapshot()
+			for _, e := range evs {
+				if e.Seq == want {
+					return true
+				}
+			}
+			return false
+		})
+	}
+	waitFor(t, 10*time.Second, "all loss records published", func() bool {
+		evs, losses := col.snapshot()
+		var n uint64
+		for _, l := range losses {
+			n += l.Count
+		}
+		return uint64(len(evs))+n == next-1
+	})
+	checkAccounting(t, col, next-1)
+}
+
+func TestSequenceGapsAndResets(t *testing.T) {
+	b, snd, col, _ := injectBridge(t, bridge.Config{AllowUserspaceSenders: true}, nil)
+	send := func(seqs ...uint64) {
+		for _, s := range seqs {
+			if err := snd.Send(inject.AppendExmpl(nil, snd.FamilyID(), s, "x")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// 1..3, then 4..6 missing (the module lost them), 7; then the
+	// sequence restarts (module reloaded) and 1..2 of the new one are missed.
+	send(1, 2, 3, 7, 3, 4)
+	waitFor(t, 5*time.Second, "6 events", func() bool { evs, _ := col.snapshot(); return len(evs) == 6 })
+	waitFor(t, 5*time.Second, "2 loss records", func() bool { _, l := col.snapshot(); return len(l) == 2 })
+	evs, losses := col.snapshot()
+	if losses[0].Reason != event.ReasonSeqGap || losses[0].FirstSeq != 4 || losses[0].LastSeq != 6 || losses[0].Count != 3 {
+		t.Fatalf("first loss %+v, want seq_gap 4-6", losses[0])
+	}
+	if losses[1].Reason != event.ReasonSeqGap || losses[1].FirstSeq != 1 || losses[1].LastSeq != 2 || losses[1].Count != 2 {
+		t.Fatalf("second loss %+v, want seq_gap 1-2 of the new instance", losses[1])
+	}
+	if evs[3].Instance != evs[0].Instance || evs[4].Instance == evs[0].Instance || evs[5].Instance != evs[4].Instance {
+		t.Fatalf("instances %d %d %d %d: want a new one at the reset", evs[0].Instance, evs[3].Instance, evs[4].Instance, evs[5].Instance)
+	}
+	if st := b.Stats(); st.Lost[event.ReasonSeqGap] != 5 || st.Lost[event.ReasonOverrun] != 0 {
+		t.Fatalf("stats %+v", st)
+	}
+}
+
+func TestUserspaceSendersRejectedAndCounted(t *testing.T) {
+	b, snd, col, _ := injectBridge(t, bridge.Config{}, nil)
+	if err := snd.SendExmpl(1, 100); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 5*time.Second, "100 rejected", func() bool { return b.Stats().Lost[event.ReasonSenderRejected] == 100 })
+	time.Sleep(50 * time.Millisecond)
+	if evs, _ := col.snapshot(); len(evs) != 0 || b.Stats().Received != 0 {
+		t.Fatalf("userspace messages got through: %d events", len(evs))
+	}
+}
+
+func TestQueueDropPolicies(t *testing.T) {
+	for _, policy := range []string{bridge.PolicyDropNewest, bridge.PolicyDropOldest} {
+		t.Run(policy, func(t *testing.T) {
+			var g *gate
+			b, snd, col, _ := injectBridge(t, bridge.Config{AllowUserspaceSenders: true, QueueSize: 100, QueuePolicy: policy},
+				func(s sink.Sink) sink.Sink { g = newGate(s); return g })
+			const n = 2000
+			if err := snd.SendExmpl(1, n); err != nil {
+				t.Fatal(err)
+			}
+			waitFor(t, 10*time.Second, "all read", func() bool { return b.Stats().Received == n })
+			g.release()
+			waitFor(t, 10*time.Second, "all accounted at the subscriber", func() bool {
+				evs, losses := col.snapshot()
+				var lost uint64
+				for _, l := range losses {
+					lost += l.Count
+				}
+				return uint64(len(evs))+lost == n
+			})
+			st := b.Stats()
+			if st.Lost[event.ReasonQueueFull] == 0 || st.Lost[event.ReasonOverrun] != 0 || st.Delivered+st.Lost[event.ReasonQueueFull] != n {
+				t.Fatalf("stats %+v", st)
+			}
+			checkAccounting(t, col, n)
+			evs, _ := col.snapshot()
+			last := evs[len(evs)-1].Seq
+			if policy == bridge.PolicyDropOldest && last != n {
+				t.Fatalf("drop-oldest must keep the newest event; last delivered %d", last)
+			}
+			if policy == bridge.PolicyDropNewest && last == n {
+				t.Fatalf("drop-newest delivered the newest event; want it dropped")
+			}
+		})
+	}
+}

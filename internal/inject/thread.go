@@ -1,0 +1,7 @@
+//go:build linux
+
+package inject
+
+import "runtime"
+
+func lockOSThread() { runtime.LockOSThread() }
