@@ -1,0 +1,313 @@
+package sink_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/genlbridge/genlbridge/broker"
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestToken(t *testing.T) {
+	for in, want := range map[string]string{
+		"node-1":          "node-1",
+		"a.b.c":           "a_b_c",
+		"wild*card>":      "wild_card_",
+		"with space\ttab": "with_space_tab",
+		"":                "_",
+		"ctl\x00\x7f":     "ctl__",
+		"ünïcode":         "ünïcode",
+	} {
+		if got := sink.Token(in); got != want {
+			t.Errorf("Token(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+func TestTemplate(t *testing.T) {
+	tpl, err := sink.ParseTemplate(sink.DefaultSubject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := tpl.Subject("CONTROL_EXMPL", "EXMPL_GRP", "node.example.com"); got != "genl.CONTROL_EXMPL.EXMPL_GRP.node_example_com" {
+		t.Fatalf("subject %q", got)
+	}
+	if got := tpl.Subject("fam", "g>", "*"); got != "genl.fam.g_._" {
+		t.Fatalf("subject %q", got)
+	}
+	for _, bad := range []string{"", "genl.>", "genl.*.{host}", "genl..{host}", "genl.{nope}", "genl.{host", "genl. x"} {
+		if _, err := sink.ParseTemplate(bad); err == nil {
+			t.Errorf("ParseTemplate(%q) accepted", bad)
+		}
+	}
+}
+
+func sampleBatch(n int) *sink.Batch {
+	b := &sink.Batch{}
+	for i := 1; i <= n; i++ {
+		b.Events = append(b.Events, event.Event{Host: "h.one", BootID: "boot", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP",
+			Cmd: 1, Version: 1, Seq: uint64(i), SeqSource: event.SeqKernel, Instance: 7, RecvNS: int64(i), Format: event.FormatExmpl,
+			Msg: fmt.Sprintf("event %d %s", i, strings.Repeat("x", 100))})
+	}
+	return b
+}
+
+// freePort returns a loopback port nothing listens on now.
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startServer(t *testing.T, port int, opts func(*server.Options)) *broker.Server {
+	t.Helper()
+	srv, err := broker.Start(broker.Config{Listen: fmt.Sprintf("127.0.0.1:%d", port), Options: opts})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return srv
+}
+
+type received struct {
+	mu   sync.Mutex
+	msgs []*nats.Msg
+}
+
+func subscribe(t *testing.T, url string) *received {
+	t.Helper()
+	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	r := &received{}
+	if _, err := nc.Subscribe("genl.>", func(m *nats.Msg) {
+		r.mu.Lock()
+		r.msgs = append(r.msgs, m)
+		r.mu.Unlock()
+	}); err != nil {
+		t.Fatal(err)
+	}
+	nc.Flush()
+	return r
+}
+
+func (r *received) wait(t *testing.T, n int) []*nats.Msg {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		r.mu.Lock()
+		got := append([]*nats.Msg(nil), r.msgs...)
+		r.mu.Unlock()
+		if len(got) >= n {
+			return got
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("got %d messages, want %d", len(got), n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestNATSPerEventMessages(t *testing.T) {
+	srv := startServer(t, 0, nil)
+	defer srv.Shutdown()
+	sub := subscribe(t, srv.URL())
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s := sink.NewNATS(nc, sink.NATSConfig{Logger: quiet()})
+	b := sampleBatch(3)
+	b.Losses = []event.Loss{{Host: "h.one", BootID: "boot", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Reason: event.ReasonOverrun, Count: 2, FirstSeq: 4, LastSeq: 5, TimeNS: 9}}
+	if err := s.Deliver(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	msgs := sub.wait(t, 4)
+	// The loss record goes first, on its own subject.
+	if msgs[0].Subject != "genl.CONTROL_EXMPL.EXMPL_GRP.h_one.loss" {
+		t.Fatalf("loss subject %q", msgs[0].Subject)
+	}
+	var l event.Envelope
+	if err := json.Unmarshal(msgs[0].Data, &l); err != nil || l.Type != "loss" || l.Loss() != b.Losses[0] {
+		t.Fatalf("loss record %s: %v", msgs[0].Data, err)
+	}
+	ids := map[string]bool{}
+	for i, m := range msgs[1:] {
+		if m.Subject != "genl.CONTROL_EXMPL.EXMPL_GRP.h_one" {
+			t.Fatalf("event subject %q", m.Subject)
+		}
+		var e event.Envelope
+		if err := json.Unmarshal(m.Data, &e); err != nil || e.Event.Seq != uint64(i+1) || e.Event.Msg != b.Events[i].Msg {
+			t.Fatalf("event %d: %s (%v)", i, m.Data, err)
+		}
+		id := m.Header.Get("Nats-Msg-Id")
+		if want := string(sink.MsgID(nil, &b.Events[i])); id != want || ids[id] {
+			t.Fatalf("Nats-Msg-Id %q, want unique %q", id, want)
+		}
+		ids[id] = true
+	}
+}
+
+func TestNATSBatchedMessagesSplitBelowMaxPayload(t *testing.T) {
+	srv := startServer(t, 0, func(o *server.Options) { o.MaxPayload = 8 << 10 })
+	defer srv.Shutdown()
+	sub := subscribe(t, srv.URL())
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s := sink.NewNATS(nc, sink.NATSConfig{Batched: true, Logger: quiet()})
+	b := sampleBatch(200) // ~70 KB of JSON
+	if err := s.Deliver(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	msgs, _ := s.Published()
+	if msgs < 9 || msgs > 20 {
+		t.Fatalf("%d messages for 200 events under an 8 KiB limit", msgs)
+	}
+	got := sub.wait(t, int(msgs))
+	var seqs []uint64
+	for _, m := range got {
+		if len(m.Data) > 8<<10 {
+			t.Fatalf("message of %d bytes over the limit", len(m.Data))
+		}
+		for _, line := range bytes.Split(bytes.TrimSpace(m.Data), []byte("\n")) {
+			var e event.Envelope
+			if err := json.Unmarshal(line, &e); err != nil {
+				t.Fatal(err)
+			}
+			seqs = append(seqs, e.Event.Seq)
+		}
+	}
+	for i, s := range seqs {
+		if s != uint64(i+1) {
+			t.Fatalf("seq %d at position %d", s, i)
+		}
+	}
+	if len(seqs) != 200 {
+		t.Fatalf("%d events", len(seqs))
+	}
+}
+
+func TestNATSSurvivesBrokerOutage(t *testing.T) {
+	port := freePort(t)
+	srv := startServer(t, port, nil)
+	url := srv.URL()
+	sub := subscribe(t, url)
+	nc, err := sink.Connect(sink.ConnConfig{URL: url, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s := sink.NewNATS(nc, sink.NATSConfig{Logger: quiet(), RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond, FlushTimeout: 200 * time.Millisecond})
+	if err := s.Deliver(context.Background(), sampleBatch(5)); err != nil {
+		t.Fatal(err)
+	}
+	sub.wait(t, 5)
+
+	// The broker goes away: Deliver keeps the batch and retries instead of dropping it.
+	srv.Shutdown()
+	done := make(chan error, 1)
+	go func() { done <- s.Deliver(context.Background(), sampleBatch(10)) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Deliver returned %v while the broker was down", err)
+	case <-time.After(500 * time.Millisecond):
+	}
+	srv2 := startServer(t, port, nil)
+	defer srv2.Shutdown()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(15 * time.Second):
+		t.Fatal("Deliver did not finish after the broker came back")
+	}
+	if _, retries := s.Published(); retries == 0 {
+		t.Fatal("no retry counted")
+	}
+	// All ten arrive (the subscriber reconnected too); repeats carry the same ids.
+	msgs := sub.wait(t, 15)
+	ids := map[string]bool{}
+	for _, m := range msgs[5:] {
+		ids[m.Header.Get("Nats-Msg-Id")] = true
+	}
+	if len(ids) != 10 {
+		t.Fatalf("%d distinct events after the outage, want 10", len(ids))
+	}
+
+	// Given up only when the caller's deadline passes, and then every record is named.
+	srv2.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	b := sampleBatch(4)
+	b.Losses = make([]event.Loss, 1)
+	err = s.Deliver(ctx, b)
+	var de *sink.DeliveryError
+	if !errors.As(err, &de) || len(de.UndeliveredEvents) != 4 || len(de.UndeliveredLosses) != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want a DeliveryError naming 4 events and 1 loss record", err)
+	}
+}
+
+func TestWriter(t *testing.T) {
+	var buf bytes.Buffer
+	w := sink.NewWriter(&buf)
+	b := sampleBatch(2)
+	b.Losses = []event.Loss{{Family: "f", Group: "g", Reason: event.ReasonQueueFull, Count: 1}}
+	if err := w.Deliver(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 3 || !strings.Contains(lines[0], `"type":"loss"`) || !strings.Contains(lines[2], `"seq":2`) {
+		t.Fatalf("output:\n%s", buf.String())
+	}
+}
+
+func BenchmarkNATSPerEvent(b *testing.B) { benchNATS(b, false) }
+func BenchmarkNATSBatched(b *testing.B)  { benchNATS(b, true) }
+
+func benchNATS(b *testing.B, batched bool) {
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Shutdown()
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	s := sink.NewNATS(nc, sink.NATSConfig{Batched: batched, Logger: quiet()})
+	batch := sampleBatch(64)
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		if err := s.Deliver(context.Background(), batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N*64)/b.Elapsed().Seconds(), "events/s")
+}
