@@ -1,0 +1,58 @@
+package main
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+
+	"github.com/genlbridge/genlbridge/config"
+)
+
+func TestRunHelpListsEveryVariable(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := mainErr([]string{"run", "--help"}, &out, &errb); code != 0 {
+		t.Fatalf("exit %d: %s", code, errb.String())
+	}
+	help := errb.String()
+	for _, v := range config.Vars() {
+		if !strings.Contains(help, v.Env) || !strings.Contains(help, "--"+v.Flag) {
+			t.Errorf("run --help does not list %s (--%s)", v.Env, v.Flag)
+		}
+		if v.Default != "" && !strings.Contains(help, v.Default) {
+			t.Errorf("run --help does not show the default %q of %s", v.Default, v.Env)
+		}
+	}
+}
+
+func TestBadConfigExitsNonZeroNamingTheVariable(t *testing.T) {
+	t.Setenv("GENLBRIDGE_QUEUE_POLICY", "sometimes")
+	var out, errb bytes.Buffer
+	code := mainErr([]string{"run"}, &out, &errb)
+	if code == 0 || !strings.Contains(errb.String(), "GENLBRIDGE_QUEUE_POLICY") || !strings.Contains(errb.String(), "block, drop-newest, drop-oldest") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
+
+func TestUnknownCommandAndUsage(t *testing.T) {
+	var out, errb bytes.Buffer
+	if code := mainErr([]string{"frobnicate"}, &out, &errb); code != 2 || !strings.Contains(errb.String(), "unknown command") {
+		t.Fatalf("exit %d, %q", code, errb.String())
+	}
+	if code := mainErr([]string{"send", "burst", "many"}, &out, &errb); code != 1 || !strings.Contains(errb.String(), "want a whole number") {
+		t.Fatalf("exit %d, %q", code, errb.String())
+	}
+}
+
+func TestFormatRecord(t *testing.T) {
+	line := `{"type":"event","host":"h","boot_id":"b","family":"CONTROL_EXMPL","group":"EXMPL_GRP","cmd":1,"version":1,"seq":5,"seq_src":"kernel","instance":1,"jiffies":99,"kernel_ns":1000,"recv_ns":3000,"format":"exmpl","msg":"hi"}`
+	got := formatRecord([]byte(line))
+	for _, want := range []string{"h CONTROL_EXMPL/EXMPL_GRP", "seq=5", "jiffies=99", "kernel_lag=2µs", `"hi"`} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	loss := `{"type":"loss","host":"h","boot_id":"b","family":"f","group":"g","reason":"overrun","count":3,"first_seq":4,"last_seq":6,"time_ns":1}`
+	if got := formatRecord([]byte(loss)); !strings.Contains(got, "LOSS h f/g overrun count=3 seq=4-6") {
+		t.Errorf("loss line %q", got)
+	}
+}
