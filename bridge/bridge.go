@@ -65,6 +65,10 @@ type Config struct {
 	// context ends.
 	ShutdownTimeout time.Duration
 	Logger          *slog.Logger
+	// OnDelivered, if set, is called by the batcher goroutine after each
+	// delivery attempt with the batch, how long the sink took and its error.
+	// It must not keep b or block (metrics).
+	OnDelivered func(b *sink.Batch, took time.Duration, err error)
 }
 
 // Defaults returns the default configuration (without subscriptions).
@@ -159,7 +163,8 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 		return nil, err
 	}
 	b := &Bridge{cfg: cfg, sink: s, log: cfg.Logger, ledger: l, q: q, startNS: time.Now().UnixNano()}
-	b.bat = &batcher{q: q, ledger: l, sink: s, maxEvents: cfg.BatchEvents, maxBytes: cfg.BatchBytes, linger: cfg.Linger, log: cfg.Logger}
+	b.bat = &batcher{q: q, ledger: l, sink: s, maxEvents: cfg.BatchEvents, maxBytes: cfg.BatchBytes, linger: cfg.Linger,
+		log: cfg.Logger, observe: cfg.OnDelivered}
 	for _, sub := range cfg.Subscriptions {
 		c := &subControl{Subscription: sub, state: StateWaiting}
 		b.ctrl = append(b.ctrl, c)
@@ -173,6 +178,8 @@ func (b *Bridge) Subscriptions() []SubscriptionStatus {
 	out := make([]SubscriptionStatus, len(b.ctrl))
 	for i, s := range b.ctrl {
 		out[i] = s.status()
+		out[i].Received = b.readers[i].received.Load()
+		out[i].SocketDrops = b.readers[i].socketDrops.Load()
 	}
 	return out
 }
@@ -181,6 +188,8 @@ func (b *Bridge) Subscriptions() []SubscriptionStatus {
 type Stats struct {
 	// Received counts events read from the sockets and decoded.
 	Received uint64
+	// QueueCapacity is the queue's size.
+	QueueCapacity int
 	// Delivered counts events the sink delivered; LossRecords the loss
 	// records it delivered.
 	Delivered   uint64
@@ -199,11 +208,12 @@ type Stats struct {
 // Stats returns the counters. Safe to call at any time.
 func (b *Bridge) Stats() Stats {
 	st := Stats{
-		Delivered:   b.bat.delivered.Load(),
-		LossRecords: b.bat.lossDelivered.Load(),
-		Lost:        b.ledger.countsByReason(),
-		QueueDepth:  b.q.depth(),
-		Batches:     b.bat.batches.Load(),
+		Delivered:     b.bat.delivered.Load(),
+		LossRecords:   b.bat.lossDelivered.Load(),
+		Lost:          b.ledger.countsByReason(),
+		QueueDepth:    b.q.depth(),
+		QueueCapacity: cap(b.q.ch),
+		Batches:       b.bat.batches.Load(),
 	}
 	for _, r := range b.readers {
 		st.Received += r.received.Load()

@@ -71,6 +71,10 @@ type SubscriptionStatus struct {
 	FamilyID uint16
 	GroupID  uint32
 	Joins    int
+	// Received and SocketDrops count this subscription's events read and
+	// the kernel's drops on its socket.
+	Received    uint64
+	SocketDrops uint64
 }
 
 func (s *subControl) status() SubscriptionStatus {

@@ -1,0 +1,263 @@
+// Package monitor exposes a running bridge to operators: Prometheus metrics
+// (names prefixed genlbridge_), /healthz and /readyz over HTTP.
+//
+// Counters are read from the bridge when Prometheus scrapes (bridge.Stats and
+// bridge.Subscriptions), so the hot path pays nothing for them; histograms
+// are fed by the bridge's OnDelivered hook from its batcher goroutine.
+// A Monitor is safe for concurrent use; its HTTP server runs until Serve's
+// context ends.
+package monitor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/genlbridge/genlbridge/bridge"
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Source is what the monitor reads from a bridge.
+type Source interface {
+	Stats() bridge.Stats
+	Subscriptions() []bridge.SubscriptionStatus
+}
+
+// Connectivity reports whether the sink can deliver now (nil: yes).
+type Connectivity func() error
+
+// Monitor holds the metrics registry and the readiness rules.
+type Monitor struct {
+	reg  *prometheus.Registry
+	src  atomic.Pointer[Source]
+	conn Connectivity
+	// RequireJoined makes a waiting subscription unready.
+	requireJoined bool
+
+	batchSize    prometheus.Histogram
+	publishSecs  prometheus.Histogram
+	kernelToAck  prometheus.Histogram
+	deliverFails prometheus.Counter
+}
+
+// Options of New.
+type Options struct {
+	Version string
+	// Connected reports the sink's connection (nil: always connected).
+	Connected Connectivity
+	// RequireJoined: /readyz fails while any subscription waits for its
+	// family; otherwise waiting is ready as configured (the module may load later).
+	RequireJoined bool
+}
+
+// New returns a Monitor with every metric registered. Call SetSource once
+// the bridge exists; until then the bridge's metrics are absent and /readyz fails.
+func New(o Options) *Monitor {
+	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined}
+	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "genlbridge_batch_size_events", Help: "Events in each batch handed to the sink.",
+		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
+	})
+	m.publishSecs = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "genlbridge_publish_duration_seconds", Help: "Time the sink took to deliver a batch, retries included.",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 14),
+	})
+	m.kernelToAck = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: "genlbridge_kernel_to_ack_seconds", Help: "From the kernel's timestamp of an event to its delivery being confirmed (events that carry a timestamp).",
+		Buckets: prometheus.ExponentialBuckets(50e-6, 2.5, 16),
+	})
+	m.deliverFails = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "genlbridge_delivery_failures_total", Help: "Deliveries the sink gave up on (each batch once).",
+	})
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "genlbridge_build_info", Help: "Build information; always 1.",
+		ConstLabels: prometheus.Labels{"version": o.Version, "goversion": runtime.Version()},
+	})
+	build.Set(1)
+	m.reg.MustRegister(m.batchSize, m.publishSecs, m.kernelToAck, m.deliverFails, build, &statsCollector{m: m},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// Registry is the monitor's registry (tests, extra collectors).
+func (m *Monitor) Registry() *prometheus.Registry { return m.reg }
+
+// SetSource attaches the bridge.
+func (m *Monitor) SetSource(s Source) { m.src.Store(&s) }
+
+// OnDelivered feeds the histograms; pass it as bridge.Config.OnDelivered.
+func (m *Monitor) OnDelivered(b *sink.Batch, took time.Duration, err error) {
+	m.batchSize.Observe(float64(len(b.Events)))
+	m.publishSecs.Observe(took.Seconds())
+	if err != nil {
+		m.deliverFails.Inc()
+		return
+	}
+	now := time.Now().UnixNano()
+	for i := range b.Events {
+		if k := b.Events[i].KernelNS; k != 0 && now > k {
+			m.kernelToAck.Observe(float64(now-k) / 1e9)
+		}
+	}
+}
+
+var (
+	descReceived = prometheus.NewDesc("genlbridge_events_received_total",
+		"Events read from the kernel and decoded.", []string{"subscription"}, nil)
+	descSocketDrops = prometheus.NewDesc("genlbridge_socket_drops_total",
+		"Datagrams the kernel dropped on the subscription's socket (SO_MEMINFO; /proc/net/netlink Drops).", []string{"subscription"}, nil)
+	descJoined = prometheus.NewDesc("genlbridge_subscription_joined",
+		"1 while the subscription's group is joined, 0 while it waits for its family.", []string{"subscription"}, nil)
+	descJoins = prometheus.NewDesc("genlbridge_subscription_joins_total",
+		"Times the subscription's group was joined (re-joins after a module reload included).", []string{"subscription"}, nil)
+	descPublished = prometheus.NewDesc("genlbridge_events_published_total",
+		"Events the sink delivered.", nil, nil)
+	descLossRecords = prometheus.NewDesc("genlbridge_loss_records_published_total",
+		"Loss records the sink delivered.", nil, nil)
+	descDropped = prometheus.NewDesc("genlbridge_events_dropped_total",
+		"Events lost, by reason: overrun, seq_gap, queue_full, sender_rejected, malformed, publish_failed.", []string{"reason"}, nil)
+	descQueueDepth = prometheus.NewDesc("genlbridge_queue_depth",
+		"Events waiting in the queue between readers and sink.", nil, nil)
+	descQueueCap = prometheus.NewDesc("genlbridge_queue_capacity",
+		"Events the queue holds at most.", nil, nil)
+	descBatches = prometheus.NewDesc("genlbridge_batches_total",
+		"Batches handed to the sink.", nil, nil)
+	descConnected = prometheus.NewDesc("genlbridge_sink_connected",
+		"1 while the sink is connected (for NATS: the client's connection state).", nil, nil)
+)
+
+type statsCollector struct{ m *Monitor }
+
+func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descPublished,
+		descLossRecords, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected} {
+		ch <- d
+	}
+}
+
+func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
+	connected := 1.0
+	if c.m.conn != nil && c.m.conn() != nil {
+		connected = 0
+	}
+	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	p := c.m.src.Load()
+	if p == nil {
+		return
+	}
+	src := *p
+	for _, s := range src.Subscriptions() {
+		name := s.Subscription.String()
+		joined := 0.0
+		if s.State == bridge.StateJoined {
+			joined = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descReceived, prometheus.CounterValue, float64(s.Received), name)
+		ch <- prometheus.MustNewConstMetric(descSocketDrops, prometheus.CounterValue, float64(s.SocketDrops), name)
+		ch <- prometheus.MustNewConstMetric(descJoined, prometheus.GaugeValue, joined, name)
+		ch <- prometheus.MustNewConstMetric(descJoins, prometheus.CounterValue, float64(s.Joins), name)
+	}
+	st := src.Stats()
+	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Delivered))
+	ch <- prometheus.MustNewConstMetric(descLossRecords, prometheus.CounterValue, float64(st.LossRecords))
+	for _, r := range event.Reasons {
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Lost[r]), r)
+	}
+	ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(st.QueueDepth))
+	ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(st.QueueCapacity))
+	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(st.Batches))
+}
+
+// Ready returns nil when the bridge is ready: the sink is connected and
+// every subscription is joined (or waiting, unless RequireJoined).
+func (m *Monitor) Ready() error {
+	p := m.src.Load()
+	if p == nil {
+		return errors.New("bridge not started")
+	}
+	if m.conn != nil {
+		if err := m.conn(); err != nil {
+			return fmt.Errorf("sink: %w", err)
+		}
+	}
+	var waiting []string
+	for _, s := range (*p).Subscriptions() {
+		if s.State != bridge.StateJoined {
+			waiting = append(waiting, s.Subscription.String())
+		}
+	}
+	if len(waiting) > 0 && m.requireJoined {
+		return fmt.Errorf("waiting for %s", strings.Join(waiting, ", "))
+	}
+	return nil
+}
+
+// Handler serves /metrics, /healthz and /readyz.
+func (m *Monitor) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Ready(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// Listen opens addr for Serve; split from Serve so that the caller learns of
+// a bad or busy address before it starts anything else.
+func Listen(addr string) (net.Listener, error) {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("listen for metrics and health on %q: %w", addr, err)
+	}
+	return l, nil
+}
+
+// Serve serves Handler on l until ctx ends, then shuts the server down.
+func (m *Monitor) Serve(ctx context.Context, l net.Listener, log *slog.Logger) error {
+	srv := &http.Server{Handler: m.Handler(), ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(l) }()
+	log.Info("serving metrics and health", "addr", l.Addr().String(), "paths", "/metrics /healthz /readyz")
+	select {
+	case err := <-done:
+		return fmt.Errorf("metrics and health server: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+		<-done
+		return nil
+	}
+}
+
+// NATSConnected reports a NATS connection's state as Connectivity.
+func NATSConnected(nc interface {
+	IsConnected() bool
+	Status() nats.Status
+}) Connectivity {
+	return func() error {
+		if nc.IsConnected() {
+			return nil
+		}
+		return fmt.Errorf("nats %s", strings.ToLower(nc.Status().String()))
+	}
+}
