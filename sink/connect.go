@@ -1,6 +1,7 @@
 package sink
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -50,7 +51,17 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		}),
 	}
 	opts = append(opts, cfg.Options...)
-	nc, err := nats.Connect(cfg.URL, opts...)
+	// A first attempt tells a server that is not there yet (keep trying)
+	// from one that refuses us (wrong credentials, TLS): that is an error now.
+	nc, err := nats.Connect(cfg.URL, append(opts, nats.RetryOnFailedConnect(false))...)
+	if err == nil {
+		return nc, nil
+	}
+	if !errors.Is(err, nats.ErrNoServers) {
+		return nil, fmt.Errorf("connect to nats %q: %w", cfg.URL, err)
+	}
+	log.Warn("nats not reachable yet; retrying in the background", "url", cfg.URL, "err", err)
+	nc, err = nats.Connect(cfg.URL, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %q: %w", cfg.URL, err)
 	}

@@ -1,0 +1,233 @@
+package sink_test
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/jwt/v2"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nkeys"
+)
+
+func write(t *testing.T, name, content string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(p, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// pki makes a CA, a server certificate for 127.0.0.1 and a client certificate.
+type pki struct{ ca, serverCert, serverKey, clientCert, clientKey string }
+
+func newPKI(t *testing.T) pki {
+	t.Helper()
+	dir := t.TempDir()
+	caKey, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	caTpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "genlbridge test CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour), IsCA: true,
+		KeyUsage: x509.KeyUsageCertSign, BasicConstraintsValid: true}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTpl, caTpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	caCert, _ := x509.ParseCertificate(caDER)
+	save := func(name string, der []byte, typ string) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: der}), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	leaf := func(name string, serial int64, usage x509.ExtKeyUsage) (string, string) {
+		k, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		tpl := &x509.Certificate{SerialNumber: big.NewInt(serial), Subject: pkix.Name{CommonName: name},
+			NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+			KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+			IPAddresses: []net.IP{net.ParseIP("127.0.0.1")}, DNSNames: []string{"localhost"}}
+		der, err := x509.CreateCertificate(rand.Reader, tpl, caCert, &k.PublicKey, caKey)
+		if err != nil {
+			t.Fatal(err)
+		}
+		kder, _ := x509.MarshalECPrivateKey(k)
+		return save(name+".pem", der, "CERTIFICATE"), save(name+"-key.pem", kder, "EC PRIVATE KEY")
+	}
+	p := pki{ca: save("ca.pem", caDER, "CERTIFICATE")}
+	p.serverCert, p.serverKey = leaf("server", 2, x509.ExtKeyUsageServerAuth)
+	p.clientCert, p.clientKey = leaf("client", 3, x509.ExtKeyUsageClientAuth)
+	return p
+}
+
+// jwtSetup makes an operator, an account and a user, and the server options
+// that trust them.
+func jwtSetup(t *testing.T) (creds string, opts func(*server.Options)) {
+	t.Helper()
+	okp, _ := nkeys.CreateOperator()
+	opub, _ := okp.PublicKey()
+	oc := jwt.NewOperatorClaims(opub)
+	ojwt, err := oc.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	akp, _ := nkeys.CreateAccount()
+	apub, _ := akp.PublicKey()
+	ac := jwt.NewAccountClaims(apub)
+	ajwt, err := ac.Encode(okp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ukp, _ := nkeys.CreateUser()
+	upub, _ := ukp.PublicKey()
+	uc := jwt.NewUserClaims(upub)
+	uc.IssuerAccount = apub
+	ujwt, err := uc.Encode(akp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seed, _ := ukp.Seed()
+	cfg, err := jwt.FormatUserConfig(ujwt, seed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	operator, err := jwt.DecodeOperatorClaims(ojwt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return write(t, "user.creds", string(cfg)), func(o *server.Options) {
+		o.TrustedOperators = []*jwt.OperatorClaims{operator}
+		r := &server.MemAccResolver{}
+		r.Store(apub, ajwt)
+		o.AccountResolver = r
+	}
+}
+
+func TestAuthMethods(t *testing.T) {
+	kp, _ := nkeys.CreateUser()
+	pub, _ := kp.PublicKey()
+	seed, _ := kp.Seed()
+	seedFile := write(t, "user.nk", string(seed))
+	otherKP, _ := nkeys.CreateUser()
+	otherSeed, _ := otherKP.Seed()
+	creds, jwtOpts := jwtSetup(t)
+	p := newPKI(t)
+	tlsOpts := func(verify bool) func(*server.Options) {
+		return func(o *server.Options) {
+			tc, err := server.GenTLSConfig(&server.TLSConfigOpts{CertFile: p.serverCert, KeyFile: p.serverKey, CaFile: p.ca, Verify: verify})
+			if err != nil {
+				t.Fatal(err)
+			}
+			o.TLSConfig, o.TLS, o.TLSVerify = tc, true, verify
+		}
+	}
+	cases := []struct {
+		name   string
+		server func(*server.Options)
+		good   sink.Auth
+		bad    sink.Auth
+		badErr string
+	}{
+		{"token", func(o *server.Options) { o.Authorization = "s3cret-token" },
+			sink.Auth{TokenFile: write(t, "token", "s3cret-token\n")}, sink.Auth{Token: "wrong"}, "authorization violation"},
+		{"user/password", func(o *server.Options) { o.Username, o.Password = "bridge", "pa55" },
+			sink.Auth{User: "bridge", PasswordFile: write(t, "pw", "pa55")}, sink.Auth{User: "bridge", Password: "nope"}, "authorization violation"},
+		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} },
+			sink.Auth{NKeySeedFile: seedFile}, sink.Auth{NKeySeedFile: write(t, "other.nk", string(otherSeed))}, "authorization violation"},
+		{"jwt creds", jwtOpts, sink.Auth{CredsFile: creds}, sink.Auth{}, "authorization violation"},
+		{"tls", tlsOpts(false), sink.Auth{TLSCA: p.ca}, sink.Auth{}, "certificate"},
+		{"mtls", tlsOpts(true), sink.Auth{TLSCA: p.ca, TLSCert: p.clientCert, TLSKey: p.clientKey}, sink.Auth{TLSCA: p.ca}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			srv := startServer(t, 0, c.server)
+			defer srv.Shutdown()
+			url := srv.URL()
+			if strings.HasPrefix(c.name, "tls") || c.name == "mtls" {
+				url = strings.Replace(url, "nats://", "tls://", 1)
+			}
+			opts, err := c.good.Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			nc, err := sink.Connect(sink.ConnConfig{URL: url, Options: opts, Logger: quiet()})
+			if err != nil {
+				t.Fatalf("%s: %v", c.good, err)
+			}
+			s := sink.NewNATS(nc, sink.NATSConfig{Logger: quiet()})
+			if err := s.Deliver(context.Background(), sampleBatch(3)); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+
+			opts, err = c.bad.Options()
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			_, err = sink.Connect(sink.ConnConfig{URL: url, Options: opts, Logger: quiet()})
+			if err == nil {
+				t.Fatalf("wrong credentials (%s) accepted", c.bad)
+			}
+			if !strings.Contains(strings.ToLower(err.Error()), c.badErr) || !strings.Contains(err.Error(), "connect to nats") {
+				t.Fatalf("error %q: want it to say %q", err, c.badErr)
+			}
+			if time.Since(start) > 5*time.Second {
+				t.Fatalf("wrong credentials took %v to report", time.Since(start))
+			}
+			t.Logf("%s refused: %v", c.bad, err)
+		})
+	}
+}
+
+func TestAuthOptionErrors(t *testing.T) {
+	for _, c := range []struct {
+		a    sink.Auth
+		want string
+	}{
+		{sink.Auth{CredsFile: "/nonexistent.creds"}, "credentials file"},
+		{sink.Auth{NKeySeedFile: "/nonexistent.nk"}, "nkey seed file"},
+		{sink.Auth{TokenFile: "/nonexistent"}, "token file"},
+		{sink.Auth{Password: "x"}, "without a user"},
+		{sink.Auth{TLSCert: "/a.pem"}, "both its certificate and its key"},
+		{sink.Auth{TLSCA: "/nonexistent-ca.pem"}, "TLS CA file"},
+	} {
+		if _, err := c.a.Options(); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%+v: err %v, want %q", c.a, err, c.want)
+		}
+	}
+	if s := (sink.Auth{Token: "hunter2", User: "u", Password: "p"}).String(); strings.Contains(s, "hunter2") || s != "token+user/password" {
+		t.Errorf("String() = %q", s)
+	}
+}
+
+func TestConnectWaitsForAServerThatIsNotUpYet(t *testing.T) {
+	port := freePort(t)
+	nc, err := sink.Connect(sink.ConnConfig{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Logger: quiet()})
+	if err != nil {
+		t.Fatalf("no server yet must not be an error: %v", err)
+	}
+	defer nc.Close()
+	srv := startServer(t, port, nil)
+	defer srv.Shutdown()
+	deadline := time.Now().Add(10 * time.Second)
+	for !nc.IsConnected() {
+		if time.Now().After(deadline) {
+			t.Fatal("never connected")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
