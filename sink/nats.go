@@ -61,11 +61,10 @@ type NATS struct {
 	nc  *nats.Conn
 	cfg NATSConfig
 
-	subjects map[subjectKey]string
-	msg      nats.Msg
-	msgID    []string
-	buf, id  []byte
-	failing  bool
+	enc     encoder
+	msg     nats.Msg
+	msgID   []string
+	failing bool
 
 	published atomic.Uint64 // messages published, repeats included
 	retries   atomic.Uint64 // batches published again
@@ -77,7 +76,7 @@ type subjectKey struct{ family, group, host string }
 // after Close.
 func NewNATS(nc *nats.Conn, cfg NATSConfig) *NATS {
 	cfg.defaults()
-	s := &NATS{nc: nc, cfg: cfg, subjects: map[subjectKey]string{}, msgID: []string{""}, buf: make([]byte, 0, 64<<10)}
+	s := &NATS{nc: nc, cfg: cfg, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched), msgID: []string{""}}
 	s.msg.Header = nats.Header{"Nats-Msg-Id": s.msgID}
 	return s
 }
@@ -85,22 +84,6 @@ func NewNATS(nc *nats.Conn, cfg NATSConfig) *NATS {
 // Published returns how many messages were published (repeats included) and
 // how many batches were retried.
 func (s *NATS) Published() (messages, retries uint64) { return s.published.Load(), s.retries.Load() }
-
-func (s *NATS) subject(t *Template, family, group, host string) string {
-	k := subjectKey{family, group, host}
-	if t == &s.cfg.LossSubject {
-		k.family = "\x00" + family
-	}
-	if sub, ok := s.subjects[k]; ok {
-		return sub
-	}
-	if len(s.subjects) > 4096 {
-		clear(s.subjects)
-	}
-	sub := t.Subject(family, group, host)
-	s.subjects[k] = sub
-	return sub
-}
 
 // MsgID is the Nats-Msg-Id of an event: boot id, family, group, instance and
 // sequence, unique per event and the same when it is published again.
@@ -131,69 +114,131 @@ func LossMsgID(dst []byte, l *event.Loss) []byte {
 	return strconv.AppendUint(dst, l.FirstSeq, 10)
 }
 
-func (s *NATS) publish(subject string, id []byte, data []byte) error {
-	s.msg.Subject = subject
-	s.msgID[0] = string(id)
-	s.msg.Data = data
-	if err := s.nc.PublishMsg(&s.msg); err != nil {
-		return err
+func (s *NATS) publishAll(b *Batch) error {
+	s.enc.encode(b, int(s.nc.MaxPayload()))
+	for i := range s.enc.msgs {
+		m := &s.enc.msgs[i]
+		s.msg.Subject = m.subject
+		s.msgID[0] = string(s.enc.id(m))
+		s.msg.Data = s.enc.data(m)
+		if err := s.nc.PublishMsg(&s.msg); err != nil {
+			return fmt.Errorf("publish %s: %w", m.kind(), err)
+		}
+		s.published.Add(1)
 	}
-	s.published.Add(1)
 	return nil
 }
 
-func (s *NATS) publishAll(b *Batch) error {
+// message is one NATS message that a batch becomes: its subject, where its
+// Nats-Msg-Id and payload lie in the encoder's buffer, and which records it
+// carries (Losses[first], or Events[first:last+1]).
+type message struct {
+	subject            string
+	idStart, idEnd     int
+	dataStart, dataEnd int
+	loss               bool
+	first, last        int
+}
+
+func (m *message) kind() string {
+	switch {
+	case m.loss:
+		return "loss record"
+	case m.first != m.last:
+		return "batch"
+	}
+	return "event"
+}
+
+// encoder turns a batch into messages, for the NATS and JetStream sinks
+// alike: loss records first, one message each, then the events, one message
+// each or (batched) one newline-delimited JSON message per run of events
+// with the same subject, split below the server's payload limit.
+type encoder struct {
+	subject, lossSubject Template
+	batched              bool
+
+	subjects map[subjectKey]string
+	// buf holds every message's id and payload, msgs describes them; both
+	// are valid until the next encode.
+	buf  []byte
+	msgs []message
+}
+
+func newEncoder(subject, lossSubject Template, batched bool) encoder {
+	return encoder{subject: subject, lossSubject: lossSubject, batched: batched, subjects: map[subjectKey]string{}}
+}
+
+func (c *encoder) subjectOf(t *Template, family, group, host string) string {
+	k := subjectKey{family, group, host}
+	if t == &c.lossSubject {
+		k.family = "\x00" + family
+	}
+	if sub, ok := c.subjects[k]; ok {
+		return sub
+	}
+	if len(c.subjects) > 4096 {
+		clear(c.subjects)
+	}
+	sub := t.Subject(family, group, host)
+	c.subjects[k] = sub
+	return sub
+}
+
+// id and data return a message's Nats-Msg-Id and payload.
+func (c *encoder) id(m *message) []byte   { return c.buf[m.idStart:m.idEnd] }
+func (c *encoder) data(m *message) []byte { return c.buf[m.dataStart:m.dataEnd] }
+
+// encode fills buf and msgs from b. maxPayload is the server's limit.
+func (c *encoder) encode(b *Batch, maxPayload int) {
+	c.buf, c.msgs = c.buf[:0], c.msgs[:0]
 	for i := range b.Losses {
 		l := &b.Losses[i]
-		s.buf = event.AppendLossJSON(s.buf[:0], l)
-		s.id = LossMsgID(s.id[:0], l)
-		if err := s.publish(s.subject(&s.cfg.LossSubject, l.Family, l.Group, l.Host), s.id, s.buf); err != nil {
-			return fmt.Errorf("publish loss record: %w", err)
-		}
+		m := message{subject: c.subjectOf(&c.lossSubject, l.Family, l.Group, l.Host), idStart: len(c.buf), loss: true, first: i, last: i}
+		c.buf = LossMsgID(c.buf, l)
+		m.idEnd, m.dataStart = len(c.buf), len(c.buf)
+		c.buf = event.AppendLossJSON(c.buf, l)
+		m.dataEnd = len(c.buf)
+		c.msgs = append(c.msgs, m)
 	}
-	if !s.cfg.Batched {
+	if !c.batched {
 		for i := range b.Events {
 			e := &b.Events[i]
-			s.buf = event.AppendJSON(s.buf[:0], e)
-			s.id = MsgID(s.id[:0], e)
-			if err := s.publish(s.subject(&s.cfg.Subject, e.Family, e.Group, e.Host), s.id, s.buf); err != nil {
-				return fmt.Errorf("publish event: %w", err)
-			}
+			m := message{subject: c.subjectOf(&c.subject, e.Family, e.Group, e.Host), idStart: len(c.buf), first: i, last: i}
+			c.buf = MsgID(c.buf, e)
+			m.idEnd, m.dataStart = len(c.buf), len(c.buf)
+			c.buf = event.AppendJSON(c.buf, e)
+			m.dataEnd = len(c.buf)
+			c.msgs = append(c.msgs, m)
 		}
-		return nil
+		return
 	}
-	// Runs of events with the same subject become one message each, split
-	// below the server's payload limit.
-	limit := int(s.nc.MaxPayload()) - 1024
-	if limit < 4096 {
-		limit = 4096
-	}
+	limit := max(maxPayload-1024, 4096)
 	for i := 0; i < len(b.Events); {
 		first := &b.Events[i]
-		s.buf = s.buf[:0]
+		m := message{subject: c.subjectOf(&c.subject, first.Family, first.Group, first.Host), dataStart: len(c.buf), first: i}
 		j := i
 		for ; j < len(b.Events); j++ {
 			e := &b.Events[j]
 			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host {
 				break
 			}
-			n := len(s.buf)
-			s.buf = append(event.AppendJSON(s.buf, e), '\n')
-			if len(s.buf) > limit && j > i {
-				s.buf = s.buf[:n]
+			n := len(c.buf)
+			c.buf = append(event.AppendJSON(c.buf, e), '\n')
+			if len(c.buf)-m.dataStart > limit && j > i {
+				c.buf = c.buf[:n]
 				break
 			}
 		}
-		last := &b.Events[j-1]
-		s.id = MsgID(s.id[:0], first)
-		s.id = append(s.id, '-')
-		s.id = strconv.AppendUint(s.id, last.Seq, 10)
-		if err := s.publish(s.subject(&s.cfg.Subject, first.Family, first.Group, first.Host), s.id, s.buf); err != nil {
-			return fmt.Errorf("publish batch: %w", err)
-		}
+		m.last, m.dataEnd, m.idStart = j-1, len(c.buf), len(c.buf)
+		// The id names the range of sequences the message holds.
+		c.buf = MsgID(c.buf, first)
+		c.buf = append(c.buf, '-')
+		c.buf = strconv.AppendUint(c.buf, b.Events[j-1].Seq, 10)
+		m.idEnd = len(c.buf)
+		c.msgs = append(c.msgs, m)
 		i = j
 	}
-	return nil
 }
 
 // Deliver publishes the batch and confirms it with one flush, retrying the

@@ -1,0 +1,634 @@
+package sink
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// StreamConfig is the JetStream stream the sink publishes into. Zero limits
+// mean unlimited.
+type StreamConfig struct {
+	Name     string
+	Subjects []string
+	MaxAge   time.Duration
+	MaxBytes int64
+	MaxMsgs  int64
+	// Storage is "file" or "memory".
+	Storage  string
+	Replicas int
+	// DuplicateWindow is how long the server remembers a Nats-Msg-Id: a
+	// record published again within it is stored once. It must cover the
+	// sink's retries (see JetStreamConfig.RetrySpan).
+	DuplicateWindow time.Duration
+}
+
+// DefaultStream is the stream the sink creates when told nothing else.
+var DefaultStream = StreamConfig{
+	Name:            "GENL",
+	Subjects:        []string{"genl.>"},
+	MaxAge:          24 * time.Hour,
+	MaxBytes:        1 << 30,
+	Storage:         "file",
+	Replicas:        1,
+	DuplicateWindow: 2 * time.Minute,
+}
+
+// JetStreamConfig configures the JetStream sink.
+type JetStreamConfig struct {
+	// Subject, LossSubject and Batched are as for the core NATS sink; the
+	// stream's subjects must cover the subjects they make.
+	Subject, LossSubject Template
+	Batched              bool
+	Stream               StreamConfig
+	// Manage lets the sink create the stream when it is missing. Off, the
+	// sink never creates or changes a stream (locked-down accounts): it only
+	// checks that the stream exists and covers its subjects, and publishes
+	// without checking when the account may not even look at it.
+	Manage bool
+	// MaxInFlight bounds the messages published and not yet acknowledged.
+	MaxInFlight int
+	// AckTimeout is how long a message waits for its acknowledgement before
+	// it counts as failed and is published again.
+	AckTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff between rounds of republishing.
+	RetryMin, RetryMax time.Duration
+	Logger             *slog.Logger
+}
+
+func (c *JetStreamConfig) defaults() {
+	if c.Subject.raw == "" {
+		c.Subject = Template{raw: DefaultSubject}
+	}
+	if c.LossSubject.raw == "" {
+		c.LossSubject = Template{raw: DefaultLossSubject}
+	}
+	if c.Stream.Name == "" {
+		c.Stream.Name = DefaultStream.Name
+	}
+	if len(c.Stream.Subjects) == 0 {
+		c.Stream.Subjects = DefaultStream.Subjects
+	}
+	if c.Stream.Storage == "" {
+		c.Stream.Storage = DefaultStream.Storage
+	}
+	if c.Stream.Replicas == 0 {
+		c.Stream.Replicas = 1
+	}
+	if c.Stream.DuplicateWindow == 0 {
+		c.Stream.DuplicateWindow = DefaultStream.DuplicateWindow
+	}
+	if c.MaxInFlight <= 0 {
+		c.MaxInFlight = 4096
+	}
+	if c.AckTimeout == 0 {
+		c.AckTimeout = 5 * time.Second
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 50 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 2 * time.Second
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+}
+
+// RetrySpan is the longest a message waits between being published and
+// being published again: an acknowledgement timeout and the longest backoff.
+// A stream's duplicate window must be at least this long for any republish
+// to be deduplicated; each further span of outage the window covers is one
+// more round of republishing that cannot store a record twice.
+func (c *JetStreamConfig) RetrySpan() time.Duration { return c.AckTimeout + c.RetryMax }
+
+// JetStream publishes into a JetStream stream asynchronously, at most
+// MaxInFlight messages unacknowledged, every message with the Nats-Msg-Id of
+// its records. Deliver returns once the server has acknowledged every
+// message of the batch. A message whose acknowledgement fails (timeout,
+// ErrDisconnected when the connection drops, an error reply, a stall) is
+// published again after a backoff, in rounds, until it is acknowledged or
+// Deliver's context ends; the server drops the repeats that it had stored
+// already, within the stream's duplicate window.
+type JetStream struct {
+	nc     *nats.Conn
+	js     jetstream.JetStream
+	stream jetstream.Stream // nil when the account may not look at it
+	cfg    JetStreamConfig
+	log    *slog.Logger
+	enc    encoder
+
+	// Per-batch state, guarded by mu: the acknowledgement callbacks run on
+	// the client's goroutines.
+	mu       sync.Mutex
+	slots    []slot
+	index    map[*nats.Msg]int
+	inFlight int
+	lastErr  error
+	wake     chan struct{}
+
+	failing bool
+	closed  bool
+
+	published    atomic.Uint64 // messages published, repeats included
+	acked        atomic.Uint64 // messages acknowledged
+	republished  atomic.Uint64 // messages published again
+	retries      atomic.Uint64 // rounds of republishing
+	duplicates   atomic.Uint64 // acknowledgements that said "duplicate"
+	beyondWindow atomic.Uint64 // republished later than the duplicate window after their first publish
+}
+
+// slot is one message of the batch being delivered.
+type slot struct {
+	msg   nats.Msg
+	id    []string // the Nats-Msg-Id header's value
+	state uint8
+	first time.Time // first published
+}
+
+const (
+	slotIdle     = iota // to be published (again)
+	slotInFlight        // published, acknowledgement pending
+	slotAcked
+)
+
+// JetStreamStats counts what the sink did since it was made.
+type JetStreamStats struct {
+	Published, Acked, Republished, Retries, Duplicates, BeyondWindow uint64
+}
+
+// Stats returns the counters. Safe to call at any time.
+func (s *JetStream) Stats() JetStreamStats {
+	return JetStreamStats{Published: s.published.Load(), Acked: s.acked.Load(), Republished: s.republished.Load(),
+		Retries: s.retries.Load(), Duplicates: s.duplicates.Load(), BeyondWindow: s.beyondWindow.Load()}
+}
+
+// NewJetStream provisions or checks the stream (see JetStreamConfig.Manage)
+// and returns a sink publishing on nc. The caller owns nc and closes it
+// after Close.
+func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
+	cfg.defaults()
+	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched),
+		index: map[*nats.Msg]int{}, wake: make(chan struct{}, 1)}
+	js, err := jetstream.New(nc,
+		jetstream.WithPublishAsyncAckHandler(s.onAck),
+		jetstream.WithPublishAsyncErrHandler(s.onErr),
+		// Above ours: acknowledgements abandoned by a Deliver that gave up
+		// still count in the client until they time out.
+		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight+1024),
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("jetstream: %w", err)
+	}
+	s.js = js
+	if err := s.provision(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Stream returns the stream, or nil when the account may not look at it.
+func (s *JetStream) Stream() jetstream.Stream { return s.stream }
+
+func (s *JetStream) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+	s.mu.Lock()
+	if i, ok := s.index[m]; ok && s.slots[i].state == slotInFlight {
+		s.slots[i].state = slotAcked
+		s.inFlight--
+		s.acked.Add(1)
+		if ack.Duplicate {
+			s.duplicates.Add(1)
+		}
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *JetStream) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+	s.mu.Lock()
+	if i, ok := s.index[m]; ok && s.slots[i].state == slotInFlight {
+		s.slots[i].state = slotIdle
+		s.inFlight--
+		s.lastErr = err
+	}
+	s.mu.Unlock()
+	s.signal()
+}
+
+func (s *JetStream) signal() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// prepare makes one slot per encoded message. Slots (and the encoder's
+// buffer their payloads point into) are reused only when nothing the client
+// still holds refers to them, which is after a batch was fully acknowledged.
+func (s *JetStream) prepare() {
+	n := len(s.enc.msgs)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cap(s.slots) < n {
+		s.slots = make([]slot, max(n, 2*cap(s.slots)))
+		clear(s.index)
+		for i := range s.slots {
+			sl := &s.slots[i]
+			sl.id = []string{""}
+			sl.msg.Header = nats.Header{"Nats-Msg-Id": sl.id}
+			s.index[&sl.msg] = i
+		}
+	}
+	s.slots = s.slots[:n]
+	for i := range s.slots {
+		m, sl := &s.enc.msgs[i], &s.slots[i]
+		sl.msg.Subject = m.subject
+		sl.msg.Data = s.enc.data(m)
+		sl.id[0] = string(s.enc.id(m))
+		sl.state, sl.first = slotIdle, time.Time{}
+	}
+	s.inFlight, s.lastErr = 0, nil
+}
+
+// abandon forgets the batch's slots and buffer: messages still in flight keep
+// pointing at them, and their late acknowledgements find no slot.
+func (s *JetStream) abandon() {
+	s.mu.Lock()
+	s.slots, s.index, s.inFlight = nil, map[*nats.Msg]int{}, 0
+	s.mu.Unlock()
+	s.enc.buf, s.enc.msgs = nil, nil
+}
+
+// Deliver publishes the batch and waits for every acknowledgement,
+// republishing what failed until all is acknowledged or ctx ends.
+func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
+	if s.closed {
+		return AllUndelivered(b, ErrClosed)
+	}
+	s.enc.encode(b, int(s.nc.MaxPayload()))
+	s.prepare()
+	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
+	for round := 0; ; round++ {
+		err := s.publishRound(ctx, round > 0)
+		if err == nil {
+			if s.failing {
+				s.failing = false
+				s.log.Info("publishing again", "rounds", round+1)
+			}
+			return nil
+		}
+		if !s.failing {
+			s.failing = true
+			s.log.Warn("jetstream publish failed; republishing with backoff until acknowledged", "err", err)
+		}
+		if ctx.Err() == nil {
+			s.retries.Add(1)
+			err = bo.Sleep(ctx)
+		}
+		if ctx.Err() != nil {
+			return s.giveUp(b, fmt.Errorf("%w (last error: %v)", ctx.Err(), err))
+		}
+	}
+}
+
+// publishRound publishes every message not yet acknowledged and waits until
+// none is in flight. It returns nil when all are acknowledged.
+func (s *JetStream) publishRound(ctx context.Context, again bool) error {
+	var pubErr error
+	now := time.Now()
+	warned := false
+	for i := range s.slots {
+		s.mu.Lock()
+		for s.inFlight >= s.cfg.MaxInFlight {
+			s.mu.Unlock()
+			select {
+			case <-s.wake:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			s.mu.Lock()
+		}
+		sl := &s.slots[i]
+		if sl.state != slotIdle {
+			s.mu.Unlock()
+			continue
+		}
+		sl.state = slotInFlight
+		s.inFlight++
+		s.mu.Unlock()
+		if sl.first.IsZero() {
+			sl.first = now
+		} else if again {
+			s.republished.Add(1)
+			if now.Sub(sl.first) > s.cfg.Stream.DuplicateWindow {
+				s.beyondWindow.Add(1)
+				if !warned {
+					warned = true
+					s.log.Warn("republishing records first published longer ago than the stream's duplicate window; the stream may store them twice",
+						"duplicate_window", s.cfg.Stream.DuplicateWindow, "first_published", sl.first)
+				}
+			}
+		}
+		if _, err := s.js.PublishMsgAsync(&sl.msg); err != nil {
+			s.mu.Lock()
+			if sl.state == slotInFlight {
+				sl.state = slotIdle
+				s.inFlight--
+			}
+			s.mu.Unlock()
+			pubErr = err
+			break
+		}
+		s.published.Add(1)
+	}
+	// Wait for every acknowledgement of this round.
+	s.mu.Lock()
+	for s.inFlight > 0 {
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	lastErr := s.lastErr
+	s.lastErr = nil
+	acked := true
+	for i := range s.slots {
+		if s.slots[i].state != slotAcked {
+			acked = false
+			break
+		}
+	}
+	s.mu.Unlock()
+	switch {
+	case acked:
+		return nil
+	case pubErr != nil:
+		return pubErr
+	case lastErr != nil:
+		return lastErr
+	}
+	return errors.New("not acknowledged")
+}
+
+// giveUp names the records of every message not acknowledged.
+func (s *JetStream) giveUp(b *Batch, err error) error {
+	de := &DeliveryError{Err: err}
+	s.mu.Lock()
+	for i := range s.slots {
+		if s.slots[i].state == slotAcked {
+			continue
+		}
+		m := &s.enc.msgs[i]
+		for r := m.first; r <= m.last; r++ {
+			if m.loss {
+				de.UndeliveredLosses = append(de.UndeliveredLosses, r)
+			} else {
+				de.UndeliveredEvents = append(de.UndeliveredEvents, r)
+			}
+		}
+	}
+	s.mu.Unlock()
+	s.abandon()
+	return de
+}
+
+// LastEvent returns the last event stored on the subject of host's
+// family/group (the last line of a batched message); ok is false when there
+// is none.
+func (s *JetStream) LastEvent(ctx context.Context, family, group, host string) (ev event.Event, ok bool, err error) {
+	if s.stream == nil {
+		return ev, false, errors.New("the stream cannot be read")
+	}
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.cfg.Subject.Subject(family, group, host))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return ev, false, nil
+	}
+	if err != nil {
+		return ev, false, err
+	}
+	data := bytes.TrimRight(m.Data, "\n")
+	data = data[bytes.LastIndexByte(data, '\n')+1:]
+	var env event.Envelope
+	if err := json.Unmarshal(data, &env); err != nil || env.Type != "event" {
+		return ev, false, fmt.Errorf("stream message %d on %s is not an event: %.200q", m.Sequence, m.Subject, data)
+	}
+	return env.Event, true, nil
+}
+
+// Resume says where the previous run stopped, in the shape of
+// bridge.Config.Resume: the boot id, instance and kernel sequence of the last
+// event stored for host's family/group. ok is false when there is none, when
+// its sequence is the bridge's own, or when the stream cannot be read (logged).
+func (s *JetStream) Resume(host, family, group string) (bootID string, instance, seq uint64, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
+	defer cancel()
+	ev, ok, err := s.LastEvent(ctx, family, group, host)
+	if err != nil {
+		s.log.Warn("cannot read the last stored event; a gap while the bridge was down will not be reported",
+			"family", family, "group", group, "host", host, "err", err)
+		return "", 0, 0, false
+	}
+	if !ok || ev.SeqSource != event.SeqKernel {
+		return "", 0, 0, false
+	}
+	return ev.BootID, ev.Instance, ev.Seq, true
+}
+
+// Close stops the sink. Every batch was acknowledged or given up on by
+// Deliver, so nothing is buffered; the caller closes the connection.
+func (s *JetStream) Close(ctx context.Context) error {
+	if s.closed {
+		return nil
+	}
+	s.closed = true
+	if !s.nc.IsClosed() {
+		s.js.CleanupPublisher()
+	}
+	return nil
+}
+
+// provision creates the stream or checks it, and checks that its duplicate
+// window covers the sink's retry span.
+func (s *JetStream) provision(ctx context.Context) error {
+	want := s.cfg.Stream
+	if err := s.checkSubjects(want.Subjects); err != nil {
+		return err
+	}
+	if s.cfg.Manage {
+		// What is checked against the stream below, before creating it.
+		if err := s.checkWindow(want.DuplicateWindow); err != nil {
+			return err
+		}
+	}
+	st, err := s.js.Stream(ctx, want.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrStreamNotFound) && s.cfg.Manage:
+		st, err = s.js.CreateStream(ctx, want.jetstream())
+		if err != nil {
+			return fmt.Errorf("create stream %s: %w", want.Name, err)
+		}
+		s.log.Info("created stream", "stream", want.Name, "subjects", strings.Join(want.Subjects, ","), "max_age", want.MaxAge,
+			"max_bytes", want.MaxBytes, "max_msgs", want.MaxMsgs, "storage", want.Storage, "replicas", want.Replicas,
+			"duplicate_window", want.DuplicateWindow)
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		return fmt.Errorf("stream %s does not exist and the sink may not create it (GENLBRIDGE_STREAM_MANAGE=false): create it with subjects %s",
+			want.Name, strings.Join(want.Subjects, ","))
+	case err != nil && !s.cfg.Manage:
+		s.log.Warn("cannot look at the stream; publishing without checking it or its duplicate window", "stream", want.Name, "err", err)
+		return nil
+	case err != nil:
+		return fmt.Errorf("look up stream %s: %w", want.Name, err)
+	}
+	s.stream = st
+	have := st.CachedInfo().Config
+	if s.cfg.Manage {
+		if d := streamDiff(want, have); len(d) > 0 {
+			return fmt.Errorf("stream %s exists with another configuration (left unchanged; change the stream or the GENLBRIDGE_STREAM_* settings): %s",
+				want.Name, strings.Join(d, "; "))
+		}
+		return nil
+	}
+	if err := s.checkSubjects(have.Subjects); err != nil {
+		return fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	return s.checkWindow(have.Duplicates)
+}
+
+// checkSubjects checks that subjects capture what the templates make.
+func (s *JetStream) checkSubjects(subjects []string) error {
+	for _, t := range []Template{s.cfg.Subject, s.cfg.LossSubject} {
+		probe := t.Subject("f", "g", "h")
+		ok := false
+		for _, f := range subjects {
+			ok = ok || subjectMatches(f, probe)
+		}
+		if !ok {
+			return fmt.Errorf("stream subjects %s do not capture subject template %s", strings.Join(subjects, ","), t)
+		}
+	}
+	return nil
+}
+
+// checkWindow fails when no republish could be deduplicated, and warns
+// when the window covers only a few rounds of retries.
+func (s *JetStream) checkWindow(window time.Duration) error {
+	span := s.cfg.RetrySpan()
+	if window < span {
+		return fmt.Errorf("stream %s: duplicate window %s is shorter than the retry span %s (ack timeout %s + longest backoff %s): a republished record could be stored twice; raise GENLBRIDGE_STREAM_DUPLICATE_WINDOW or lower GENLBRIDGE_ACK_TIMEOUT/GENLBRIDGE_RETRY_MAX",
+			s.cfg.Stream.Name, window, span, s.cfg.AckTimeout, s.cfg.RetryMax)
+	}
+	if window < 4*span {
+		s.log.Warn("the stream's duplicate window covers fewer than 4 retry spans: a longer outage may store records twice",
+			"duplicate_window", window, "retry_span", span)
+	}
+	s.log.Info("deduplication", "stream", s.cfg.Stream.Name, "duplicate_window", window, "retry_span", span,
+		"outage_covered", window-span)
+	return nil
+}
+
+func (c StreamConfig) jetstream() jetstream.StreamConfig {
+	sc := jetstream.StreamConfig{
+		Name:       c.Name,
+		Subjects:   c.Subjects,
+		Retention:  jetstream.LimitsPolicy,
+		Discard:    jetstream.DiscardOld,
+		MaxAge:     c.MaxAge,
+		MaxBytes:   unlimited(c.MaxBytes),
+		MaxMsgs:    unlimited(c.MaxMsgs),
+		Storage:    storageType(c.Storage),
+		Replicas:   c.Replicas,
+		Duplicates: c.DuplicateWindow,
+	}
+	return sc
+}
+
+func unlimited(n int64) int64 {
+	if n <= 0 {
+		return -1
+	}
+	return n
+}
+
+func storageType(s string) jetstream.StorageType {
+	if s == "memory" {
+		return jetstream.MemoryStorage
+	}
+	return jetstream.FileStorage
+}
+
+// streamDiff lists, field by field, how have differs from want.
+func streamDiff(want StreamConfig, have jetstream.StreamConfig) []string {
+	w := want.jetstream()
+	var d []string
+	add := func(field string, h, w any) {
+		d = append(d, fmt.Sprintf("%s: stream has %v, configured %v", field, h, w))
+	}
+	if !sameSet(have.Subjects, w.Subjects) {
+		add("subjects", strings.Join(have.Subjects, ","), strings.Join(w.Subjects, ","))
+	}
+	if have.MaxAge != w.MaxAge {
+		add("max_age", have.MaxAge, w.MaxAge)
+	}
+	if unlimited(have.MaxBytes) != w.MaxBytes {
+		add("max_bytes", have.MaxBytes, w.MaxBytes)
+	}
+	if unlimited(have.MaxMsgs) != w.MaxMsgs {
+		add("max_msgs", have.MaxMsgs, w.MaxMsgs)
+	}
+	if have.Storage != w.Storage {
+		add("storage", have.Storage, w.Storage)
+	}
+	if max(have.Replicas, 1) != w.Replicas {
+		add("replicas", have.Replicas, w.Replicas)
+	}
+	if have.Duplicates != w.Duplicates {
+		add("duplicate_window", have.Duplicates, w.Duplicates)
+	}
+	return d
+}
+
+func sameSet(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	m := map[string]int{}
+	for _, s := range a {
+		m[s]++
+	}
+	for _, s := range b {
+		if m[s] == 0 {
+			return false
+		}
+		m[s]--
+	}
+	return true
+}
+
+// subjectMatches reports whether the subject filter f (with * and >) matches
+// the literal subject.
+func subjectMatches(f, subject string) bool {
+	ft, st := strings.Split(f, "."), strings.Split(subject, ".")
+	for i, t := range ft {
+		if t == ">" {
+			return len(st) > i
+		}
+		if i >= len(st) || (t != "*" && t != st[i]) {
+			return false
+		}
+	}
+	return len(ft) == len(st)
+}

@@ -1,0 +1,261 @@
+package sink_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/genlbridge/genlbridge/broker"
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func quietLogger() *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+// startJetStream runs an embedded server with a file store in a temp dir.
+func startJetStream(t testing.TB) (*broker.Server, *nats.Conn) {
+	t.Helper()
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(srv.Shutdown)
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Name: t.Name(), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	return srv, nc
+}
+
+func testEvents(host string, first uint64, n int) []event.Event {
+	evs := make([]event.Event, n)
+	for i := range evs {
+		seq := first + uint64(i)
+		evs[i] = event.Event{Host: host, BootID: "boot-1", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Cmd: 1, Version: 1,
+			Seq: seq, SeqSource: event.SeqKernel, Instance: 7, RecvNS: time.Now().UnixNano(), Format: event.FormatExmpl,
+			Msg: fmt.Sprintf("event %d", seq)}
+	}
+	return evs
+}
+
+// readStream returns every record stored in the stream, in order.
+func readStream(t testing.TB, nc *nats.Conn, stream string) (evs []event.Event, losses []event.Loss, msgs int) {
+	t.Helper()
+	js, _ := jetstream.New(nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := st.CachedInfo().State.Msgs
+	if total == 0 {
+		return nil, nil, 0
+	}
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	for uint64(msgs) < total {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", msgs, total, err)
+		}
+		msgs++
+		for _, line := range strings.Split(strings.TrimSpace(string(m.Data())), "\n") {
+			var v event.Envelope
+			if err := json.Unmarshal([]byte(line), &v); err != nil {
+				t.Fatalf("bad record %q: %v", line, err)
+			}
+			if v.Type == "loss" {
+				losses = append(losses, v.Loss())
+			} else {
+				evs = append(evs, v.Event)
+			}
+		}
+	}
+	return evs, losses, msgs
+}
+
+func newJS(t testing.TB, nc *nats.Conn, cfg sink.JetStreamConfig) *sink.JetStream {
+	t.Helper()
+	cfg.Logger = quietLogger()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := sink.NewJetStream(ctx, nc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestJetStreamDeliverAndDedupe(t *testing.T) {
+	for _, batched := range []bool{false, true} {
+		t.Run(fmt.Sprintf("batched=%v", batched), func(t *testing.T) {
+			_, nc := startJetStream(t)
+			s := newJS(t, nc, sink.JetStreamConfig{Batched: batched, Stream: sink.DefaultStream, Manage: true, MaxInFlight: 16})
+			ctx := context.Background()
+			b := &sink.Batch{Events: testEvents("h1", 1, 100),
+				Losses: []event.Loss{{Host: "h1", BootID: "boot-1", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Reason: event.ReasonOverrun, Count: 2, FirstSeq: 101, LastSeq: 102, TimeNS: 5}}}
+			if err := s.Deliver(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			// The same batch again (a republish after a lost ack): stored once.
+			if err := s.Deliver(ctx, b); err != nil {
+				t.Fatal(err)
+			}
+			b2 := &sink.Batch{Events: testEvents("h1", 103, 50)}
+			if err := s.Deliver(ctx, b2); err != nil {
+				t.Fatal(err)
+			}
+			evs, losses, msgs := readStream(t, nc, "GENL")
+			if len(evs) != 150 || len(losses) != 1 {
+				t.Fatalf("stream holds %d events, %d losses; want 150, 1", len(evs), len(losses))
+			}
+			for i, e := range evs {
+				want := uint64(i + 1)
+				if i >= 100 {
+					want += 2
+				}
+				if e.Seq != want {
+					t.Fatalf("event %d has seq %d, want %d", i, e.Seq, want)
+				}
+			}
+			st := s.Stats()
+			if st.Duplicates != st.Published-uint64(msgs) || st.Duplicates == 0 || st.Acked != st.Published {
+				t.Fatalf("stats %+v with %d messages stored", st, msgs)
+			}
+			if !batched && msgs != 151 {
+				t.Fatalf("%d messages, want one per record", msgs)
+			}
+			last, ok, err := s.LastEvent(ctx, "CONTROL_EXMPL", "EXMPL_GRP", "h1")
+			if err != nil || !ok || last.Seq != 152 {
+				t.Fatalf("last event %+v %v %v, want seq 152", last, ok, err)
+			}
+			if boot, inst, seq, ok := s.Resume("h1", "CONTROL_EXMPL", "EXMPL_GRP"); !ok || boot != "boot-1" || inst != 7 || seq != 152 {
+				t.Fatalf("resume %q %d %d %v", boot, inst, seq, ok)
+			}
+			if _, _, _, ok := s.Resume("h2", "CONTROL_EXMPL", "EXMPL_GRP"); ok {
+				t.Fatal("resume for a host with nothing stored")
+			}
+			if err := s.Close(ctx); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+func TestJetStreamGivesUpWithExactlyTheUnacked(t *testing.T) {
+	srv, nc := startJetStream(t)
+	s := newJS(t, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true, AckTimeout: 200 * time.Millisecond, RetryMax: 100 * time.Millisecond})
+	if err := s.Deliver(context.Background(), &sink.Batch{Events: testEvents("h", 1, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	srv.Shutdown()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	b := &sink.Batch{Events: testEvents("h", 11, 20), Losses: []event.Loss{{Host: "h", Reason: event.ReasonSeqGap, Count: 1}}}
+	err := s.Deliver(ctx, b)
+	var de *sink.DeliveryError
+	if !errors.As(err, &de) || len(de.UndeliveredEvents) != 20 || len(de.UndeliveredLosses) != 1 || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Deliver = %v, want every record named and the deadline", err)
+	}
+	if st := s.Stats(); st.Retries == 0 {
+		t.Fatalf("no retry: %+v", st)
+	}
+}
+
+func TestJetStreamProvisioning(t *testing.T) {
+	_, nc := startJetStream(t)
+	js, _ := jetstream.New(nc)
+	ctx := context.Background()
+
+	// Missing: created as configured.
+	want := sink.StreamConfig{Name: "EVENTS", Subjects: []string{"genl.>"}, MaxAge: time.Hour, MaxBytes: 64 << 20, MaxMsgs: 100000,
+		Storage: "file", Replicas: 1, DuplicateWindow: time.Minute}
+	newJS(t, nc, sink.JetStreamConfig{Stream: want, Manage: true})
+	st, err := js.Stream(ctx, "EVENTS")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := st.CachedInfo().Config
+	if got.MaxAge != time.Hour || got.MaxBytes != 64<<20 || got.MaxMsgs != 100000 || got.Duplicates != time.Minute ||
+		got.Storage != jetstream.FileStorage || strings.Join(got.Subjects, ",") != "genl.>" {
+		t.Fatalf("created %+v", got)
+	}
+	// The same configuration again: accepted.
+	newJS(t, nc, sink.JetStreamConfig{Stream: want, Manage: true})
+
+	// A conflicting stream: every difference named, nothing changed.
+	other := want
+	other.Subjects = []string{"genl.>", "other.>"}
+	other.MaxAge = 2 * time.Hour
+	other.MaxMsgs = 0
+	other.Storage = "memory"
+	other.DuplicateWindow = 90 * time.Second
+	_, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: other, Manage: true, Logger: quietLogger()})
+	if err == nil {
+		t.Fatal("conflicting stream accepted")
+	}
+	for _, field := range []string{"stream EVENTS", "subjects: stream has genl.>, configured genl.>,other.>", "max_age: stream has 1h0m0s, configured 2h0m0s",
+		"max_msgs: stream has 100000, configured -1", "storage: stream has File, configured Memory", "duplicate_window: stream has 1m0s, configured 1m30s", "left unchanged"} {
+		if !strings.Contains(err.Error(), field) {
+			t.Errorf("error does not say %q: %v", field, err)
+		}
+	}
+	if strings.Contains(err.Error(), "max_bytes") || strings.Contains(err.Error(), "replicas") {
+		t.Errorf("error names fields that agree: %v", err)
+	}
+	st, _ = js.Stream(ctx, "EVENTS")
+	if after := st.CachedInfo().Config; after.MaxAge != got.MaxAge || after.MaxMsgs != got.MaxMsgs || after.Storage != got.Storage ||
+		after.Duplicates != got.Duplicates || len(after.Subjects) != 1 {
+		t.Fatalf("stream changed: %+v", after)
+	}
+
+	// Not managed: the limits are the account's business; existence and
+	// subjects are checked.
+	newJS(t, nc, sink.JetStreamConfig{Stream: other, Manage: false})
+	missing := want
+	missing.Name = "NOPE"
+	_, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: missing, Manage: false, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), "does not exist") {
+		t.Fatalf("missing unmanaged stream: %v", err)
+	}
+	if _, err := js.Stream(ctx, "NOPE"); !errors.Is(err, jetstream.ErrStreamNotFound) {
+		t.Fatalf("unmanaged stream created: %v", err)
+	}
+	// Subjects that do not capture the templates.
+	bad := want
+	bad.Name, bad.Subjects = "BAD", []string{"genl.*.*.*"}
+	_, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: bad, Manage: true, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), "do not capture subject template genl.{family}.{group}.{host}.loss") {
+		t.Fatalf("subjects missing the loss subject: %v", err)
+	}
+	// A duplicate window shorter than one retry span.
+	short := want
+	short.Name, short.Subjects, short.DuplicateWindow = "SHORT", []string{"genl.>"}, 3*time.Second
+	_, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: short, Manage: true, Logger: quietLogger()})
+	if err == nil || !strings.Contains(err.Error(), "duplicate window 3s is shorter than the retry span 7s") {
+		t.Fatalf("short duplicate window: %v", err)
+	}
+}
