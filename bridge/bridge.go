@@ -64,7 +64,16 @@ type Config struct {
 	// ShutdownTimeout bounds the delivery of what is queued once Run's
 	// context ends.
 	ShutdownTimeout time.Duration
-	Logger          *slog.Logger
+	// Resume, if set, says where a previous run stopped: the boot id,
+	// instance and kernel sequence of the last event of host's family/group
+	// that reached the sink (ok false: unknown). Run calls it once per
+	// subscription before reading. When the first event's boot id is the
+	// same and its sequence is past the stored one, the registration went
+	// on while nobody listened: the events in between are published as a
+	// seq_gap loss and the stored instance is kept. A sequence at or below
+	// the stored one is a new registration (the module restarts at 1).
+	Resume func(host, family, group string) (bootID string, instance, seq uint64, ok bool)
+	Logger *slog.Logger
 	// OnDelivered, if set, is called by the batcher goroutine after each
 	// delivery attempt with the batch, how long the sink took and its error.
 	// It must not keep b or block (metrics).
@@ -245,6 +254,14 @@ func BootID() string {
 	return strings.TrimSpace(string(b))
 }
 
+// resumePoint is what Config.Resume said for a subscription.
+type resumePoint struct {
+	ok       bool
+	bootID   string
+	instance uint64
+	seq      uint64
+}
+
 // reader is one subscription's receive side: its socket and the state that
 // only its goroutine touches, plus counters anyone may read.
 type reader struct {
@@ -262,6 +279,7 @@ type reader struct {
 	lastSeq   uint64 // last kernel sequence seen
 	bridgeSeq uint64 // counter for families without a sequence
 	instance  uint64 // identifies the family registration the sequence belongs to
+	resume    resumePoint
 	// Drop attribution (reader goroutine only): drops read from the kernel
 	// but not yet published, and drops published ahead of the sequence gap
 	// that will show them.

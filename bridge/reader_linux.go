@@ -76,6 +76,13 @@ func (b *Bridge) Run(ctx context.Context) error {
 	readCtx, stopReading := context.WithCancel(ctx)
 	defer stopReading()
 
+	if b.cfg.Resume != nil {
+		for _, r := range b.readers {
+			rp := &r.resume
+			rp.bootID, rp.instance, rp.seq, rp.ok = b.cfg.Resume(b.cfg.Host, r.ctl.Family, r.ctl.Group)
+		}
+	}
+
 	var readers sync.WaitGroup
 	for _, r := range b.readers {
 		readers.Add(1)
@@ -265,6 +272,13 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 	switch {
 	case !r.haveSeq:
 		r.instance = r.nextInstance(now)
+		if rp := &r.resume; rp.ok && rp.bootID == r.b.cfg.BootID && ev.Seq > rp.seq {
+			// The registration the last run saw went on without us.
+			r.instance = rp.instance
+			if ev.Seq > rp.seq+1 {
+				r.gap(rp.seq+1, ev.Seq-1, now)
+			}
+		}
 	case ev.Seq == r.lastSeq+1:
 	case ev.Seq > r.lastSeq+1:
 		r.gap(r.lastSeq+1, ev.Seq-1, now)

@@ -2,45 +2,24 @@ package sink_test
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/internal/jstest"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
-func quietLogger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func quietLogger() *slog.Logger { return jstest.Logger() }
 
-// startJetStream runs an embedded server with a file store in a temp dir.
-func startJetStream(t testing.TB) (*broker.Server, *nats.Conn) {
-	t.Helper()
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Name: t.Name(), Logger: quietLogger()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	return srv, nc
-}
+func startJetStream(t testing.TB) (*broker.Server, *nats.Conn) { return jstest.Start(t) }
 
 func testEvents(host string, first uint64, n int) []event.Event {
 	evs := make([]event.Event, n)
@@ -55,46 +34,8 @@ func testEvents(host string, first uint64, n int) []event.Event {
 
 // readStream returns every record stored in the stream, in order.
 func readStream(t testing.TB, nc *nats.Conn, stream string) (evs []event.Event, losses []event.Loss, msgs int) {
-	t.Helper()
-	js, _ := jetstream.New(nc)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
-	total := st.CachedInfo().State.Msgs
-	if total == 0 {
-		return nil, nil, 0
-	}
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	it, err := c.Messages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Stop()
-	for uint64(msgs) < total {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			t.Fatalf("after %d of %d messages: %v", msgs, total, err)
-		}
-		msgs++
-		for _, line := range strings.Split(strings.TrimSpace(string(m.Data())), "\n") {
-			var v event.Envelope
-			if err := json.Unmarshal([]byte(line), &v); err != nil {
-				t.Fatalf("bad record %q: %v", line, err)
-			}
-			if v.Type == "loss" {
-				losses = append(losses, v.Loss())
-			} else {
-				evs = append(evs, v.Event)
-			}
-		}
-	}
-	return evs, losses, msgs
+	r := jstest.ReadStream(t, nc, stream)
+	return r.Events, r.Losses, r.Msgs
 }
 
 func newJS(t testing.TB, nc *nats.Conn, cfg sink.JetStreamConfig) *sink.JetStream {
