@@ -1,0 +1,506 @@
+//go:build linux
+
+// Command genlbench measures genlbridge end to end against what the kernel
+// and NATS allow, side by side in one run: a generator multicasts
+// CONTROL_EXMPL-shaped events from userspace into netdev/mgmt in a private
+// network namespace (root needed), and each pipeline is run as its own
+// process so that its CPU time, allocations and peak RSS are its own:
+//
+//	raw           recvmmsg that only counts: the ceiling of this machine
+//	bridge-batch  genlbridge run, one NATS message per batch
+//	bridge-event  genlbridge run, one NATS message per event (the default)
+//	bridge-js     genlbridge run into JetStream, one message per event
+//	naive         netlink.Conn.Receive + one nats.Publish per event
+//	js-bare       a bare JetStream PublishAsync loop (no kernel), for reference
+//
+// It prints a table, writes results.json and chart.png to -out, and says
+// whether each target holds.
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/genlbridge/genlbridge/broker"
+	"github.com/genlbridge/genlbridge/internal/inject"
+	"github.com/genlbridge/genlbridge/internal/netnstest"
+)
+
+func main() {
+	if len(os.Args) > 1 && (os.Args[1] == "raw" || os.Args[1] == "naive") {
+		childMain(os.Args[1], os.Args[2:])
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "genlbench:", err)
+		os.Exit(1)
+	}
+}
+
+type options struct {
+	bridge   string
+	out      string
+	modes    []string
+	rates    []int
+	repeat   int
+	maxEv    int
+	maxDur   time.Duration
+	lossless time.Duration
+}
+
+func run() error {
+	var o options
+	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-js,naive,js-bare", "pipelines to measure")
+	rates := flag.String("rates", "10000,100000,400000,0", "offered rates in events/s; 0 is as fast as possible")
+	flag.StringVar(&o.bridge, "bridge", "build/genlbridge", "the genlbridge binary")
+	flag.StringVar(&o.out, "out", "build/bench", "directory for results.json and chart.png")
+	flag.IntVar(&o.repeat, "repeat", 3, "runs of each point (median and spread are reported)")
+	flag.IntVar(&o.maxEv, "events", 300000, "events per point at most")
+	flag.DurationVar(&o.maxDur, "duration", 2*time.Second, "offered time per point at most (events = min(-events, rate*duration))")
+	flag.DurationVar(&o.lossless, "lossless", 10*time.Second, "length of the lossless check at 400k events/s with default settings (0: skip)")
+	flag.Parse()
+	if os.Geteuid() != 0 {
+		return errors.New("needs root: it creates a network namespace and multicasts into it")
+	}
+	o.modes = strings.Split(*modes, ",")
+	for _, r := range strings.Split(*rates, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(r))
+		if err != nil {
+			return fmt.Errorf("rate %q: want a whole number", r)
+		}
+		o.rates = append(o.rates, n)
+	}
+	if err := os.MkdirAll(o.out, 0o755); err != nil {
+		return err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	help, _ := exec.Command(o.bridge, "run", "--help").CombinedOutput()
+	jsOK := strings.Contains(string(help), "jetstream")
+
+	res := &results{Machine: machine(), Started: time.Now().UTC()}
+	total := 0
+	for _, m := range o.modes {
+		if m == "js-bare" {
+			total += o.repeat
+		} else {
+			total += len(o.rates) * o.repeat
+		}
+	}
+	done := 0
+	for rep := 0; rep < o.repeat; rep++ {
+		for _, mode := range o.modes {
+			if mode == "bridge-js" && !jsOK {
+				continue
+			}
+			rs := o.rates
+			if mode == "js-bare" {
+				rs = []int{0}
+			}
+			for _, rate := range rs {
+				done++
+				fmt.Fprintf(os.Stderr, "[%d/%d] %s at %s ... ", done, total, mode, rateName(rate))
+				n := o.maxEv
+				if rate > 0 {
+					n = min(n, int(float64(rate)*o.maxDur.Seconds()))
+				}
+				p, err := measure(self, o, mode, rate, n, nil)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "failed:", err)
+					p = &point{Mode: mode, Offered: rate, Error: err.Error()}
+				} else {
+					fmt.Fprintf(os.Stderr, "%.0f ev/s, lost %d\n", p.EventsPerSec, p.LostActual)
+				}
+				res.Points = append(res.Points, *p)
+			}
+		}
+	}
+	if o.lossless > 0 {
+		for rep := 0; rep < o.repeat; rep++ {
+			fmt.Fprintf(os.Stderr, "[lossless %d/%d] bridge-event, defaults, 400k/s for %s ... ", rep+1, o.repeat, o.lossless)
+			p, err := measure(self, o, "bridge-event", 400000, int(400000*o.lossless.Seconds()), nil)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "failed:", err)
+				p = &point{Mode: "bridge-event", Offered: 400000, Error: err.Error()}
+			} else {
+				fmt.Fprintf(os.Stderr, "lost %d of %d\n", p.LostActual, p.Sent)
+			}
+			p.Label = "lossless"
+			res.Lossless = append(res.Lossless, *p)
+		}
+	}
+	res.summarize()
+	res.print(os.Stdout)
+	b, _ := json.MarshalIndent(res, "", "  ")
+	if err := os.WriteFile(filepath.Join(o.out, "results.json"), b, 0o644); err != nil {
+		return err
+	}
+	if err := drawChart(res, filepath.Join(o.out, "chart.png")); err != nil {
+		return fmt.Errorf("chart: %w", err)
+	}
+	fmt.Printf("\nwrote %s and %s\n", filepath.Join(o.out, "results.json"), filepath.Join(o.out, "chart.png"))
+	return nil
+}
+
+func rateName(r int) string {
+	if r == 0 {
+		return "max"
+	}
+	return fmt.Sprintf("%dk/s", r/1000)
+}
+
+func machine() string {
+	host, _ := os.Hostname()
+	var u syscall.Utsname
+	syscall.Uname(&u)
+	rel := make([]byte, 0, 65)
+	for _, c := range u.Release {
+		if c == 0 {
+			break
+		}
+		rel = append(rel, byte(c))
+	}
+	cpu := ""
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		for _, l := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(l, "model name"); ok {
+				cpu = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(v), ":"))
+				break
+			}
+		}
+	}
+	return fmt.Sprintf("%s, linux %s, %d CPUs (%s)", host, rel, numCPU(), cpu)
+}
+
+func numCPU() int {
+	b, _ := os.ReadFile("/proc/cpuinfo")
+	return strings.Count(string(b), "processor\t:")
+}
+
+// point is one measured run.
+type point struct {
+	Mode    string `json:"mode"`
+	Label   string `json:"label,omitempty"`
+	Offered int    `json:"offered_per_s"` // 0: as fast as possible
+	Sent    uint64 `json:"sent"`
+	// Delivered counts events at the end of the pipeline (the subscriber,
+	// or the raw receiver); LostCounted what the pipeline itself counted
+	// as lost; LostActual is Sent - Delivered.
+	Delivered    uint64    `json:"delivered"`
+	LostCounted  uint64    `json:"lost_counted"`
+	LostActual   int64     `json:"lost_actual"`
+	Seconds      float64   `json:"seconds"`
+	EventsPerSec float64   `json:"events_per_s"`
+	P50us        float64   `json:"p50_us"`
+	P99us        float64   `json:"p99_us"`
+	P999us       float64   `json:"p999_us"`
+	CPUusPerEv   float64   `json:"cpu_us_per_event"`
+	AllocsPerEv  float64   `json:"allocs_per_event"`
+	PeakRSSMiB   float64   `json:"peak_rss_mib"`
+	Latencies    []float64 `json:"-"`
+	Error        string    `json:"error,omitempty"`
+}
+
+// child is a pipeline process.
+type child struct {
+	cmd     *exec.Cmd
+	stdout  *bufio.Reader
+	stderr  *lineBuffer
+	metrics string // URL of /metrics for a bridge
+}
+
+type lineBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (l *lineBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *lineBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+func freePort() int {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL string, env []string) (*child, error) {
+	c := &child{stderr: &lineBuffer{}}
+	switch mode {
+	case "raw":
+		c.cmd = exec.Command(self, "raw", ns.Path)
+	case "naive":
+		c.cmd = exec.Command(self, "naive", ns.Path, natsURL)
+	default:
+		port := freePort()
+		c.metrics = fmt.Sprintf("http://127.0.0.1:%d/metrics", port)
+		c.cmd = exec.Command(o.bridge, "run")
+		c.cmd.Env = append(os.Environ(),
+			"GENLBRIDGE_NATS_URL="+natsURL,
+			"GENLBRIDGE_NETNS="+ns.Path,
+			"GENLBRIDGE_SUBSCRIBE=netdev/mgmt:exmpl",
+			"GENLBRIDGE_ALLOW_USERSPACE_SENDERS=true",
+			fmt.Sprintf("GENLBRIDGE_HTTP_ADDR=127.0.0.1:%d", port),
+		)
+		switch mode {
+		case "bridge-batch":
+			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_MESSAGE_MODE=batch")
+		case "bridge-js":
+			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream")
+		}
+		c.cmd.Env = append(c.cmd.Env, env...)
+	}
+	out, err := c.cmd.StdoutPipe()
+	if err != nil {
+		return nil, err
+	}
+	c.stdout = bufio.NewReader(out)
+	c.cmd.Stderr = c.stderr
+	if err := c.cmd.Start(); err != nil {
+		return nil, err
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	if c.metrics == "" {
+		line, err := c.stdout.ReadString('\n')
+		if err != nil || strings.TrimSpace(line) != "READY" {
+			c.kill()
+			return nil, fmt.Errorf("%s did not start: %v %q: %s", mode, err, line, c.stderr.String())
+		}
+		return c, nil
+	}
+	for !strings.Contains(c.stderr.String(), "msg=joined") || scrape(c.metrics, "go_memstats_mallocs_total") < 0 {
+		if time.Now().After(deadline) {
+			c.kill()
+			return nil, fmt.Errorf("bridge did not join within 10s: %s", c.stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return c, nil
+}
+
+func (c *child) kill() {
+	c.cmd.Process.Kill()
+	c.cmd.Wait()
+}
+
+// stop sends SIGTERM and returns what a raw or naive child reports.
+func (c *child) stop() (childReport, error) {
+	var rep childReport
+	c.cmd.Process.Signal(syscall.SIGTERM)
+	if c.metrics == "" {
+		line, err := c.stdout.ReadString('\n')
+		if err == nil {
+			err = json.Unmarshal([]byte(line), &rep)
+		}
+		c.cmd.Wait()
+		return rep, err
+	}
+	io.Copy(io.Discard, c.stdout)
+	err := c.cmd.Wait()
+	return rep, err
+}
+
+// scrape returns the value of a metric line starting with name, or -1.
+func scrape(url, name string) float64 {
+	cl := http.Client{Timeout: 2 * time.Second}
+	resp, err := cl.Get(url)
+	if err != nil {
+		return -1
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	total, found := 0.0, false
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(l, name+" ") || strings.HasPrefix(l, name+"{") {
+			f := strings.Fields(l)
+			v, err := strconv.ParseFloat(f[len(f)-1], 64)
+			if err == nil {
+				total += v
+				found = true
+			}
+		}
+	}
+	if !found {
+		return -1
+	}
+	return total
+}
+
+// measure runs one point: a fresh namespace, server, pipeline and subscriber.
+func measure(self string, o options, mode string, rate, n int, env []string) (*point, error) {
+	if mode == "js-bare" {
+		return measureJSBare(n)
+	}
+	ns, err := netnstest.New("genlbench")
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	dir, err := os.MkdirTemp("", "genlbench")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js", StoreDir: dir})
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Shutdown()
+	var sub *subscriber
+	if mode != "raw" {
+		if sub, err = subscribe(srv.URL(), mode == "bridge-js"); err != nil {
+			return nil, err
+		}
+		defer sub.close()
+	}
+	ch, err := startChild(self, o, mode, ns, srv.URL(), env)
+	if err != nil {
+		return nil, err
+	}
+	defer ch.kill()
+	pid := ch.cmd.Process.Pid
+	cpu0, _ := procCPU(pid)
+	mallocs0 := -1.0
+	if ch.metrics != "" {
+		mallocs0 = scrape(ch.metrics, "go_memstats_mallocs_total")
+	}
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		return nil, err
+	}
+	defer snd.Close()
+
+	start := time.Now()
+	if err := pace(snd, rate, n); err != nil {
+		return nil, err
+	}
+	sendEnd := time.Now()
+	p := &point{Mode: mode, Offered: rate, Sent: uint64(n)}
+	// Wait until everything is accounted for, or nothing moves for 2 s.
+	if sub != nil {
+		last, lastChange := uint64(0), time.Now()
+		for {
+			d, l := sub.counts()
+			if d+l >= uint64(n) {
+				break
+			}
+			if d+l != last {
+				last, lastChange = d+l, time.Now()
+			}
+			if time.Since(lastChange) > 2*time.Second {
+				break
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+	} else {
+		time.Sleep(300 * time.Millisecond) // the raw receiver drains 32 MiB in far less
+	}
+	cpu1, _ := procCPU(pid)
+	rss, _ := procPeakRSS(pid)
+	mallocs1 := -1.0
+	if ch.metrics != "" {
+		mallocs1 = scrape(ch.metrics, "go_memstats_mallocs_total")
+		p.LostCounted = uint64(max(0, scrape(ch.metrics, "genlbridge_events_dropped_total")))
+	}
+	rep, err := ch.stop()
+	if err != nil && ch.metrics == "" {
+		return nil, fmt.Errorf("%s report: %w: %s", mode, err, ch.stderr.String())
+	}
+	var end time.Time
+	if sub != nil {
+		p.Delivered, _ = sub.counts()
+		end = sub.lastTime()
+		p.Latencies = sub.latencies()
+		if ch.metrics == "" {
+			p.LostCounted = 0 // the naive pipeline counts nothing
+		}
+	} else {
+		p.Delivered = rep.Received
+		p.LostCounted = rep.Drops
+		p.Latencies = rep.Latencies
+		end = sendEnd
+	}
+	p.LostActual = int64(p.Sent) - int64(p.Delivered)
+	if end.Before(start) {
+		end = sendEnd
+	}
+	p.Seconds = end.Sub(start).Seconds()
+	if p.Seconds > 0 {
+		p.EventsPerSec = float64(p.Delivered) / p.Seconds
+	}
+	if p.Delivered > 0 {
+		p.CPUusPerEv = (cpu1 - cpu0) / float64(p.Delivered)
+		if mallocs0 >= 0 && mallocs1 >= 0 {
+			p.AllocsPerEv = (mallocs1 - mallocs0) / float64(p.Delivered)
+		} else if ch.metrics == "" {
+			p.AllocsPerEv = float64(rep.Mallocs) / float64(p.Delivered)
+		}
+	}
+	p.PeakRSSMiB = float64(rss) / (1 << 20)
+	p.P50us, p.P99us, p.P999us = quantile(p.Latencies, 0.5), quantile(p.Latencies, 0.99), quantile(p.Latencies, 0.999)
+	return p, nil
+}
+
+// pace sends n events at rate per second (0: as fast as possible), in
+// sendmmsg batches, catching up every millisecond.
+func pace(snd *inject.Sender, rate, n int) error {
+	const chunk = 256
+	start := time.Now()
+	sent := 0
+	for sent < n {
+		want := n
+		if rate > 0 {
+			want = min(n, int(time.Since(start).Seconds()*float64(rate))+1)
+		}
+		if want <= sent {
+			time.Sleep(200 * time.Microsecond)
+			continue
+		}
+		k := min(want-sent, chunk)
+		if err := snd.SendExmpl(uint64(sent+1), k); err != nil {
+			return err
+		}
+		sent += k
+	}
+	return nil
+}
+
+func quantile(v []float64, q float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[min(len(s)-1, int(q*float64(len(s))))]
+}
+
+var _ = context.Background

@@ -1,0 +1,171 @@
+//go:build linux
+
+package main
+
+import (
+	"fmt"
+	"io"
+	"slices"
+	"text/tabwriter"
+	"time"
+)
+
+type results struct {
+	Machine  string    `json:"machine"`
+	Started  time.Time `json:"started"`
+	Points   []point   `json:"points"`
+	Lossless []point   `json:"lossless,omitempty"`
+	Summary  []summary `json:"summary"`
+	Ratios   []ratio   `json:"ratios"`
+}
+
+// summary is the median (and spread) of the repeats of one mode and rate.
+type summary struct {
+	Mode         string  `json:"mode"`
+	Offered      int     `json:"offered_per_s"`
+	Runs         int     `json:"runs"`
+	EventsPerSec float64 `json:"events_per_s"`
+	MinEPS       float64 `json:"min_events_per_s"`
+	MaxEPS       float64 `json:"max_events_per_s"`
+	Sent         uint64  `json:"sent"`
+	LostActual   int64   `json:"lost_actual"`
+	LostCounted  uint64  `json:"lost_counted"`
+	P50us        float64 `json:"p50_us"`
+	P99us        float64 `json:"p99_us"`
+	P999us       float64 `json:"p999_us"`
+	CPUusPerEv   float64 `json:"cpu_us_per_event"`
+	AllocsPerEv  float64 `json:"allocs_per_event"`
+	PeakRSSMiB   float64 `json:"peak_rss_mib"`
+}
+
+type ratio struct {
+	Name   string  `json:"name"`
+	Value  float64 `json:"value"`
+	Target string  `json:"target"`
+	Holds  bool    `json:"holds"`
+}
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+func (r *results) summarize() {
+	type key struct {
+		mode string
+		rate int
+	}
+	var order []key
+	groups := map[key][]point{}
+	for _, p := range r.Points {
+		if p.Error != "" {
+			continue
+		}
+		k := key{p.Mode, p.Offered}
+		if _, ok := groups[k]; !ok {
+			order = append(order, k)
+		}
+		groups[k] = append(groups[k], p)
+	}
+	for _, k := range order {
+		ps := groups[k]
+		col := func(f func(p point) float64) []float64 {
+			out := make([]float64, len(ps))
+			for i, p := range ps {
+				out[i] = f(p)
+			}
+			return out
+		}
+		eps := col(func(p point) float64 { return p.EventsPerSec })
+		s := summary{Mode: k.mode, Offered: k.rate, Runs: len(ps), EventsPerSec: median(eps), MinEPS: slices.Min(eps), MaxEPS: slices.Max(eps),
+			P50us: median(col(func(p point) float64 { return p.P50us })), P99us: median(col(func(p point) float64 { return p.P99us })),
+			P999us: median(col(func(p point) float64 { return p.P999us })), CPUusPerEv: median(col(func(p point) float64 { return p.CPUusPerEv })),
+			AllocsPerEv: median(col(func(p point) float64 { return p.AllocsPerEv })), PeakRSSMiB: slices.Max(col(func(p point) float64 { return p.PeakRSSMiB }))}
+		for _, p := range ps {
+			s.Sent += p.Sent
+			s.LostActual += p.LostActual
+			s.LostCounted += p.LostCounted
+		}
+		r.Summary = append(r.Summary, s)
+	}
+	get := func(mode string, rate int) *summary {
+		for i := range r.Summary {
+			if r.Summary[i].Mode == mode && r.Summary[i].Offered == rate {
+				return &r.Summary[i]
+			}
+		}
+		return nil
+	}
+	add := func(name, target string, v float64, holds bool) {
+		r.Ratios = append(r.Ratios, ratio{Name: name, Value: v, Target: target, Holds: holds})
+	}
+	raw, batch, naive := get("raw", 0), get("bridge-batch", 0), get("naive", 0)
+	if raw != nil && batch != nil {
+		v := batch.EventsPerSec / raw.EventsPerSec
+		add("bridge-batch / raw ceiling (max rate)", ">= 0.85", v, v >= 0.85)
+	}
+	if naive != nil && batch != nil {
+		v := batch.EventsPerSec / naive.EventsPerSec
+		add("bridge-batch / naive (max rate)", ">= 4", v, v >= 4)
+	}
+	if js, bare := get("bridge-js", 0), get("js-bare", 0); js != nil && bare != nil {
+		v := js.EventsPerSec / bare.EventsPerSec
+		add("bridge-js per event / bare PublishAsync", ">= 0.9", v, v >= 0.9)
+	}
+	if len(r.Lossless) > 0 {
+		var lost int64
+		ok := true
+		for _, p := range r.Lossless {
+			lost += p.LostActual
+			ok = ok && p.Error == "" && p.LostActual == 0
+		}
+		add(fmt.Sprintf("lossless at 400k/s for %.0fs, defaults (events lost over %d runs)", float64(r.Lossless[0].Sent)/400000, len(r.Lossless)), "== 0", float64(lost), ok)
+	}
+	for _, m := range []string{"bridge-event", "bridge-batch"} {
+		if s := get(m, 10000); s != nil {
+			add(m+" p99 latency at 10k/s (ms)", "<= linger + 2 ms = 3 ms", s.P99us/1000, s.P99us <= 3000)
+		}
+	}
+	for _, m := range []string{"bridge-batch", "bridge-event"} {
+		if s := get(m, 100000); s != nil {
+			add(m+" allocations per event at 100k/s", "<= 1", s.AllocsPerEv, s.AllocsPerEv <= 1)
+		}
+	}
+	peak := 0.0
+	for _, s := range r.Summary {
+		if s.Mode == "bridge-batch" || s.Mode == "bridge-event" {
+			peak = max(peak, s.PeakRSSMiB)
+		}
+	}
+	if peak > 0 {
+		add("bridge peak RSS, MiB (no embedded server)", "<= 64", peak, peak <= 64)
+	}
+}
+
+func (r *results) print(w io.Writer) {
+	fmt.Fprintf(w, "\ngenlbench on %s, %s\n\n", r.Machine, r.Started.Format(time.RFC3339))
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "mode\toffered\truns\tevents/s\t(min-max)\tsent\tlost\tcounted\tp50 µs\tp99 µs\tp99.9 µs\tcpu µs/ev\tallocs/ev\tpeak RSS MiB\t")
+	for _, s := range r.Summary {
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t(%.0f-%.0f)\t%d\t%d\t%d\t%.0f\t%.0f\t%.0f\t%.2f\t%.2f\t%.1f\t\n", s.Mode, rateName(s.Offered), s.Runs,
+			s.EventsPerSec, s.MinEPS, s.MaxEPS, s.Sent, s.LostActual, s.LostCounted, s.P50us, s.P99us, s.P999us, s.CPUusPerEv, s.AllocsPerEv, s.PeakRSSMiB)
+	}
+	tw.Flush()
+	for _, p := range r.Points {
+		if p.Error != "" {
+			fmt.Fprintf(w, "failed: %s at %s: %s\n", p.Mode, rateName(p.Offered), p.Error)
+		}
+	}
+	fmt.Fprintln(w, "\ntargets:")
+	for _, x := range r.Ratios {
+		mark := "MET "
+		if !x.Holds {
+			mark = "MISS"
+		}
+		fmt.Fprintf(w, "  %s  %-70s %10.2f  (target %s)\n", mark, x.Name, x.Value, x.Target)
+	}
+}
