@@ -34,12 +34,23 @@ type Config struct {
 	EmbeddedListen string `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`
 	DataDir        string `envconfig:"DATA_DIR" default:"/var/lib/genlbridge" desc:"directory of the embedded server's JetStream store"`
 
-	Sink         Choice        `envconfig:"SINK" default:"nats" choices:"nats,stdout" desc:"where events go: nats, or stdout (JSON lines, for debugging)"`
+	Sink         Choice        `envconfig:"SINK" default:"auto" choices:"auto,nats,jetstream,stdout" desc:"where events go: nats (core NATS subjects), jetstream (a stream, acknowledged and deduplicated), stdout (JSON lines, for debugging); auto: jetstream with the embedded server, nats with GENLBRIDGE_NATS_URL"`
 	Subject      string        `envconfig:"SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host})"`
 	LossSubject  string        `envconfig:"LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
 	MessageMode  Choice        `envconfig:"MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
 	FlushTimeout time.Duration `envconfig:"FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
 	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"2s" desc:"longest backoff between delivery attempts"`
+
+	Stream                string        `envconfig:"STREAM" default:"GENL" desc:"jetstream sink: name of the stream"`
+	StreamSubjects        []string      `envconfig:"STREAM_SUBJECTS" default:"genl.>" desc:"jetstream sink: the stream's subjects, comma-separated; must capture SUBJECT and LOSS_SUBJECT"`
+	StreamMaxAge          time.Duration `envconfig:"STREAM_MAX_AGE" default:"24h" desc:"jetstream sink: oldest message the stream keeps (0: no limit)"`
+	StreamMaxBytes        ByteSize      `envconfig:"STREAM_MAX_BYTES" default:"1GiB" desc:"jetstream sink: most bytes the stream keeps, oldest dropped first (0: no limit)"`
+	StreamMaxMsgs         int           `envconfig:"STREAM_MAX_MSGS" default:"0" desc:"jetstream sink: most messages the stream keeps (0: no limit)"`
+	StreamStorage         Choice        `envconfig:"STREAM_STORAGE" default:"file" choices:"file,memory" desc:"jetstream sink: the stream's storage"`
+	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"jetstream sink: the stream's replicas (1-5)"`
+	StreamDuplicateWindow time.Duration `envconfig:"STREAM_DUPLICATE_WINDOW" default:"2m" desc:"jetstream sink: how long the server remembers message ids; at least FLUSH_TIMEOUT + RETRY_MAX (one republish), and the outage it outlasts by that much is deduplicated; the server keeps one id per message within it"`
+	StreamManage          bool          `envconfig:"STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
+	MaxInFlight           int           `envconfig:"MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink: most messages published and not yet acknowledged"`
 
 	ReceiveBuffer         ByteSize      `envconfig:"RECEIVE_BUFFER" default:"32MiB" desc:"socket receive buffer per subscription (about 800 bytes an event)"`
 	ReadBatch             int           `envconfig:"READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
@@ -224,7 +235,7 @@ func (c *Config) check() error {
 		n   int
 	}{
 		{"QUEUE_SIZE", c.QueueSize}, {"BATCH_EVENTS", c.BatchEvents}, {"BATCH_BYTES", int(c.BatchBytes)},
-		{"READ_BATCH", c.ReadBatch},
+		{"READ_BATCH", c.ReadBatch}, {"STREAM_REPLICAS", c.StreamReplicas}, {"MAX_IN_FLIGHT", c.MaxInFlight},
 	}
 	for _, p := range positive {
 		if p.n < 1 {
@@ -239,7 +250,7 @@ func (c *Config) check() error {
 		d   time.Duration
 	}{
 		{"BATCH_LINGER", c.BatchLinger}, {"RESYNC_INTERVAL", c.ResyncInterval}, {"SHUTDOWN_TIMEOUT", c.ShutdownTimeout},
-		{"FLUSH_TIMEOUT", c.FlushTimeout}, {"RETRY_MAX", c.RetryMax},
+		{"FLUSH_TIMEOUT", c.FlushTimeout}, {"RETRY_MAX", c.RetryMax}, {"STREAM_DUPLICATE_WINDOW", c.StreamDuplicateWindow},
 	}
 	for _, d := range durations {
 		if d.d <= 0 {
@@ -254,6 +265,9 @@ func (c *Config) check() error {
 	}
 	if _, err := sink.ParseTemplate(c.LossSubject); err != nil {
 		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, err.Error())
+	}
+	if err := c.checkStream(); err != nil {
+		return err
 	}
 	if c.ReceiveBuffer < 4096 {
 		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")
@@ -271,4 +285,42 @@ func (c *Config) Templates() (events, losses sink.Template) {
 	events, _ = sink.ParseTemplate(c.Subject)
 	losses, _ = sink.ParseTemplate(c.LossSubject)
 	return events, losses
+}
+
+func (c *Config) checkStream() error {
+	if c.Stream == "" || strings.ContainsAny(c.Stream, ".*> \t\r\n/\\") {
+		return badValue(Prefix+"_STREAM", c.Stream, "want a name without spaces, dots, slashes or wildcards")
+	}
+	if len(c.StreamSubjects) == 0 {
+		return badValue(Prefix+"_STREAM_SUBJECTS", "", "want at least one subject, such as genl.>")
+	}
+	if c.StreamReplicas > 5 {
+		return badValue(Prefix+"_STREAM_REPLICAS", strconv.Itoa(c.StreamReplicas), "want 1 to 5")
+	}
+	if c.StreamMaxAge < 0 {
+		return badValue(Prefix+"_STREAM_MAX_AGE", c.StreamMaxAge.String(), "want 0 (no limit) or more")
+	}
+	if c.StreamMaxMsgs < 0 {
+		return badValue(Prefix+"_STREAM_MAX_MSGS", strconv.Itoa(c.StreamMaxMsgs), "want 0 (no limit) or more")
+	}
+	if span := c.FlushTimeout + c.RetryMax; c.StreamDuplicateWindow < span {
+		return badValue(Prefix+"_STREAM_DUPLICATE_WINDOW", c.StreamDuplicateWindow.String(),
+			fmt.Sprintf("want at least FLUSH_TIMEOUT + RETRY_MAX = %s, or a republished record could be stored twice", span))
+	}
+	if c.StreamMaxAge > 0 && c.StreamDuplicateWindow > c.StreamMaxAge {
+		return badValue(Prefix+"_STREAM_DUPLICATE_WINDOW", c.StreamDuplicateWindow.String(), "want at most STREAM_MAX_AGE "+c.StreamMaxAge.String())
+	}
+	return nil
+}
+
+// JetStream is the JetStream sink's configuration (without a logger).
+func (c *Config) JetStream() sink.JetStreamConfig {
+	events, losses := c.Templates()
+	return sink.JetStreamConfig{
+		Subject: events, LossSubject: losses, Batched: c.MessageMode == "batch",
+		Stream: sink.StreamConfig{Name: c.Stream, Subjects: c.StreamSubjects, MaxAge: c.StreamMaxAge,
+			MaxBytes: int64(c.StreamMaxBytes), MaxMsgs: int64(c.StreamMaxMsgs), Storage: string(c.StreamStorage),
+			Replicas: c.StreamReplicas, DuplicateWindow: c.StreamDuplicateWindow},
+		Manage: c.StreamManage, MaxInFlight: c.MaxInFlight, AckTimeout: c.FlushTimeout, RetryMax: c.RetryMax,
+	}
 }

@@ -528,7 +528,7 @@ func (s *JetStream) checkSubjects(subjects []string) error {
 func (s *JetStream) checkWindow(window time.Duration) error {
 	span := s.cfg.RetrySpan()
 	if window < span {
-		return fmt.Errorf("stream %s: duplicate window %s is shorter than the retry span %s (ack timeout %s + longest backoff %s): a republished record could be stored twice; raise GENLBRIDGE_STREAM_DUPLICATE_WINDOW or lower GENLBRIDGE_ACK_TIMEOUT/GENLBRIDGE_RETRY_MAX",
+		return fmt.Errorf("stream %s: duplicate window %s is shorter than the retry span %s (ack timeout %s + longest backoff %s): a republished record could be stored twice; raise GENLBRIDGE_STREAM_DUPLICATE_WINDOW or lower GENLBRIDGE_FLUSH_TIMEOUT/GENLBRIDGE_RETRY_MAX",
 			s.cfg.Stream.Name, window, span, s.cfg.AckTimeout, s.cfg.RetryMax)
 	}
 	if window < 4*span {

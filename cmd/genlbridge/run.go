@@ -37,11 +37,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	defer stop()
 
 	var out sink.Sink
+	var resume func(host, family, group string) (string, uint64, uint64, bool)
 	switch cfg.Sink {
 	case "stdout":
 		out = sink.NewWriter(stdout)
 	default:
 		url := cfg.NATSURL
+		// auto: the embedded server has JetStream, so the default stores,
+		// deduplicates and can replay; an external server is opted into.
+		useJS := cfg.Sink == "jetstream" || (cfg.Sink == "auto" && url == "")
 		if url == "" {
 			dir := filepath.Join(cfg.DataDir, "jetstream")
 			srv, err := broker.Start(broker.Config{Listen: cfg.EmbeddedListen, StoreDir: dir, JetStream: true})
@@ -58,6 +62,16 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 		defer nc.Close()
+		if useJS {
+			jc := cfg.JetStream()
+			jc.Logger = log
+			js, err := sink.NewJetStream(ctx, nc, jc)
+			if err != nil {
+				return err
+			}
+			out, resume = js, js.Resume
+			break
+		}
 		events, losses := cfg.Templates()
 		out = sink.NewNATS(nc, sink.NATSConfig{Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch",
 			FlushTimeout: cfg.FlushTimeout, RetryMax: cfg.RetryMax, Logger: log})
@@ -77,6 +91,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		ReadBatch:             cfg.ReadBatch,
 		ResyncInterval:        cfg.ResyncInterval,
 		ShutdownTimeout:       cfg.ShutdownTimeout,
+		Resume:                resume,
 		Logger:                log,
 	}
 	if cfg.NetNS != "" {
