@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"unsafe"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/exmpl"
@@ -61,7 +62,7 @@ func msgType(msg []byte) uint16 { return binary.NativeEndian.Uint16(msg[4:6]) }
 // into e, filling Cmd, Version and the payload fields for the given decoder
 // (DecodeExmpl or DecodeGeneric). It does not touch the metadata fields. It
 // allocates only for the message text or the generic attributes.
-func decodeMessage(msg []byte, decoder string, e *event.Event) error {
+func decodeMessage(msg []byte, decoder string, e *event.Event, a *arena) error {
 	if len(msg) < nlmsgHdrLen+genlHdrLen {
 		return fmt.Errorf("%w: %d bytes, shorter than the genl header", errMalformed, len(msg))
 	}
@@ -69,9 +70,9 @@ func decodeMessage(msg []byte, decoder string, e *event.Event) error {
 	e.Version = msg[nlmsgHdrLen+1]
 	attrs := msg[nlmsgHdrLen+genlHdrLen:]
 	if decoder == DecodeExmpl {
-		return decodeExmpl(attrs, e)
+		return decodeExmpl(attrs, e, a)
 	}
-	return decodeGeneric(attrs, e)
+	return decodeGeneric(attrs, e, a)
 }
 
 // walkAttrs calls fn for each attribute of b, checking the lengths.
@@ -96,9 +97,9 @@ func walkAttrs(b []byte, fn func(typ uint16, data []byte) error) error {
 	return nil
 }
 
-func decodeGeneric(b []byte, e *event.Event) error {
+func decodeGeneric(b []byte, e *event.Event, a *arena) error {
 	e.Format = event.FormatGeneric
-	// One allocation holds every attribute's bytes, one the slice of Attrs.
+	// The arena holds every attribute's bytes; one allocation the slice of Attrs.
 	n, size := 0, 0
 	if err := walkAttrs(b, func(_ uint16, data []byte) error {
 		n++
@@ -110,7 +111,7 @@ func decodeGeneric(b []byte, e *event.Event) error {
 	if n == 0 {
 		return nil
 	}
-	store := make([]byte, 0, size)
+	store := a.alloc(size)
 	e.Attrs = make([]event.Attr, 0, n)
 	return walkAttrs(b, func(typ uint16, data []byte) error {
 		start := len(store)
@@ -120,7 +121,7 @@ func decodeGeneric(b []byte, e *event.Event) error {
 	})
 }
 
-func decodeExmpl(b []byte, e *event.Event) error {
+func decodeExmpl(b []byte, e *event.Event, a *arena) error {
 	var msg []byte
 	haveMsg, other := false, false
 	for len(b) > 0 {
@@ -163,7 +164,7 @@ func decodeExmpl(b []byte, e *event.Event) error {
 	if i := bytes.IndexByte(msg, 0); i >= 0 {
 		msg = msg[:i]
 	}
-	e.Msg = string(msg)
+	e.Msg = a.string(msg)
 	if haveMsg && !other {
 		// The seed's format: attribute 1 alone, jiffies only in the text.
 		e.Format = event.FormatSeed
@@ -199,4 +200,38 @@ func parseSeedJiffies(msg []byte) uint64 {
 		v = v*10 + d
 	}
 	return v
+}
+
+// arenaBlock is the size of the blocks an arena carves strings from.
+const arenaBlock = 64 << 10
+
+// arena copies message text and attribute bytes out of the reused receive
+// buffers into large blocks, so that an event costs no allocation of its
+// own. What it hands out is never written again; a block is freed by the
+// garbage collector once no event refers to it. Used by one goroutine; the
+// zero value is ready (a nil *arena allocates each copy on its own).
+type arena struct {
+	block []byte
+}
+
+// alloc returns an empty slice with room for n bytes, to be appended to once.
+func (a *arena) alloc(n int) []byte {
+	if a == nil || n > arenaBlock/8 {
+		return make([]byte, 0, n)
+	}
+	if cap(a.block)-len(a.block) < n {
+		a.block = make([]byte, 0, arenaBlock)
+	}
+	start := len(a.block)
+	a.block = a.block[:start+n]
+	return a.block[start : start : start+n]
+}
+
+// string returns a string with b's bytes.
+func (a *arena) string(b []byte) string {
+	if len(b) == 0 {
+		return ""
+	}
+	s := append(a.alloc(len(b)), b...)
+	return unsafe.String(&s[0], len(s))
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"reflect"
 	"testing"
 
@@ -47,7 +48,7 @@ func seedAttrs(text string) []byte {
 func TestDecodeExmpl(t *testing.T) {
 	msg := genlMessage(30, exmpl.CmdDo, exmpl.Version, exmplAttrs(t, "Hello from kernel at jiffies 4295000123", 4295000123, 77, 1795000000000000001))
 	var e event.Event
-	if err := decodeMessage(msg, DecodeExmpl, &e); err != nil {
+	if err := decodeMessage(msg, DecodeExmpl, &e, nil); err != nil {
 		t.Fatal(err)
 	}
 	want := event.Event{Cmd: 1, Version: 1, Seq: 77, Jiffies: 4295000123, KernelNS: 1795000000000000001,
@@ -60,7 +61,7 @@ func TestDecodeExmpl(t *testing.T) {
 func TestDecodeSeedPayload(t *testing.T) {
 	msg := genlMessage(30, exmpl.CmdDo, exmpl.Version, seedAttrs("Hello from kernel at jiffies 4294937296"))
 	var e event.Event
-	if err := decodeMessage(msg, DecodeExmpl, &e); err != nil {
+	if err := decodeMessage(msg, DecodeExmpl, &e, nil); err != nil {
 		t.Fatal(err)
 	}
 	if e.Format != event.FormatSeed || e.Msg != "Hello from kernel at jiffies 4294937296" || e.Jiffies != 4294937296 || e.Seq != 0 {
@@ -69,8 +70,32 @@ func TestDecodeSeedPayload(t *testing.T) {
 	// Text without a number still decodes; jiffies stays unknown.
 	msg = genlMessage(30, exmpl.CmdDo, exmpl.Version, seedAttrs("Hello"))
 	e = event.Event{}
-	if err := decodeMessage(msg, DecodeExmpl, &e); err != nil || e.Msg != "Hello" || e.Jiffies != 0 {
+	if err := decodeMessage(msg, DecodeExmpl, &e, nil); err != nil || e.Msg != "Hello" || e.Jiffies != 0 {
 		t.Fatalf("got %+v, %v", e, err)
+	}
+}
+
+func TestArena(t *testing.T) {
+	var a arena
+	var strs []string
+	for i := 0; i < 5000; i++ { // several blocks
+		strs = append(strs, a.string([]byte(fmt.Sprintf("event %d", i))))
+	}
+	for i, s := range strs {
+		if s != fmt.Sprintf("event %d", i) {
+			t.Fatalf("string %d = %q", i, s)
+		}
+	}
+	big := bytes.Repeat([]byte("x"), arenaBlock)
+	if s := a.string(big); len(s) != arenaBlock {
+		t.Fatal("large string")
+	}
+	if a.string(nil) != "" {
+		t.Fatal("empty string")
+	}
+	allocs := testing.AllocsPerRun(1000, func() { _ = a.string([]byte("Hello from kernel at jiffies 4295000123")) })
+	if allocs > 0.01 {
+		t.Fatalf("%.3f allocations per string, want ~0", allocs)
 	}
 }
 
@@ -81,7 +106,7 @@ func TestDecodeGeneric(t *testing.T) {
 		t.Fatal(err)
 	}
 	var e event.Event
-	if err := decodeMessage(genlMessage(20, 2, 1, b), DecodeGeneric, &e); err != nil {
+	if err := decodeMessage(genlMessage(20, 2, 1, b), DecodeGeneric, &e, &arena{}); err != nil {
 		t.Fatal(err)
 	}
 	if e.Format != event.FormatGeneric || e.Cmd != 2 || len(e.Attrs) != 3 {
@@ -117,7 +142,7 @@ func TestDecodeMalformed(t *testing.T) {
 				continue // any length is fine when kept as bytes
 			}
 			var e event.Event
-			if err := decodeMessage(msg, dec, &e); !errors.Is(err, errMalformed) {
+			if err := decodeMessage(msg, dec, &e, &arena{}); !errors.Is(err, errMalformed) {
 				t.Errorf("%s/%s: err = %v, want malformed", name, dec, err)
 			}
 		}
@@ -222,7 +247,7 @@ func FuzzDecode(f *testing.F) {
 			rest = r
 			for _, dec := range []string{DecodeExmpl, DecodeGeneric} {
 				var e event.Event
-				_ = decodeMessage(msg, dec, &e)
+				_ = decodeMessage(msg, dec, &e, &arena{})
 			}
 		}
 		// On a well-formed attribute stream the hand decoder agrees with
@@ -232,7 +257,7 @@ func FuzzDecode(f *testing.F) {
 		}
 		msg := genlMessage(30, 1, 1, data[nlmsgHdrLen+genlHdrLen:])
 		var got event.Event
-		err := decodeMessage(msg, DecodeExmpl, &got)
+		err := decodeMessage(msg, DecodeExmpl, &got, &arena{})
 		want, rerr := referenceExmpl(msg[nlmsgHdrLen+genlHdrLen:])
 		if err != nil && rerr == nil && hasZeroLengthAttr(msg[nlmsgHdrLen+genlHdrLen:]) {
 			// netlink.AttributeDecoder takes nla_len 0 as an empty
@@ -255,9 +280,10 @@ func BenchmarkDecodeExmpl(b *testing.B) {
 	msg := genlMessage(30, 1, 1, exmplAttrs(b, "Hello from kernel at jiffies 4295000123", 4295000123, 77, 1795000000000000001))
 	b.ReportAllocs()
 	var e event.Event
+	var a arena
 	for b.Loop() {
 		e = event.Event{}
-		if err := decodeMessage(msg, DecodeExmpl, &e); err != nil {
+		if err := decodeMessage(msg, DecodeExmpl, &e, &a); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -267,9 +293,10 @@ func BenchmarkDecodeGeneric(b *testing.B) {
 	msg := genlMessage(20, 2, 1, exmplAttrs(b, "Hello", 1, 2, 3))
 	b.ReportAllocs()
 	var e event.Event
+	var a arena
 	for b.Loop() {
 		e = event.Event{}
-		if err := decodeMessage(msg, DecodeGeneric, &e); err != nil {
+		if err := decodeMessage(msg, DecodeGeneric, &e, &a); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -17,6 +17,7 @@ import (
 )
 
 type sockState struct {
+	arena arena // text of the events this reader decodes
 	sock  *eventSocket
 	token uint32 // nlmsg_seq of this socket's markers
 }
@@ -223,7 +224,7 @@ func (r *reader) run(ctx context.Context) {
 					continue
 				}
 				ev = event.Event{Host: b.cfg.Host, BootID: b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group, RecvNS: recvNS}
-				if err := decodeMessage(msg, r.decoder, &ev); err != nil {
+				if err := decodeMessage(msg, r.decoder, &ev, &r.arena); err != nil {
 					b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
 					continue
 				}

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go"
@@ -119,7 +120,10 @@ func (s *NATS) publishAll(b *Batch) error {
 	for i := range s.enc.msgs {
 		m := &s.enc.msgs[i]
 		s.msg.Subject = m.subject
-		s.msgID[0] = string(s.enc.id(m))
+		// The header value is only read during PublishMsg, and the encoder's
+		// buffer does not change until the next batch: no copy needed.
+		id := s.enc.id(m)
+		s.msgID[0] = unsafe.String(&id[0], len(id))
 		s.msg.Data = s.enc.data(m)
 		if err := s.nc.PublishMsg(&s.msg); err != nil {
 			return fmt.Errorf("publish %s: %w", m.kind(), err)
