@@ -21,6 +21,7 @@ const usage = `genlbridge: kernel generic netlink events to NATS
 Usage:
   genlbridge run [flags]            run the bridge (embedded NATS when no URL is set)
   genlbridge tail [flags] [subject] print events from NATS (default subject genl.>)
+  genlbridge replay [flags]         read events back from the JetStream stream (by time, sequence, host...)
   genlbridge families [--json]      list generic netlink families and multicast groups
   genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
   genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
@@ -48,6 +49,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		err = cmdRun(args[1:], stdout, stderr)
 	case "tail":
 		err = cmdTail(args[1:], stdout, stderr)
+	case "replay":
+		err = cmdReplay(args[1:], stdout, stderr)
 	case "families":
 		err = cmdFamilies(args[1:], stdout, stderr)
 	case "send":
