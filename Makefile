@@ -4,7 +4,7 @@
 #   make test     everything CI runs: vet, gofmt, unit and real-kernel tests
 #                 (race detector), short fuzzing, and the kernel module in qemu
 #   make demo     the module in a VM, the bridge and `genlbridge tail` on it
-#   make bench    benchmarks (go test -bench)
+#   make bench    microbenchmarks and genlbench, the side-by-side harness
 #
 # Tests that need root (network namespaces, multicast injection) skip with a
 # message otherwise; CI runs as root. Every tool this needs is installed here.
@@ -47,8 +47,13 @@ fuzz:
 
 test: vet fmt-check fuzz vm-test unit
 
-bench:
+# Microbenchmarks, then the side-by-side harness (root; a few minutes):
+# table on stdout, build/bench/results.json and build/bench/chart.png.
+BENCH_FLAGS ?=
+bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./event ./bridge ./sink
+	$(GO) build -o build/genlbench ./cmd/genlbench
+	build/genlbench -bridge $(BIN) -out build/bench $(BENCH_FLAGS)
 
 clean:
 	rm -rf build
