@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"reflect"
 	"slices"
@@ -62,6 +63,20 @@ type Config struct {
 	BatchLinger           time.Duration `envconfig:"BATCH_LINGER" default:"1ms" desc:"longest time the first event of a batch waits for more"`
 	ResyncInterval        time.Duration `envconfig:"RESYNC_INTERVAL" default:"30s" desc:"how often subscriptions are resolved again, besides nlctrl notifications"`
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long queued events may take to be delivered"`
+
+	HTTPAddr            string `envconfig:"HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
+	ReadyRequiresJoined bool   `envconfig:"READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
+
+	NATSCreds        string `envconfig:"NATS_CREDS" desc:"NATS user credentials file (JWT and nkey seed, .creds)"`
+	NATSNKeySeed     string `envconfig:"NATS_NKEY_SEED" desc:"file holding a NATS user nkey seed"`
+	NATSToken        string `envconfig:"NATS_TOKEN" desc:"NATS token (prefer NATS_TOKEN_FILE)"`
+	NATSTokenFile    string `envconfig:"NATS_TOKEN_FILE" desc:"file holding the NATS token"`
+	NATSUser         string `envconfig:"NATS_USER" desc:"NATS user name, with NATS_PASSWORD or NATS_PASSWORD_FILE"`
+	NATSPassword     string `envconfig:"NATS_PASSWORD" desc:"NATS password (prefer NATS_PASSWORD_FILE)"`
+	NATSPasswordFile string `envconfig:"NATS_PASSWORD_FILE" desc:"file holding the NATS password"`
+	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA file that verifies the NATS server (TLS)"`
+	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate file for mutual TLS, with NATS_TLS_KEY"`
+	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key file for mutual TLS"`
 
 	NodeName  string `envconfig:"NODE_NAME" desc:"host name stamped on events (also read from NODE_NAME); default: the kernel's hostname"`
 	NetNS     string `envconfig:"NETNS" desc:"path of a network namespace to read in (e.g. /run/netns/test); default: the current one"`
@@ -257,6 +272,30 @@ func (c *Config) check() error {
 			return badValue(Prefix+"_"+d.env, d.d.String(), "want a positive duration such as 500ms, 5s or 2m")
 		}
 	}
+	if c.HTTPAddr != "" {
+		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
+			return badValue(Prefix+"_HTTP_ADDR", c.HTTPAddr, "want host:port or :port, e.g. :9477 (empty: no HTTP)")
+		}
+	}
+	for _, f := range []struct{ env, path string }{
+		{"NATS_CREDS", c.NATSCreds}, {"NATS_NKEY_SEED", c.NATSNKeySeed}, {"NATS_TOKEN_FILE", c.NATSTokenFile},
+		{"NATS_PASSWORD_FILE", c.NATSPasswordFile}, {"NATS_TLS_CA", c.NATSTLSCA}, {"NATS_TLS_CERT", c.NATSTLSCert}, {"NATS_TLS_KEY", c.NATSTLSKey},
+	} {
+		if f.path == "" {
+			continue
+		}
+		if fh, err := os.Open(f.path); err != nil {
+			return badValue(Prefix+"_"+f.env, f.path, "want a readable file: "+err.Error())
+		} else {
+			fh.Close()
+		}
+	}
+	if (c.NATSTLSCert == "") != (c.NATSTLSKey == "") {
+		return badValue(Prefix+"_NATS_TLS_CERT", c.NATSTLSCert, "a client certificate needs both NATS_TLS_CERT and NATS_TLS_KEY")
+	}
+	if c.NATSUser == "" && (c.NATSPassword != "" || c.NATSPasswordFile != "") {
+		return badValue(Prefix+"_NATS_USER", "", "a password needs a user")
+	}
 	if _, err := c.Subscriptions(); err != nil {
 		return badValue(Prefix+"_SUBSCRIBE", strings.Join(c.Subscribe, ","), err.Error())
 	}
@@ -273,6 +312,13 @@ func (c *Config) check() error {
 		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")
 	}
 	return nil
+}
+
+// Auth gathers the NATS authentication settings.
+func (c *Config) Auth() sink.Auth {
+	return sink.Auth{CredsFile: c.NATSCreds, NKeySeedFile: c.NATSNKeySeed, Token: c.NATSToken, TokenFile: c.NATSTokenFile,
+		User: c.NATSUser, Password: c.NATSPassword, PasswordFile: c.NATSPasswordFile,
+		TLSCA: c.NATSTLSCA, TLSCert: c.NATSTLSCert, TLSKey: c.NATSTLSKey}
 }
 
 // Subscriptions parses Subscribe.

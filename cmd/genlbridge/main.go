@@ -12,6 +12,8 @@ import (
 	"strings"
 
 	"github.com/genlbridge/genlbridge/config"
+	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats.go"
 )
 
 var version = "dev"
@@ -78,7 +80,14 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 func newFlagSet(name string, stderr io.Writer, help func(io.Writer)) *flag.FlagSet {
 	fs := flag.NewFlagSet("genlbridge "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.Usage = func() { help(stderr) }
+	fs.Usage = func() {
+		help(stderr)
+		// run's settings are listed by its help, with their variables.
+		if name != "run" {
+			fmt.Fprintln(stderr, "\nFlags:")
+			fs.PrintDefaults()
+		}
+	}
 	return fs
 }
 
@@ -101,4 +110,18 @@ func newLogger(c *config.Config, w io.Writer) *slog.Logger {
 		return slog.New(slog.NewJSONHandler(w, opts))
 	}
 	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// clientOptions are the NATS options of the tools (tail, replay): a name and
+// the authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
+func clientOptions(name string) ([]nats.Option, error) {
+	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
+	a := sink.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
+		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
+		PasswordFile: env("NATS_PASSWORD_FILE"), TLSCA: env("NATS_TLS_CA"), TLSCert: env("NATS_TLS_CERT"), TLSKey: env("NATS_TLS_KEY")}
+	opts, err := a.Options()
+	if err != nil {
+		return nil, fmt.Errorf("nats authentication: %w", err)
+	}
+	return append(opts, nats.Name(name)), nil
 }

@@ -30,8 +30,6 @@ GENLBRIDGE_LOSS_SUBJECT. Records are printed like 'genlbridge tail' (or raw
 JSON with --json), or republished to another subject (--republish) to drive a
 consumer again. A finite replay shows its progress on stderr when stderr is
 a terminal.
-
-Flags:
 `
 
 // replayOptions is what cmdReplay parsed.
@@ -110,7 +108,11 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 			o.progress = true
 		}
 	}
-	nc, err := nats.Connect(*url, nats.Name("genlbridge replay"))
+	opts, err := clientOptions("genlbridge replay")
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %q: %w", *url, err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -13,7 +14,9 @@ import (
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/config"
+	"github.com/genlbridge/genlbridge/monitor"
 	"github.com/genlbridge/genlbridge/sink"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 func cmdRun(args []string, stdout, stderr io.Writer) error {
@@ -36,6 +39,17 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 
+	// The metrics and health address is taken first, so that a busy port
+	// stops the start before anything else happens.
+	var httpL net.Listener
+	if cfg.HTTPAddr != "" {
+		if httpL, err = monitor.Listen(cfg.HTTPAddr); err != nil {
+			return err
+		}
+		defer httpL.Close()
+	}
+	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined}
+
 	var out sink.Sink
 	var resume func(host, family, group string) (string, uint64, uint64, bool)
 	switch cfg.Sink {
@@ -57,11 +71,18 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			log.Info("no GENLBRIDGE_NATS_URL: started an embedded NATS server with JetStream",
 				"url", url, "store", dir, "watch", "genlbridge tail   (or: nats sub 'genl.>' -s "+url+")")
 		}
-		nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Logger: log})
+		auth := cfg.Auth()
+		authOpts, err := auth.Options()
+		if err != nil {
+			return fmt.Errorf("nats authentication: %w", err)
+		}
+		log.Info("connecting to nats", "url", url, "auth", auth.String())
+		nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log})
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
+		monOpts.Connected = monitor.NATSConnected(nc)
 		if useJS {
 			jc := cfg.JetStream()
 			jc.Logger = log
@@ -102,15 +123,32 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		defer f.Close()
 		bc.NetNS = int(f.Fd())
 	}
+	mon := monitor.New(monOpts)
+	bc.OnDelivered = mon.OnDelivered
+	registerSinkCounters(mon, out)
 	b, err := bridge.New(bc, out)
 	if err != nil {
 		return err
 	}
+	mon.SetSource(b)
+	// The HTTP server outlives Run, so that metrics stay readable while the
+	// queue drains at shutdown.
+	httpCtx, stopHTTP := context.WithCancel(context.Background())
+	httpDone := make(chan struct{})
+	go func() {
+		defer close(httpDone)
+		if httpL != nil {
+			if err := mon.Serve(httpCtx, httpL, log); err != nil {
+				log.Error("metrics and health server stopped", "err", err)
+			}
+		}
+	}()
+	defer func() { stopHTTP(); <-httpDone }()
 	names := make([]string, len(subs))
 	for i, s := range subs {
 		names[i] = s.String()
 	}
-	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", string(cfg.Sink),
+	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", sinkName(out),
 		"queue", cfg.QueueSize, "policy", string(cfg.QueuePolicy))
 	runErr := b.Run(ctx)
 	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.FlushTimeout)
@@ -119,4 +157,40 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		log.Error("closing sink", "err", err)
 	}
 	return runErr
+}
+
+// registerSinkCounters exports the sink's own counters, where it keeps some.
+func registerSinkCounters(mon *monitor.Monitor, out sink.Sink) {
+	counter := func(name, help string, f func() uint64) {
+		mon.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
+			func() float64 { return float64(f()) }))
+	}
+	switch s := out.(type) {
+	case *sink.NATS:
+		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",
+			func() uint64 { m, _ := s.Published(); return m })
+		counter("genlbridge_sink_retries_total", "Batches published again after a failure.",
+			func() uint64 { _, r := s.Published(); return r })
+	case *sink.JetStream:
+		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",
+			func() uint64 { return s.Stats().Published })
+		counter("genlbridge_sink_retries_total", "Rounds of republishing unacknowledged messages.",
+			func() uint64 { return s.Stats().Retries })
+		counter("genlbridge_sink_republished_total", "Messages published again because their acknowledgement failed.",
+			func() uint64 { return s.Stats().Republished })
+		counter("genlbridge_sink_duplicates_total", "Republished messages the server recognised as duplicates.",
+			func() uint64 { return s.Stats().Duplicates })
+	}
+}
+
+func sinkName(s sink.Sink) string {
+	switch s.(type) {
+	case *sink.NATS:
+		return "nats"
+	case *sink.JetStream:
+		return "jetstream"
+	case *sink.Writer:
+		return "stdout"
+	}
+	return fmt.Sprintf("%T", s)
 }

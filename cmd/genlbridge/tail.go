@@ -36,7 +36,11 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		subject = fs.Arg(0)
 	}
-	nc, err := nats.Connect(*url, nats.Name("genlbridge tail"))
+	opts, err := clientOptions("genlbridge tail")
+	if err != nil {
+		return err
+	}
+	nc, err := nats.Connect(*url, opts...)
 	if err != nil {
 		return fmt.Errorf("connect to nats %q: %w", *url, err)
 	}
