@@ -1212,3 +1212,16 @@ func TestDockerignore(t *testing.T) {
 		}
 	}
 }
+
+// ---------------------------------------------------------------------------
+// README
+
+func TestReadmeNamesEveryFile(t *testing.T) {
+	readme := string(read(t, "README.md"))
+	for _, f := range deployFiles(t, func(p string) bool { return p != "README.md" }) {
+		rel := filepath.ToSlash(f)
+		if !strings.Contains(readme, rel) && !strings.Contains(readme, "`"+path.Base(rel)+"`") {
+			t.Errorf("README.md does not mention %s", rel)
+		}
+	}
+}
