@@ -65,6 +65,7 @@ type Config struct {
 	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long queued events may take to be delivered"`
 
 	HTTPAddr            string `envconfig:"HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
+	Pprof               bool   `envconfig:"PPROF" default:"false" desc:"serve Go's profiling endpoints under /debug/pprof/ on HTTP_ADDR"`
 	ReadyRequiresJoined bool   `envconfig:"READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
 
 	NATSCreds        string `envconfig:"NATS_CREDS" desc:"NATS user credentials file (JWT and nkey seed, .creds)"`

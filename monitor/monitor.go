@@ -15,6 +15,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"runtime"
 	"strings"
 	"sync/atomic"
@@ -40,9 +41,10 @@ type Connectivity func() error
 
 // Monitor holds the metrics registry and the readiness rules.
 type Monitor struct {
-	reg  *prometheus.Registry
-	src  atomic.Pointer[Source]
-	conn Connectivity
+	reg   *prometheus.Registry
+	src   atomic.Pointer[Source]
+	pprof bool
+	conn  Connectivity
 	// RequireJoined makes a waiting subscription unready.
 	requireJoined bool
 
@@ -60,12 +62,14 @@ type Options struct {
 	// RequireJoined: /readyz fails while any subscription waits for its
 	// family; otherwise waiting is ready as configured (the module may load later).
 	RequireJoined bool
+	// Pprof adds Go's profiling endpoints under /debug/pprof/.
+	Pprof bool
 }
 
 // New returns a Monitor with every metric registered. Call SetSource once
 // the bridge exists; until then the bridge's metrics are absent and /readyz fails.
 func New(o Options) *Monitor {
-	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined}
+	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined, pprof: o.Pprof}
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "genlbridge_batch_size_events", Help: "Events in each batch handed to the sink.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
@@ -218,6 +222,13 @@ func (m *Monitor) Handler() http.Handler {
 		}
 		fmt.Fprintln(w, "ready")
 	})
+	if m.pprof {
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
 	return mux
 }
 

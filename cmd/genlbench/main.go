@@ -47,6 +47,14 @@ func main() {
 		childMain(os.Args[1], os.Args[2:])
 		return
 	}
+	if len(os.Args) == 5 && os.Args[1] == "gen" {
+		// genlbench gen NETNS-PATH RATE COUNT: only the generator, for profiling by hand.
+		if err := genOnly(os.Args[2], os.Args[3], os.Args[4]); err != nil {
+			fmt.Fprintln(os.Stderr, "genlbench gen:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "genlbench:", err)
 		os.Exit(1)
@@ -504,3 +512,27 @@ func quantile(v []float64, q float64) float64 {
 }
 
 var _ = context.Background
+
+func genOnly(nsPath, rateS, countS string) error {
+	rate, err1 := strconv.Atoi(rateS)
+	n, err2 := strconv.Atoi(countS)
+	if err := errors.Join(err1, err2); err != nil {
+		return err
+	}
+	ns, err := os.Open(nsPath)
+	if err != nil {
+		return err
+	}
+	defer ns.Close()
+	snd, err := inject.New(int(ns.Fd()), "netdev", "mgmt")
+	if err != nil {
+		return err
+	}
+	defer snd.Close()
+	start := time.Now()
+	if err := pace(snd, rate, n); err != nil {
+		return err
+	}
+	fmt.Printf("sent %d in %v (%.0f/s)\n", n, time.Since(start), float64(n)/time.Since(start).Seconds())
+	return nil
+}

@@ -48,7 +48,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		}
 		defer httpL.Close()
 	}
-	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined}
+	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined, Pprof: cfg.Pprof}
 
 	var out sink.Sink
 	var resume func(host, family, group string) (string, uint64, uint64, bool)
