@@ -75,24 +75,30 @@ func decodeMessage(msg []byte, decoder string, e *event.Event, a *arena) error {
 	return decodeGeneric(attrs, e, a)
 }
 
-// walkAttrs calls fn for each attribute of b, checking the lengths.
+// nextAttr splits the first attribute off b, checking its length as the
+// kernel's nla_ok() does.
+func nextAttr(b []byte) (typ uint16, data, rest []byte, err error) {
+	if len(b) < nlaHdrLen {
+		return 0, nil, nil, fmt.Errorf("%w: %d trailing bytes after the attributes", errMalformed, len(b))
+	}
+	l := int(binary.NativeEndian.Uint16(b[0:2]))
+	if l < nlaHdrLen || l > len(b) {
+		return 0, nil, nil, fmt.Errorf("%w: attribute length %d with %d bytes left", errMalformed, l, len(b))
+	}
+	return binary.NativeEndian.Uint16(b[2:4]), b[nlaHdrLen:l], b[min(align4(l), len(b)):], nil
+}
+
+// walkAttrs calls fn for each attribute of b.
 func walkAttrs(b []byte, fn func(typ uint16, data []byte) error) error {
 	for len(b) > 0 {
-		if len(b) < nlaHdrLen {
-			return fmt.Errorf("%w: %d trailing bytes after the attributes", errMalformed, len(b))
-		}
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		if l < nlaHdrLen || l > len(b) {
-			return fmt.Errorf("%w: attribute length %d with %d bytes left", errMalformed, l, len(b))
-		}
-		if err := fn(binary.NativeEndian.Uint16(b[2:4]), b[nlaHdrLen:l]); err != nil {
+		typ, data, rest, err := nextAttr(b)
+		if err != nil {
 			return err
 		}
-		next := align4(l)
-		if next > len(b) {
-			next = len(b)
+		if err := fn(typ, data); err != nil {
+			return err
 		}
-		b = b[next:]
+		b = rest
 	}
 	return nil
 }
@@ -125,15 +131,12 @@ func decodeExmpl(b []byte, e *event.Event, a *arena) error {
 	var msg []byte
 	haveMsg, other := false, false
 	for len(b) > 0 {
-		if len(b) < nlaHdrLen {
-			return fmt.Errorf("%w: %d trailing bytes after the attributes", errMalformed, len(b))
+		t, data, rest, err := nextAttr(b)
+		if err != nil {
+			return err
 		}
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		if l < nlaHdrLen || l > len(b) {
-			return fmt.Errorf("%w: attribute length %d with %d bytes left", errMalformed, l, len(b))
-		}
-		typ := binary.NativeEndian.Uint16(b[2:4]) & nlaTypeMask
-		data := b[nlaHdrLen:l]
+		b = rest
+		typ := t & nlaTypeMask
 		switch typ {
 		case exmpl.AttrMsg:
 			msg, haveMsg = data, true
@@ -155,11 +158,6 @@ func decodeExmpl(b []byte, e *event.Event, a *arena) error {
 			// PAD and attributes newer than this bridge: not part of the schema.
 			other = true
 		}
-		next := align4(l)
-		if next > len(b) {
-			next = len(b)
-		}
-		b = b[next:]
 	}
 	if i := bytes.IndexByte(msg, 0); i >= 0 {
 		msg = msg[:i]

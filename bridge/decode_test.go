@@ -304,14 +304,14 @@ func BenchmarkDecodeGeneric(b *testing.B) {
 
 func hasZeroLengthAttr(b []byte) bool {
 	for len(b) >= nlaHdrLen {
-		l := int(binary.NativeEndian.Uint16(b[0:2]))
-		if l == 0 {
+		if binary.NativeEndian.Uint16(b[0:2]) == 0 {
 			return true
 		}
-		if l < nlaHdrLen || l > len(b) {
+		_, _, rest, err := nextAttr(b)
+		if err != nil {
 			return false
 		}
-		b = b[min(align4(l), len(b)):]
+		b = rest
 	}
 	return false
 }

@@ -112,9 +112,9 @@ func newLogger(c *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
-// clientOptions are the NATS options of the tools (tail, replay): a name and
-// the authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
-func clientOptions(name string) ([]nats.Option, error) {
+// connectTool connects a tool (tail, replay) to NATS at url, with the
+// authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
+func connectTool(url, name string) (*nats.Conn, error) {
 	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
 	a := sink.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
 		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
@@ -123,5 +123,9 @@ func clientOptions(name string) ([]nats.Option, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats authentication: %w", err)
 	}
-	return append(opts, nats.Name(name)), nil
+	nc, err := nats.Connect(url, append(opts, nats.Name(name))...)
+	if err != nil {
+		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
+	}
+	return nc, nil
 }

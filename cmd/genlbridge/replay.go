@@ -108,13 +108,9 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 			o.progress = true
 		}
 	}
-	opts, err := clientOptions("genlbridge replay")
+	nc, err := connectTool(*url, "genlbridge replay")
 	if err != nil {
 		return err
-	}
-	nc, err := nats.Connect(*url, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to nats %q: %w", *url, err)
 	}
 	defer nc.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -36,13 +36,9 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		subject = fs.Arg(0)
 	}
-	opts, err := clientOptions("genlbridge tail")
+	nc, err := connectTool(*url, "genlbridge tail")
 	if err != nil {
 		return err
-	}
-	nc, err := nats.Connect(*url, opts...)
-	if err != nil {
-		return fmt.Errorf("connect to nats %q: %w", *url, err)
 	}
 	defer nc.Close()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
