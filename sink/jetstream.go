@@ -302,6 +302,22 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 	}
 }
 
+// waitInFlight waits until at most n messages are in flight and returns
+// with s.mu held, or returns ctx's error without it.
+func (s *JetStream) waitInFlight(ctx context.Context, n int) error {
+	s.mu.Lock()
+	for s.inFlight > n {
+		s.mu.Unlock()
+		select {
+		case <-s.wake:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		s.mu.Lock()
+	}
+	return nil
+}
+
 // publishRound publishes every message not yet acknowledged and waits until
 // none is in flight. It returns nil when all are acknowledged.
 func (s *JetStream) publishRound(ctx context.Context, again bool) error {
@@ -309,15 +325,8 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 	now := time.Now()
 	warned := false
 	for i := range s.slots {
-		s.mu.Lock()
-		for s.inFlight >= s.cfg.MaxInFlight {
-			s.mu.Unlock()
-			select {
-			case <-s.wake:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			s.mu.Lock()
+		if err := s.waitInFlight(ctx, s.cfg.MaxInFlight-1); err != nil {
+			return err
 		}
 		sl := &s.slots[i]
 		if sl.state != slotIdle {
@@ -353,15 +362,8 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 		s.published.Add(1)
 	}
 	// Wait for every acknowledgement of this round.
-	s.mu.Lock()
-	for s.inFlight > 0 {
-		s.mu.Unlock()
-		select {
-		case <-s.wake:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		s.mu.Lock()
+	if err := s.waitInFlight(ctx, 0); err != nil {
+		return err
 	}
 	lastErr := s.lastErr
 	s.lastErr = nil
