@@ -9,8 +9,10 @@
 //     guest test binary and, when it exists, build/genlbridge), boots it in
 //     qemu, keeps the serial console in build/vm/<kver>/console.log and fails
 //     when the guest's tests failed or the guest hung. `make vm-test` runs it.
-//   - vm_guest_test.go (build tag vmtest) is compiled into a static test
-//     binary that the initramfs's /init runs as root inside the VM.
+//   - vm_guest_test.go and vm_bridge_test.go (build tag vmtest) are compiled
+//     into a static test binary that the initramfs's /init runs as root
+//     inside the VM: the module with raw generic netlink sockets, and the
+//     real bridge (/genlbridge run, its embedded NATS) with a NATS subscriber.
 //   - harness_test.go (no tag) tests this file's helpers on the host.
 //
 // This file holds what the host side needs: an initramfs (cpio "newc")
@@ -57,8 +59,12 @@ export PATH=/bin HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev 2>/dev/null
+# A tmpfs that reports room: the embedded NATS server sizes JetStream's
+# file store from the free space of its directory, and rootfs reports none.
+mount -t tmpfs -o size=4g,mode=1777 tmpfs /tmp
 exec </dev/console >/dev/console 2>&1
 ip link set lo up
+hostname vmtest
 echo "` + InitMarker + ` uptime=$(cut -d' ' -f1 /proc/uptime) kernel=$(uname -r) cpus=$(grep -c ^processor /proc/cpuinfo)"
 if [ "$vmtest_probe" = 1 ]; then
 	echo "` + DoneMarker + ` rc=0 uptime=$(cut -d' ' -f1 /proc/uptime)"

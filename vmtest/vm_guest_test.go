@@ -11,10 +11,10 @@ package vmtest
 // rmmod, and talk to it with github.com/mdlayher/genetlink. They run in the
 // order of this file; each leaves the module unloaded.
 //
-// Tests of the bridge binary (genlbridge run with its embedded NATS, checked
-// with a nats.go subscriber on 127.0.0.1) belong in a new file
-// vm_bridge_test.go with the same build tag; bridgeBinary gives the binary's
-// path in the VM, and insmod/dialGenl/resolve below are there to share.
+// The tests of the bridge binary (genlbridge run with its embedded NATS,
+// checked with a nats.go subscriber on 127.0.0.1) are in vm_bridge_test.go,
+// with the same build tag; they run first (file order), and
+// TestZZUnloadAndDmesg below runs last of all.
 
 import (
 	"bytes"

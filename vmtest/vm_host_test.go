@@ -17,7 +17,7 @@ package vmtest
 //	VM_QEMU        default qemu-system-x86_64
 //	VM_ACCEL       tcg (default), kvm, or auto (kvm if a short probe boots)
 //	VM_TIMEOUT     per VM, default 15m
-//	VM_SMP, VM_MEM default 2 and 512 (MiB)
+//	VM_SMP, VM_MEM default 2 and 1024 (MiB)
 //	VM_RUN         go test -run pattern for the guest (no spaces)
 //	VM_APPEND      more kernel command-line words
 
@@ -84,7 +84,7 @@ func loadConfig(t *testing.T) vmConfig {
 		qemu:      env("VM_QEMU", "qemu-system-x86_64"),
 		accel:     env("VM_ACCEL", "tcg"),
 		smp:       env("VM_SMP", "2"),
-		mem:       env("VM_MEM", "512"),
+		mem:       env("VM_MEM", "1024"),
 		run:       os.Getenv("VM_RUN"),
 		appendx:   os.Getenv("VM_APPEND"),
 	}
