@@ -10,9 +10,16 @@
 #                     the guest tests; fails if any fails or a VM hangs.
 #                     Console logs: $(VM_DIR)/<kernel release>/console.log
 #   make vm-clean     remove $(VM_DIR)
+#   make demo         the module in a VM with the 6.1 kernel: genlbridge run
+#                     and genlbridge tail in it, five periodic events, then a
+#                     10000-event burst and its count; installs what it needs
+#                     (as vm-deps, with one kernel's headers), builds, prints
+#                     the guest's lines, exits 0 when the demo went right.
 #
 # Knobs: VM_ACCEL=tcg|kvm|auto, VM_TIMEOUT=15m, VM_RUN=<go test -run regexp>,
-# VM_KERNEL_PKGS (headers meta packages, one per kernel to test).
+# VM_APPEND=<more kernel command-line words, e.g. vmtest_rcvbuf=default>,
+# VM_KERNEL_PKGS (headers meta packages, one per kernel to test),
+# VM_DEMO_PKG (the demo's kernel, as a headers meta package).
 
 # Including this file must not change the including Makefile's default goal.
 _vm_saved_default_goal := $(.DEFAULT_GOAL)
@@ -20,7 +27,9 @@ _vm_saved_default_goal := $(.DEFAULT_GOAL)
 VM_DIR           ?= build/vm
 # One headers meta package per kernel; apt resolves each to a kernel release.
 VM_KERNEL_PKGS   ?= linux-headers-amd64 linux-headers-6.12-amd64
-VM_PKGS          ?= qemu-system-x86 busybox-static $(VM_KERNEL_PKGS)
+VM_TOOL_PKGS     ?= qemu-system-x86 busybox-static
+VM_PKGS          ?= $(VM_TOOL_PKGS) $(VM_KERNEL_PKGS)
+VM_DEMO_PKG      ?= linux-headers-amd64
 VM_GUEST_TEST    ?= $(VM_DIR)/vmtest.test
 # Put in the VM when it exists; the root Makefile may set VM_TEST_DEPS to the
 # target that builds it (CGO_ENABLED=0), so that vm-test builds it first.
@@ -29,11 +38,12 @@ VM_TEST_DEPS     ?=
 VM_ACCEL         ?= tcg
 VM_TIMEOUT       ?= 15m
 VM_RUN           ?=
+VM_APPEND        ?=
 VM_GO_TIMEOUT    ?= 60m
 # Kernel releases, e.g. "6.1.0-56-amd64 6.12.117+deb12-amd64" (evaluated when used).
 VM_KVERS          = $(shell vmtest/vm.sh kvers $(VM_KERNEL_PKGS))
 
-.PHONY: vm-deps vm-kernels vm-guest vm-test vm-clean
+.PHONY: vm-deps vm-kernels vm-guest vm-test vm-clean demo
 
 vm-deps:
 	@vmtest/vm.sh deps $(VM_PKGS)
@@ -48,8 +58,17 @@ vm-guest:
 vm-test: vm-kernels vm-guest $(VM_TEST_DEPS)
 	VM_DIR=$(abspath $(VM_DIR)) VM_KVERS="$(VM_KVERS)" \
 	VM_GUEST_TEST=$(abspath $(VM_GUEST_TEST)) VM_BRIDGE_BIN=$(abspath $(VM_BRIDGE_BIN)) \
-	VM_ACCEL=$(VM_ACCEL) VM_TIMEOUT=$(VM_TIMEOUT) VM_RUN='$(VM_RUN)' \
+	VM_ACCEL=$(VM_ACCEL) VM_TIMEOUT=$(VM_TIMEOUT) VM_RUN='$(VM_RUN)' VM_APPEND='$(VM_APPEND)' \
 	go test -tags vmhost -run TestVM -v -count=1 -timeout $(VM_GO_TIMEOUT) ./vmtest
+
+# The host side is the vmhost test binary in its demo mode (VM_DEMO=1), run
+# directly so that its output streams and no test framework talks.
+demo: $(VM_TEST_DEPS)
+	@vmtest/vm.sh deps $(VM_TOOL_PKGS) $(VM_DEMO_PKG)
+	@VM_DIR=$(VM_DIR) vmtest/vm.sh kernels $(VM_DEMO_PKG)
+	@CGO_ENABLED=0 go test -c -tags vmhost -o $(VM_DIR)/vmhost.test ./vmtest
+	@VM_DIR=$(abspath $(VM_DIR)) VM_DEMO=1 VM_DEMO_KVER="$$(vmtest/vm.sh kvers $(VM_DEMO_PKG))" \
+	VM_BRIDGE_BIN=$(abspath $(VM_BRIDGE_BIN)) VM_ACCEL=$(VM_ACCEL) $(VM_DIR)/vmhost.test
 
 vm-clean:
 	rm -rf $(VM_DIR)

@@ -48,12 +48,15 @@ const (
 	// GuestBridgePath holds the bridge binary when build/genlbridge existed
 	// when the initramfs was made.
 	GuestBridgePath = "/genlbridge"
+	// GuestDemoPath holds DemoScript.
+	GuestDemoPath = "/demo.sh"
 )
 
 // InitScript is the initramfs's /init. Kernel command-line words without a
 // dot reach it as environment variables: vmtest_timeout (go test -timeout),
-// vmtest_run (go test -run, no spaces) and vmtest_probe=1 (print the
-// markers and power off at once, used to probe KVM).
+// vmtest_run (go test -run, no spaces), vmtest_probe=1 (print the
+// markers and power off at once, used to probe KVM) and vmtest_mode=demo
+// (run DemoScript instead of the tests: make demo).
 const InitScript = `#!/bin/sh
 export PATH=/bin HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc
@@ -71,6 +74,11 @@ if [ "$vmtest_probe" = 1 ]; then
 	poweroff -f
 fi
 cd /
+if [ "$vmtest_mode" = demo ]; then
+	` + GuestDemoPath + `
+	echo "` + DoneMarker + ` rc=$? uptime=$(cut -d' ' -f1 /proc/uptime)"
+	poweroff -f
+fi
 export VMTEST_GUEST=1 GENL_EXMPL_KO=` + GuestKoPath + `
 if [ -n "$vmtest_run" ]; then
 	` + GuestTestPath + ` -test.v -test.timeout "${vmtest_timeout:-20m}" -test.run "$vmtest_run"
@@ -81,6 +89,85 @@ rc=$?
 echo "` + DoneMarker + ` rc=$rc uptime=$(cut -d' ' -f1 /proc/uptime)"
 sync
 poweroff -f
+`
+
+// DemoPrefix starts every line DemoScript prints.
+const DemoPrefix = "demo"
+
+// DemoScript is what `make demo` runs in the VM (GuestDemoPath): the module
+// with a 1 s period, `genlbridge run` with its embedded NATS server, five
+// periodic events shown by `genlbridge tail`, then `genlbridge send burst
+// 10000` and how many of its events the bridge published and how many it
+// reported lost. It exits non-zero if anything fails.
+const DemoScript = `#!/bin/sh
+N=10000
+BIN=` + GuestBridgePath + `
+export GENLBRIDGE_DATA_DIR=/tmp/genlbridge
+step() { echo; echo "==> $*"; }
+say() { echo "` + DemoPrefix + ` | $*"; }
+fail() { say "FAILED: $*"; [ -f /tmp/bridge.log ] && sed 's/^/bridge | /' /tmp/bridge.log; exit 1; }
+prefix() { sed "s/^/$1 | /"; }
+# The bridge's log lines without their timestamp.
+bridgelog() { sed -e 's/^time=[^ ]* //' -e 's/^/bridge | /'; }
+now() { cut -d' ' -f1 /proc/uptime; }
+
+step "insmod genl_exmpl.ko period_ms=1000   (Debian 12 kernel $(uname -r), in qemu)"
+insmod ` + GuestKoPath + ` period_ms=1000 || fail "insmod"
+say "module CONTROL_EXMPL loaded: an event every second, and on request"
+
+step "genlbridge run &   (embedded NATS server on 127.0.0.1:4222, default settings)"
+$BIN run >/tmp/bridge.log 2>&1 &
+bridge=$!
+i=0
+until grep -q 'msg=joined' /tmp/bridge.log; do
+	kill -0 $bridge 2>/dev/null || fail "genlbridge run exited"
+	i=$((i + 1)); [ $i -le 300 ] || fail "the bridge did not join EXMPL_GRP within 30s"
+	sleep 0.1
+done
+bridgelog </tmp/bridge.log
+
+step "genlbridge tail --count 5   (the periodic events, as NATS subscribers see them)"
+$BIN tail --count 5 --timeout 30s 2>&1 | prefix tail
+
+step "genlbridge send burst $N   (the module sends $N events as fast as it can)"
+$BIN tail --json >/tmp/burst.json 2>/dev/null &
+rawtail=$!
+$BIN tail >/tmp/burst.txt 2>/dev/null &
+texttail=$!
+sleep 0.5
+t0=$(now)
+$BIN send burst $N 2>&1 | prefix send
+# Received: the burst's events; lost: what the bridge's loss records count.
+i=0 got=0 lost=0
+while :; do
+	got=$(grep -c '"msg":"burst [0-9]* of '$N'"' /tmp/burst.json)
+	lost=$(grep '"type":"loss"' /tmp/burst.json | sed -n 's/.*"count":\([0-9]*\).*/\1/p' | awk '{s += $1} END {print s + 0}')
+	[ $((got + lost)) -ge $N ] && break
+	i=$((i + 1)); [ $i -le 600 ] || break
+	sleep 0.1
+done
+t1=$(now)
+sleep 0.3
+kill $rawtail $texttail 2>/dev/null
+wait $rawtail $texttail 2>/dev/null
+grep 'burst [0-9]* of' /tmp/burst.txt | head -n 3 | prefix tail
+echo "tail | ..."
+grep 'burst [0-9]* of' /tmp/burst.txt | tail -n 2 | prefix tail
+grep 'LOSS' /tmp/burst.txt | head -n 5 | prefix tail
+secs=$(awk -v a=$t0 -v b=$t1 'BEGIN {printf "%.1f", b - a}')
+rate=$(awk -v n=$got -v a=$t0 -v b=$t1 'BEGIN {if (b > a) printf "%.0f", n / (b - a); else print "?"}')
+say "burst of $N: $got events received + $lost reported lost = $((got + lost)) of $N, in ${secs}s (about $rate events/s through the bridge and NATS in this emulated VM)"
+
+step "kill -TERM genlbridge   (it delivers what is queued, then stops)"
+kill -TERM $bridge
+wait $bridge
+rc=$?
+grep -e 'msg=stopped' /tmp/bridge.log | bridgelog
+[ $rc = 0 ] || fail "genlbridge run exited with $rc"
+rmmod genl_exmpl || fail "rmmod"
+if dmesg | grep -E '\bWARNING\b|\bBUG\b|\bOops\b|[Cc]all [Tt]race'; then fail "the kernel log has warnings"; fi
+[ $((got + lost)) = $N ] || fail "received + lost = $((got + lost)), want $N"
+step "done: module unloaded, kernel log clean"
 `
 
 // CPIO writes a cpio archive in the "newc" format that the kernel unpacks as

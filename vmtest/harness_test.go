@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -157,6 +158,26 @@ func TestParseConsole(t *testing.T) {
 
 func TestInitScriptMentionsPaths(t *testing.T) {
 	for _, s := range []string{GuestTestPath, GuestKoPath, InitMarker, DoneMarker, "poweroff -f", "VMTEST_GUEST=1"} {
+		if !strings.Contains(InitScript, s) {
+			t.Errorf("InitScript lacks %q", s)
+		}
+	}
+}
+
+// TestScriptsParse: /init and the demo script are valid for busybox sh.
+func TestScriptsParse(t *testing.T) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		t.Skipf("no busybox: %v", err)
+	}
+	for name, script := range map[string]string{"init": InitScript, "demo": DemoScript} {
+		cmd := exec.Command(bb, "sh", "-n")
+		cmd.Stdin = strings.NewReader(script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("%s script: busybox sh -n: %v\n%s", name, err, out)
+		}
+	}
+	for _, s := range []string{GuestDemoPath, "vmtest_mode", DoneMarker} {
 		if !strings.Contains(InitScript, s) {
 			t.Errorf("InitScript lacks %q", s)
 		}

@@ -45,18 +45,17 @@ func env(name, def string) string {
 	return def
 }
 
-func repoRoot(t *testing.T) string {
-	t.Helper()
+func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
-		t.Fatal(err)
+		return "", err
 	}
 	for d := dir; ; d = filepath.Dir(d) {
 		if _, err := os.Stat(filepath.Join(d, "go.mod")); err == nil {
-			return d
+			return d, nil
 		}
 		if filepath.Dir(d) == d {
-			t.Fatalf("no go.mod above %s", dir)
+			return "", fmt.Errorf("no go.mod above %s", dir)
 		}
 	}
 }
@@ -70,7 +69,20 @@ type vmConfig struct {
 }
 
 func loadConfig(t *testing.T) vmConfig {
-	root := repoRoot(t)
+	t.Helper()
+	c, err := readConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+// readConfig reads the settings from the environment.
+func readConfig() (vmConfig, error) {
+	root, err := repoRoot()
+	if err != nil {
+		return vmConfig{}, err
+	}
 	dir := env("VM_DIR", filepath.Join(root, "build", "vm"))
 	if !filepath.IsAbs(dir) {
 		dir = filepath.Join(root, dir)
@@ -93,11 +105,10 @@ func loadConfig(t *testing.T) vmConfig {
 			*p = filepath.Join(root, *p)
 		}
 	}
-	var err error
 	if c.timeout, err = time.ParseDuration(env("VM_TIMEOUT", "15m")); err != nil {
-		t.Fatalf("VM_TIMEOUT: %v", err)
+		return c, fmt.Errorf("VM_TIMEOUT: %v", err)
 	}
-	return c
+	return c, nil
 }
 
 func kernels(t *testing.T, dir string) []string {
@@ -151,7 +162,7 @@ func TestVM(t *testing.T) {
 			if bridge != "" {
 				files[GuestBridgePath] = bridge
 			}
-			if err := writeInitramfs(initrd, c.bb, InitScript, files); err != nil {
+			if err := writeInitramfs(initrd, c.bb, InitScript, files, nil); err != nil {
 				t.Fatal(err)
 			}
 			// The guest's go test times out first, so that its panic
@@ -164,7 +175,7 @@ func TestVM(t *testing.T) {
 				words = append(words, c.appendx)
 			}
 			logPath := filepath.Join(kdir, "console.log")
-			r, err := runQEMU(t, c, accel, vmlinuz, initrd, logPath, c.timeout, words)
+			r, err := runQEMU(t.Logf, nil, c, accel, vmlinuz, initrd, logPath, c.timeout, words)
 			summary := fmt.Sprintf("kernel %s accel %s: boot to /init %.2fs (guest uptime %.2fs), tests %.1fs, VM total %.1fs; %d passed, %d failed, %d skipped",
 				kver, accel, r.initAt.Seconds(), r.guest.InitUptime, r.guest.DoneUptime-r.guest.InitUptime,
 				r.total.Seconds(), len(r.guest.Passed), len(r.guest.Failed), len(r.guest.Skipped))
@@ -184,8 +195,9 @@ func TestVM(t *testing.T) {
 }
 
 // writeInitramfs writes the initramfs: busybox and its applet links in /bin,
-// /init, /dev/console and the files given by their path in the VM.
-func writeInitramfs(out, busybox, init string, files map[string]string) error {
+// /init, /dev/console, the files given by their path in the VM (host path)
+// and the executable files given by their path in the VM (contents).
+func writeInitramfs(out, busybox, init string, files map[string]string, scripts map[string][]byte) error {
 	list, err := exec.Command(busybox, "--list").Output()
 	if err != nil {
 		return fmt.Errorf("%s --list: %v", busybox, err)
@@ -213,12 +225,10 @@ func writeInitramfs(out, busybox, init string, files map[string]string) error {
 		}
 	}
 	c.Bytes("init", 0o755, []byte(init))
-	names := make([]string, 0, len(files))
-	for name := range files {
-		names = append(names, name)
+	for _, name := range sortedKeys(scripts) {
+		c.Bytes(name, 0o755, scripts[name])
 	}
-	sort.Strings(names)
-	for _, name := range names {
+	for _, name := range sortedKeys(files) {
 		if err := addFile(c, name, files[name]); err != nil {
 			return err
 		}
@@ -227,6 +237,15 @@ func writeInitramfs(out, busybox, init string, files map[string]string) error {
 		return err
 	}
 	return f.Close()
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
 }
 
 func addFile(c *CPIO, name, src string) error {
@@ -251,7 +270,9 @@ type vmRun struct {
 
 // runQEMU boots the kernel with the initramfs, copies the serial console to
 // logPath and parses it. It fails when qemu cannot run or the timeout passes.
-func runQEMU(t *testing.T, c vmConfig, accel, vmlinuz, initrd, logPath string, timeout time.Duration, words []string) (vmRun, error) {
+// Each console line goes to onLine if it is not nil; logf gets the qemu
+// command line and the lines that matter (markers, test results).
+func runQEMU(logf func(string, ...any), onLine func(string), c vmConfig, accel, vmlinuz, initrd, logPath string, timeout time.Duration, words []string) (vmRun, error) {
 	var r vmRun
 	args := []string{
 		"-kernel", vmlinuz, "-initrd", initrd,
@@ -274,12 +295,12 @@ func runQEMU(t *testing.T, c vmConfig, accel, vmlinuz, initrd, logPath string, t
 		return r, err
 	}
 	cmd.Stderr = cmd.Stdout
-	logf, err := os.Create(logPath)
+	logFile, err := os.Create(logPath)
 	if err != nil {
 		return r, err
 	}
-	defer logf.Close()
-	t.Logf("%s %s", c.qemu, strings.Join(args, " "))
+	defer logFile.Close()
+	logf("%s %s", c.qemu, strings.Join(args, " "))
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return r, err
@@ -295,14 +316,17 @@ func runQEMU(t *testing.T, c vmConfig, accel, vmlinuz, initrd, logPath string, t
 		sc.Buffer(make([]byte, 64<<10), 1<<20)
 		for sc.Scan() {
 			line := ansiRe.ReplaceAllString(strings.TrimRight(sc.Text(), "\r"), "")
-			fmt.Fprintln(logf, line)
+			fmt.Fprintln(logFile, line)
 			console.WriteString(line + "\n")
+			if onLine != nil {
+				onLine(line)
+			}
 			switch {
 			case strings.Contains(line, InitMarker):
 				r.initAt = time.Since(start)
-				t.Logf("guest: %s (host %.2fs)", line, r.initAt.Seconds())
+				logf("guest: %s (host %.2fs)", line, r.initAt.Seconds())
 			case strings.HasPrefix(strings.TrimSpace(line), "--- "), strings.Contains(line, DoneMarker), strings.Contains(line, MetricMarker):
-				t.Logf("guest: %s", line)
+				logf("guest: %s", line)
 			}
 		}
 	}()
@@ -332,10 +356,10 @@ func probeKVM(t *testing.T, c vmConfig, kdir, vmlinuz string) string {
 	}
 	f.Close()
 	initrd := filepath.Join(kdir, "kvm-probe.cpio")
-	if err := writeInitramfs(initrd, c.bb, InitScript, nil); err != nil {
+	if err := writeInitramfs(initrd, c.bb, InitScript, nil, nil); err != nil {
 		t.Fatal(err)
 	}
-	r, err := runQEMU(t, c, "kvm", vmlinuz, initrd, filepath.Join(kdir, "kvm-probe.log"), 30*time.Second, []string{"vmtest_probe=1"})
+	r, err := runQEMU(t.Logf, nil, c, "kvm", vmlinuz, initrd, filepath.Join(kdir, "kvm-probe.log"), 30*time.Second, []string{"vmtest_probe=1"})
 	if err == nil && r.guest.InitSeen && r.guest.Done {
 		t.Logf("KVM probe: booted to /init in %.2fs; using KVM", r.initAt.Seconds())
 		return "kvm"
