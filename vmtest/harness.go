@@ -56,7 +56,11 @@ const (
 // dot reach it as environment variables: vmtest_timeout (go test -timeout),
 // vmtest_run (go test -run, no spaces), vmtest_probe=1 (print the
 // markers and power off at once, used to probe KVM) and vmtest_mode=demo
-// (run DemoScript instead of the tests: make demo).
+// (run DemoScript instead of the tests: make demo). The guest tests read
+// vmtest_rcvbuf (TestBridgeBurst's receive buffer, or "default"),
+// vmtest_bridge_env (GENLBRIDGE_*=... settings for every bridge, comma-
+// separated) and vmtest_bugs=1 (fail on known bridge bugs instead of logging
+// them); pass them with VM_APPEND.
 const InitScript = `#!/bin/sh
 export PATH=/bin HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc

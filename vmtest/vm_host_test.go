@@ -19,7 +19,9 @@ package vmtest
 //	VM_TIMEOUT     per VM, default 15m
 //	VM_SMP, VM_MEM default 2 and 1024 (MiB)
 //	VM_RUN         go test -run pattern for the guest (no spaces)
-//	VM_APPEND      more kernel command-line words
+//	VM_APPEND      more kernel command-line words (see InitScript)
+//
+// With VM_DEMO=1 the test binary runs the demo instead (vm_demo_test.go).
 
 import (
 	"bufio"
