@@ -285,6 +285,5 @@ type reader struct {
 	// that will show them.
 	dropsSeen     uint32
 	pendingDrops  uint64
-	pendingSince  time.Time
 	aheadReported uint64
 }

@@ -26,10 +26,6 @@ type sockState struct {
 // single wake-up: it looks at the socket and its drop counter at least this often.
 const tick = 250 * time.Millisecond
 
-// dropGrace is how long drops may wait for the sequence gap that places them
-// before they are published without it.
-const dropGrace = 100 * time.Millisecond
-
 // Run opens the sockets, joins the groups and moves events to the sink until
 // ctx ends. Then it stops reading, delivers what is queued within
 // Config.ShutdownTimeout, and returns. It returns an error only when it
@@ -183,6 +179,12 @@ func (r *reader) run(ctx context.Context) {
 		var err error
 		out, err = r.sock.recv(out)
 		now = time.Now()
+		if d, ok := r.sock.takeEmpty(); ok {
+			// Read while the socket was empty, before what recv returned
+			// now arrived: drops no gap has placed are the newest events.
+			r.countDrops(d)
+			r.publishPendingDrops(now, true)
+		}
 		if err != nil {
 			if ctx.Err() != nil || isClosed(err) {
 				return
@@ -247,10 +249,12 @@ func (r *reader) lossRecord(reason string, count, first, last uint64, now int64)
 }
 
 // newInstance starts a new registration of the family: its sequence starts
-// at 1. Drops still unplaced belong to the old one's tail.
+// at 1. Drops still unplaced stay pending: the next gap or empty socket
+// places them (drops of the old registration's tail are normally placed
+// before the marker, when the socket was found empty; if not, the counts
+// stay exact and only their range is the new registration's).
 func (r *reader) newInstance(now time.Time) {
 	r.refreshDrops(now)
-	r.publishPendingDrops(now)
 	r.aheadReported = 0
 	r.haveSeq, r.lastSeq = true, 0
 	r.instance = r.nextInstance(now)
@@ -322,35 +326,38 @@ func (r *reader) gap(first, last uint64, now time.Time) {
 }
 
 // refreshDrops reads the kernel's drop counter. Drops on a socket whose
-// family has no sequence are published at once; otherwise they wait up to
-// dropGrace for the gap that places them.
+// family has no sequence are published at once; otherwise they wait for the
+// gap that places them, or for the socket to be found empty (see run).
 func (r *reader) refreshDrops(now time.Time) {
 	d, err := r.sock.drops()
 	if err != nil {
 		return
 	}
-	if delta := d - r.dropsSeen; delta != 0 {
-		r.dropsSeen = d
-		r.socketDrops.Add(uint64(delta))
-		if r.pendingDrops == 0 {
-			r.pendingSince = now
-		}
-		r.pendingDrops += uint64(delta)
-	}
-	if r.pendingDrops > 0 && (!r.haveSeq || now.Sub(r.pendingSince) >= dropGrace) {
-		r.publishPendingDrops(now)
+	r.countDrops(d)
+	if !r.haveSeq {
+		r.publishPendingDrops(now, false)
 	}
 }
 
-// publishPendingDrops publishes drops no gap has placed yet. With a known
-// sequence they are the events right after the last one seen, and the gap
-// that shows them later is not counted again.
-func (r *reader) publishPendingDrops(now time.Time) {
+// countDrops takes the kernel's drop counter d (which wraps at 2^32).
+func (r *reader) countDrops(d uint32) {
+	if delta := d - r.dropsSeen; delta != 0 {
+		r.dropsSeen = d
+		r.socketDrops.Add(uint64(delta))
+		r.pendingDrops += uint64(delta)
+	}
+}
+
+// publishPendingDrops publishes the drops no gap has placed yet. ranged says
+// they are the events right after the last one read (the socket was found
+// empty): they get that range, and the gap that shows them later is not
+// counted again.
+func (r *reader) publishPendingDrops(now time.Time, ranged bool) {
 	if r.pendingDrops == 0 {
 		return
 	}
 	var first, last uint64
-	if r.haveSeq {
+	if ranged && r.haveSeq {
 		first = r.lastSeq + r.aheadReported + 1
 		last = first + r.pendingDrops - 1
 		r.aheadReported += r.pendingDrops

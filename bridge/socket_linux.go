@@ -37,6 +37,10 @@ type eventSocket struct {
 	buf   []byte
 	slot  int
 	pid   uint32 // this socket's port id
+	// emptyDrops is the drop counter read at the last moment recv found the
+	// socket empty, if emptySeen (see takeEmpty).
+	emptyDrops uint32
+	emptySeen  bool
 }
 
 // dgram is one datagram read by recv.
@@ -133,6 +137,10 @@ func (s *eventSocket) recv(out []dgram) ([]dgram, error) {
 			case unix.EINTR:
 				continue
 			case unix.EAGAIN:
+				// Empty: everything queued before now has been read.
+				if d, e := dropsFD(fd); e == 0 {
+					s.emptyDrops, s.emptySeen = d, true
+				}
 				return false // wait in the netpoller
 			default:
 				errno = e
@@ -170,20 +178,34 @@ func (s *eventSocket) recv(out []dgram) ([]dgram, error) {
 // (SO_MEMINFO's SK_MEMINFO_DROPS, the Drops column of /proc/net/netlink).
 // It wraps at 2^32; callers subtract in uint32.
 func (s *eventSocket) drops() (uint32, error) {
-	var mem [unix.SK_MEMINFO_VARS]uint32
+	var d uint32
 	var errno syscall.Errno
-	err := s.rc.Control(func(fd uintptr) {
-		l := uint32(unsafe.Sizeof(mem))
-		_, _, errno = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
-			uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
-	})
+	err := s.rc.Control(func(fd uintptr) { d, errno = dropsFD(fd) })
 	if err != nil {
 		return 0, err
 	}
 	if errno != 0 {
 		return 0, os.NewSyscallError("getsockopt SO_MEMINFO", errno)
 	}
-	return mem[unix.SK_MEMINFO_DROPS], nil
+	return d, nil
+}
+
+func dropsFD(fd uintptr) (uint32, syscall.Errno) {
+	var mem [unix.SK_MEMINFO_VARS]uint32
+	l := uint32(unsafe.Sizeof(mem))
+	_, _, errno := unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+		uintptr(unsafe.Pointer(&mem[0])), uintptr(unsafe.Pointer(&l)), 0)
+	return mem[unix.SK_MEMINFO_DROPS], errno
+}
+
+// takeEmpty returns the drop counter as it was when the last recv found the
+// socket empty, once: every drop it counts happened before that moment, so a
+// dropped event that no later event has shown as a gap is newer than all
+// the events read until then.
+func (s *eventSocket) takeEmpty() (uint32, bool) {
+	d, ok := s.emptyDrops, s.emptySeen
+	s.emptySeen = false
+	return d, ok
 }
 
 func (s *eventSocket) join(group uint32) error  { return s.c.JoinGroup(group) }
