@@ -83,7 +83,7 @@ type Config struct {
 // Defaults returns the default configuration (without subscriptions).
 func Defaults() Config {
 	return Config{
-		ReceiveBuffer:   32 << 20,
+		ReceiveBuffer:   64 << 20,
 		QueueSize:       16384,
 		QueuePolicy:     PolicyBlock,
 		BatchEvents:     64,

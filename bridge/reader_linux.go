@@ -62,7 +62,7 @@ func (b *Bridge) Run(ctx context.Context) error {
 		r.sock, r.token = s, uint32(b.startNS)^uint32(i+1)
 		r.ctl.m = r
 		b.log.Info("socket ready", "subscription", r.ctl.String(), "rcvbuf_requested", b.cfg.ReceiveBuffer,
-			"rcvbuf_granted", granted, "events_it_holds", granted/800)
+			"rcvbuf_granted", granted, "events_it_holds", granted/930)
 		if granted/2 < b.cfg.ReceiveBuffer {
 			b.log.Warn("receive buffer smaller than requested (no CAP_NET_ADMIN?); bursts may overrun sooner",
 				"subscription", r.ctl.String(), "requested", b.cfg.ReceiveBuffer, "granted", granted)

@@ -53,7 +53,7 @@ type Config struct {
 	StreamManage          bool          `envconfig:"STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
 	MaxInFlight           int           `envconfig:"MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink: most messages published and not yet acknowledged"`
 
-	ReceiveBuffer         ByteSize      `envconfig:"RECEIVE_BUFFER" default:"32MiB" desc:"socket receive buffer per subscription (about 800 bytes an event)"`
+	ReceiveBuffer         ByteSize      `envconfig:"RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
 	ReadBatch             int           `envconfig:"READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
 	AllowUserspaceSenders bool          `envconfig:"ALLOW_USERSPACE_SENDERS" default:"false" desc:"accept messages sent by userspace processes (tests, benchmarks)"`
 	QueueSize             int           `envconfig:"QUEUE_SIZE" default:"16384" desc:"events the queue between reader and sink holds"`

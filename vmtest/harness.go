@@ -58,9 +58,8 @@ const (
 // markers and power off at once, used to probe KVM) and vmtest_mode=demo
 // (run DemoScript instead of the tests: make demo). The guest tests read
 // vmtest_rcvbuf (TestBridgeBurst's receive buffer, or "default"),
-// vmtest_bridge_env (GENLBRIDGE_*=... settings for every bridge, comma-
-// separated) and vmtest_bugs=1 (fail on known bridge bugs instead of logging
-// them); pass them with VM_APPEND.
+// and vmtest_bridge_env (GENLBRIDGE_*=... settings for every bridge, comma-
+// separated); pass them with VM_APPEND.
 const InitScript = `#!/bin/sh
 export PATH=/bin HOME=/root TMPDIR=/tmp
 mount -t proc proc /proc

@@ -41,13 +41,12 @@ const natsURL = "nats://127.0.0.1:4222"
 //
 // The module makes the 100000 events at 45-190k/s under TCG, the bridge
 // delivers them at 4-6k/s (JetStream sink): the socket must hold about 84000
-// of them (the rest wait in the bridge's queue). With the default of 32MiB
-// (64MiB granted) the 6.1 kernel peaked at 58.6-59.4MiB queued and lost none,
-// the 6.12 kernel hit 64MiB and lost 9551-10335 (overrun). 64MiB (128MiB
-// granted) was lossless on both, peaking at 59MiB (6.1) and 74MiB (6.12), in
-// every run; so was 128MiB. Until the bridge's default is raised, the test
-// asks for 64MiB explicitly.
-const burstReceiveBuffer = "64MiB"
+// of them (the rest wait in the bridge's queue). With 32MiB (64MiB granted)
+// the 6.1 kernel peaked at 58.6-59.4MiB queued and lost none, the 6.12 kernel
+// hit 64MiB and lost 9551-10335 (overrun). 64MiB (128MiB granted) was
+// lossless on both, peaking at 59MiB (6.1) and 74MiB (6.12), in every run;
+// so was 128MiB. The bridge's default is now 64MiB: the test uses it.
+const burstReceiveBuffer = ""
 
 // ---- the bridge process ----
 
@@ -712,17 +711,9 @@ func TestBridgeBurst(t *testing.T) {
 // TestBridgeOverrun: a burst into a receive buffer far too small, with a
 // small queue, so that the kernel drops most of it. The counts must still
 // add up exactly, and each loss record's SEQ range must name the events
-// that were really lost.
-//
-// Known bridge bug (reported, not fixed here): the ranges are wrong. Drops
-// that no sequence gap has placed within 100 ms are published as the SEQs
-// right after the last one read (bridge/reader_linux.go, publishPendingDrops:
-// first = r.lastSeq + r.aheadReported + 1), but those events are still queued
-// in the socket and arrive later; the ones the kernel really dropped are the
-// newest, at the time the buffer was full. The later gap is then swallowed
-// by aheadReported, so the counts are right and the ranges are not. The
-// range check fails only with the kernel command-line word vmtest_bugs=1
-// (VM_APPEND=vmtest_bugs=1); otherwise it is logged.
+// that were really lost (the bridge once published drops that no gap had
+// placed as the SEQs after the last one read, while those were still queued
+// in the socket; the test caught it).
 func TestBridgeOverrun(t *testing.T) {
 	const n = 20000
 	bridgeTest(t, "period_ms=0")
@@ -738,11 +729,7 @@ func TestBridgeOverrun(t *testing.T) {
 		t.Errorf("the bridge's socket drops (%s) differ from the overrun loss records' %d", r.stats, r.byReason[gevent.ReasonOverrun])
 	}
 	if e := r.seqErr(); e != "" {
-		if os.Getenv("vmtest_bugs") == "1" {
-			t.Errorf("loss records name the wrong SEQs: %s", e)
-		} else {
-			t.Logf("KNOWN BRIDGE BUG (fails with vmtest_bugs=1): loss records name the wrong SEQs: %s", e)
-		}
+		t.Errorf("loss records name the wrong SEQs: %s", e)
 	}
 	metric(t, "bridge_overrun count=%d events=%d lost=%d by_reason=%v seq_ranges_ok=%v", n, r.events, r.lost, r.byReason, r.seqErr() == "")
 }

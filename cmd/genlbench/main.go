@@ -430,7 +430,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 			time.Sleep(10 * time.Millisecond)
 		}
 	} else {
-		time.Sleep(300 * time.Millisecond) // the raw receiver drains 32 MiB in far less
+		time.Sleep(300 * time.Millisecond) // the raw receiver drains its 32 MiB buffer in far less
 	}
 	cpu1, _ := procCPU(pid)
 	rss, _ := procPeakRSS(pid)
