@@ -1,9 +1,9 @@
 # genlbridge: kernel generic netlink events to NATS.
 #
+#   make demo     the module in a VM, the bridge and `genlbridge tail` on it
 #   make run      build and run the bridge with an embedded NATS server
 #   make test     everything CI runs: vet, gofmt, unit and real-kernel tests
 #                 (race detector), short fuzzing, and the kernel module in qemu
-#   make demo     the module in a VM, the bridge and `genlbridge tail` on it
 #   make bench    microbenchmarks and genlbench, the side-by-side harness
 #
 # Tests that need root (network namespaces, multicast injection) skip with a
