@@ -23,7 +23,7 @@ func TestSummaryAndTargets(t *testing.T) {
 		point{Mode: "bridge-event", Offered: 10000, EventsPerSec: 10e3, P50us: 1200, P99us: 2500, P999us: 4000, Sent: 100, Delivered: 100},
 		point{Mode: "bridge-event", Offered: 100000, EventsPerSec: 99e3, AllocsPerEv: 2.1, Sent: 100, Delivered: 100},
 		point{Mode: "raw", Offered: 10000, Error: "boom"})
-	r.Lossless = []point{{Mode: "bridge-event", Offered: 400000, Sent: 4000000, Delivered: 4000000}}
+	r.Lossless = []point{{Mode: "bridge-event", Offered: 400000, Sent: 4000000, Delivered: 4000000, Achieved: 250000}}
 	r.summarize()
 	var raw, batch *summary
 	for i := range r.Summary {
