@@ -153,7 +153,9 @@ func drawChart(r *results, path string) error {
 			col := palette[s.Mode]
 			bx := lx0 + i*slot + 10
 			for j, q := range []float64{s.P50us, s.P99us, s.P999us} {
-				shade := color.RGBA{col.R, col.G, col.B, uint8(255 - 70*j)}
+				// Lighter for the higher quantiles: blend toward white.
+				lighten := func(c uint8) uint8 { return c + uint8(int(255-c)*j*30/100) }
+				shade := color.RGBA{lighten(col.R), lighten(col.G), lighten(col.B), 255}
 				w := (slot - 30) / 3
 				c.rect(bx+j*w, ly(q), bx+(j+1)*w-2, y1, shade)
 			}
