@@ -156,6 +156,10 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 	if len(cfg.Subscriptions) == 0 {
 		return nil, errors.New("no subscription: want at least one family/group")
 	}
+	if cfg.Linger < 0 || cfg.ResyncInterval < 0 || cfg.ShutdownTimeout < 0 || cfg.ReceiveBuffer < 0 {
+		return nil, fmt.Errorf("linger %v, resync interval %v, shutdown timeout %v, receive buffer %d: none may be negative",
+			cfg.Linger, cfg.ResyncInterval, cfg.ShutdownTimeout, cfg.ReceiveBuffer)
+	}
 	if cfg.BatchEvents < 1 || cfg.BatchBytes < 1 || cfg.ReadBatch < 1 || cfg.ReadBatch > 1024 {
 		return nil, fmt.Errorf("batch limits %d events, %d bytes, read batch %d: want positive, read batch at most 1024",
 			cfg.BatchEvents, cfg.BatchBytes, cfg.ReadBatch)
@@ -195,7 +199,11 @@ func (b *Bridge) Subscriptions() []SubscriptionStatus {
 
 // Stats counts what went through the bridge since New.
 type Stats struct {
-	// Received counts events read from the sockets and decoded.
+	// Read counts messages taken from the sockets (control messages and
+	// rejected senders aside); Received those of them decoded into events.
+	// Every message read ends up delivered or counted: Read == Delivered +
+	// Lost[queue_full, malformed, publish_failed] once the bridge has stopped.
+	Read     uint64
 	Received uint64
 	// QueueCapacity is the queue's size.
 	QueueCapacity int
@@ -225,6 +233,7 @@ func (b *Bridge) Stats() Stats {
 		Batches:       b.bat.batches.Load(),
 	}
 	for _, r := range b.readers {
+		st.Read += r.read.Load()
 		st.Received += r.received.Load()
 		st.SocketDrops += r.socketDrops.Load()
 		st.Ignored += r.ignored.Load()
@@ -270,12 +279,15 @@ type reader struct {
 	decoder string
 	sockState
 
+	read        atomic.Uint64
 	received    atomic.Uint64
 	socketDrops atomic.Uint64
 	ignored     atomic.Uint64
 
 	// Sequence tracking (reader goroutine only).
+	kernelSeq bool   // the family has shown a kernel sequence
 	haveSeq   bool   // lastSeq is meaningful
+	fresh     bool   // a marker said the next registration's sequence starts at 1
 	lastSeq   uint64 // last kernel sequence seen
 	bridgeSeq uint64 // counter for families without a sequence
 	instance  uint64 // identifies the family registration the sequence belongs to
@@ -283,7 +295,8 @@ type reader struct {
 	// Drop attribution (reader goroutine only): drops read from the kernel
 	// but not yet published, and drops published ahead of the sequence gap
 	// that will show them.
-	dropsSeen     uint32
-	pendingDrops  uint64
-	aheadReported uint64
+	dropsSeen      uint32
+	pendingDrops   uint64
+	aheadReported  uint64
+	malformedAhead uint64 // malformed messages the next gap accounts for
 }

@@ -51,7 +51,7 @@ const (
 )
 
 // subControl is the control-plane state of one subscription. The controller
-// goroutine writes it; Status reads it.
+// goroutine alone writes it, under mu; status reads it under mu.
 type subControl struct {
 	Subscription
 	m member
@@ -101,7 +101,7 @@ type controller struct {
 	subs   []*subControl
 	resync time.Duration
 	log    *slog.Logger
-	// joined is signalled (without blocking) after each change of state, for tests.
+	// changed is signalled (without blocking) after each change of state, for tests.
 	changed chan struct{}
 }
 
@@ -138,6 +138,8 @@ func (c *controller) run(ctx context.Context) error {
 	for {
 		select {
 		case <-ctx.Done():
+			// The owner closes the notify connection; receive returns then.
+			<-recvDone
 			return nil
 		case err := <-recvDone:
 			if ctx.Err() != nil {
@@ -284,19 +286,21 @@ func (c *controller) resolve(s *subControl, later bool) {
 		err = fmt.Errorf("resolve family %q: %w", s.Family, err)
 	}
 
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// Only this goroutine changes the state, so it is read without the lock;
+	// the lock is taken to change it, never across socket calls (status
+	// must not wait for a marker's retries).
 	if err != nil {
 		if s.state == StateJoined {
 			// Gone without a notification we saw.
 			_ = s.m.leave(s.groupID)
 			c.log.Warn("subscription lost; waiting for the family to come back", "subscription", s.String(), "err", err)
-			s.state = StateWaiting
 			c.signal()
 		} else if !s.waitLogged {
 			c.log.Info("waiting for family", "subscription", s.String(), "reason", err)
 		}
+		s.mu.Lock()
 		s.state, s.waitLogged = StateWaiting, true
+		s.mu.Unlock()
 		return
 	}
 	if s.state == StateJoined && s.groupID == gid && s.familyID == f.ID {
@@ -314,12 +318,17 @@ func (c *controller) resolve(s *subControl, later bool) {
 	}
 	if err := s.m.join(gid); err != nil {
 		c.log.Error("join group", "subscription", s.String(), "group_id", gid, "err", err)
+		s.mu.Lock()
 		s.state = StateWaiting
+		s.mu.Unlock()
 		return
 	}
+	s.mu.Lock()
 	s.state, s.familyID, s.groupID, s.waitLogged = StateJoined, f.ID, gid, false
 	s.joins++
-	c.log.Info("joined", "subscription", s.String(), "family_id", f.ID, "group_id", gid, "version", f.Version, "rejoin", s.joins > 1)
+	joins := s.joins
+	s.mu.Unlock()
+	c.log.Info("joined", "subscription", s.String(), "family_id", f.ID, "group_id", gid, "version", f.Version, "rejoin", joins > 1)
 	c.signal()
 }
 

@@ -59,7 +59,7 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 }
 
 func sameKey(a, b *event.Loss) bool {
-	return a.Reason == b.Reason && a.Family == b.Family && a.Group == b.Group
+	return a.Reason == b.Reason && a.Family == b.Family && a.Group == b.Group && a.Instance == b.Instance
 }
 
 // mergeLoss appends rec to p, extending the last record instead when rec

@@ -108,11 +108,11 @@ func (b *Bridge) Run(ctx context.Context) error {
 	// Stop reading: wake every reader, wait for them, then let the batcher
 	// drain the queue within the deadline.
 	stopReading()
-	query.Close()
-	notify.Close()
+	notify.Close() // ends the controller's receive goroutine
 	if runErr == nil {
 		<-ctrlErr
 	}
+	query.Close() // only now: the controller may have been resolving
 	for _, r := range b.readers {
 		_ = r.sock.setDeadline(time.Unix(1, 0))
 	}
@@ -175,6 +175,11 @@ func (r *reader) run(ctx context.Context) {
 		if now.After(deadline.Add(-tick / 2)) {
 			deadline = now.Add(tick)
 			_ = r.sock.setDeadline(deadline)
+			// Run cancels, then sets a past deadline: checking after arming
+			// ours means one of the two is always seen.
+			if ctx.Err() != nil {
+				return
+			}
 		}
 		var err error
 		out, err = r.sock.recv(out)
@@ -197,66 +202,118 @@ func (r *reader) run(ctx context.Context) {
 			continue
 		}
 		recvNS := now.UnixNano()
-		for i := range out {
-			d := &out[i]
-			if d.pid != 0 {
-				if r.isMarker(d) {
-					r.newInstance(now)
-					continue
-				}
-				if !b.cfg.AllowUserspaceSenders {
-					b.ledger.add(r.lossRecord(event.ReasonSenderRejected, 1, 0, 0, recvNS), false)
-					continue
-				}
-			}
-			if d.truncated {
-				b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
-				continue
-			}
-			data := d.data
-			for len(data) > 0 {
-				msg, rest, err := nextMessage(data)
-				if err != nil {
-					b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
-					break
-				}
-				data = rest
-				if msgType(msg) < genlMinID {
-					r.ignored.Add(1)
-					continue
-				}
-				ev = event.Event{Host: b.cfg.Host, BootID: b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group, RecvNS: recvNS}
-				if err := decodeMessage(msg, r.decoder, &ev, &r.arena); err != nil {
-					b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, recvNS), true)
-					continue
-				}
-				r.sequence(&ev, now)
-				r.received.Add(1)
-				if !b.q.push(ctx, &ev) {
-					// Stopped while the queue was full: this one never reaches the sink.
-					b.ledger.add(r.lossRecord(event.ReasonPublishFailed, 1, ev.Seq, ev.Seq, recvNS), false)
-					return
-				}
-			}
+		if !r.process(ctx, out, now, recvNS, &ev) {
+			return
 		}
 		r.refreshDrops(now)
 	}
 }
 
+// process handles one read batch. It returns false when ctx ended while it
+// was blocked on the queue; everything read and not queued is then counted.
+func (r *reader) process(ctx context.Context, out []dgram, now time.Time, recvNS int64, ev *event.Event) bool {
+	b := r.b
+	var taken uint64 // messages taken from the socket (Stats.Read)
+	defer func() { r.read.Add(taken) }()
+	for i := range out {
+		d := &out[i]
+		if d.pid != 0 {
+			if r.isMarker(d) {
+				r.newInstance(now)
+				continue
+			}
+			if !b.cfg.AllowUserspaceSenders {
+				b.ledger.add(r.lossRecord(event.ReasonSenderRejected, 1, 0, 0, recvNS), false)
+				continue
+			}
+		}
+		if d.truncated {
+			taken++
+			r.malformed(recvNS)
+			continue
+		}
+		data := d.data
+		for len(data) > 0 {
+			msg, rest, err := nextMessage(data)
+			taken++
+			if err != nil {
+				r.malformed(recvNS)
+				break
+			}
+			data = rest
+			if msgType(msg) < genlMinID {
+				taken--
+				r.ignored.Add(1)
+				continue
+			}
+			*ev = event.Event{Host: b.cfg.Host, BootID: b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group, RecvNS: recvNS}
+			if err := decodeMessage(msg, r.decoder, ev, &r.arena); err != nil {
+				r.malformed(recvNS)
+				continue
+			}
+			r.sequence(ev, now)
+			r.received.Add(1)
+			if !b.q.push(ctx, ev) {
+				// Stopped while the queue was full: this event and the
+				// rest of what was read never reach the sink.
+				n := 1 + countMessages(data)
+				for j := i + 1; j < len(out); j++ {
+					if out[j].pid == 0 || b.cfg.AllowUserspaceSenders {
+						n += countMessages(out[j].data)
+					}
+				}
+				taken += uint64(n - 1)
+				b.ledger.add(r.lossRecord(event.ReasonPublishFailed, uint64(n), 0, 0, recvNS), false)
+				return false
+			}
+		}
+	}
+	return true
+}
+
 func (r *reader) lossRecord(reason string, count, first, last uint64, now int64) event.Loss {
-	return event.Loss{Host: r.b.cfg.Host, BootID: r.b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group,
+	l := event.Loss{Host: r.b.cfg.Host, BootID: r.b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group,
 		Reason: reason, Count: count, FirstSeq: first, LastSeq: last, TimeNS: now}
+	if first != 0 {
+		l.Instance = r.instance
+	}
+	return l
+}
+
+// malformed counts a message that could not be decoded. In a family with a
+// sequence it is also a hole the next event shows: that gap takes it first,
+// so it is not counted twice.
+func (r *reader) malformed(now int64) {
+	r.b.ledger.add(r.lossRecord(event.ReasonMalformed, 1, 0, 0, now), true)
+	if r.kernelSeq {
+		r.malformedAhead++
+	}
+}
+
+// countMessages counts the netlink messages in a datagram (at least one).
+func countMessages(d []byte) int {
+	n := 0
+	for len(d) > 0 {
+		_, rest, err := nextMessage(d)
+		n++
+		if err != nil {
+			break
+		}
+		d = rest
+	}
+	return max(n, 1)
 }
 
 // newInstance starts a new registration of the family: its sequence starts
-// at 1. Drops still unplaced stay pending: the next gap or empty socket
-// places them (drops of the old registration's tail are normally placed
-// before the marker, when the socket was found empty; if not, the counts
-// stay exact and only their range is the new registration's).
+// at 1, so the first event of it shows any gap from 1. Drops still unplaced
+// stay pending: the next gap or empty socket places them (drops of the old
+// registration's tail are normally placed before the marker, when the socket
+// was found empty; if not, the counts stay exact and only their range is the
+// new registration's).
 func (r *reader) newInstance(now time.Time) {
 	r.refreshDrops(now)
-	r.aheadReported = 0
-	r.haveSeq, r.lastSeq = true, 0
+	r.aheadReported, r.malformedAhead = 0, 0
+	r.haveSeq, r.fresh, r.lastSeq = false, true, 0
 	r.instance = r.nextInstance(now)
 }
 
@@ -274,7 +331,13 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 		return
 	}
 	ev.SeqSource = event.SeqKernel
+	r.kernelSeq = true
 	switch {
+	case !r.haveSeq && r.fresh:
+		// The first event of a registration we saw begin.
+		if ev.Seq > 1 {
+			r.gap(1, ev.Seq-1, now)
+		}
 	case !r.haveSeq:
 		r.instance = r.nextInstance(now)
 		if rp := &r.resume; rp.ok && rp.bootID == r.b.cfg.BootID && ev.Seq > rp.seq {
@@ -285,6 +348,11 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 			}
 		}
 	case ev.Seq == r.lastSeq+1:
+		if r.aheadReported > 0 || r.malformedAhead > 0 {
+			// What was placed after lastSeq was not this sequence's (the
+			// drop counter also counts other datagrams): nothing to place.
+			r.aheadReported, r.malformedAhead = 0, 0
+		}
 	case ev.Seq > r.lastSeq+1:
 		r.gap(r.lastSeq+1, ev.Seq-1, now)
 	default:
@@ -295,7 +363,8 @@ func (r *reader) sequence(ev *event.Event, now time.Time) {
 			r.gap(1, ev.Seq-1, now)
 		}
 	}
-	r.haveSeq, r.lastSeq = true, ev.Seq
+	r.haveSeq, r.fresh, r.lastSeq = true, false, ev.Seq
+	r.resume.ok = false
 	ev.Instance = r.instance
 }
 
@@ -308,6 +377,12 @@ func (r *reader) gap(first, last uint64, now time.Time) {
 	r.refreshDrops(now)
 	n := last - first + 1
 	ns := now.UnixNano()
+	// Messages counted as malformed were holes in this sequence too.
+	if a := min(n, r.malformedAhead); a > 0 {
+		r.malformedAhead -= a
+		first += a
+		n -= a
+	}
 	// Drops happen in order: those published ahead are the oldest.
 	if a := min(n, r.aheadReported); a > 0 {
 		r.aheadReported -= a
@@ -326,15 +401,15 @@ func (r *reader) gap(first, last uint64, now time.Time) {
 }
 
 // refreshDrops reads the kernel's drop counter. Drops on a socket whose
-// family has no sequence are published at once; otherwise they wait for the
-// gap that places them, or for the socket to be found empty (see run).
+// family has shown no sequence are published at once; otherwise they wait
+// for the gap that places them, or for the socket to be found empty (see run).
 func (r *reader) refreshDrops(now time.Time) {
 	d, err := r.sock.drops()
 	if err != nil {
 		return
 	}
 	r.countDrops(d)
-	if !r.haveSeq {
+	if !r.kernelSeq {
 		r.publishPendingDrops(now, false)
 	}
 }

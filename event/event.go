@@ -78,8 +78,8 @@ const (
 	ReasonSenderRejected = "sender_rejected"
 	// ReasonMalformed: a message could not be decoded (truncated, bad lengths).
 	ReasonMalformed = "malformed"
-	// ReasonPublishFailed: the sink gave up delivering events (at shutdown
-	// past the deadline, or after its retry limit).
+	// ReasonPublishFailed: the sink gave up delivering events: at shutdown,
+	// once the deadline has passed.
 	ReasonPublishFailed = "publish_failed"
 )
 
@@ -98,6 +98,8 @@ type Loss struct {
 	Count    uint64 `json:"count"`
 	FirstSeq uint64 `json:"first_seq,omitempty"`
 	LastSeq  uint64 `json:"last_seq,omitempty"`
+	// Instance is the Event.Instance the range belongs to (0 without a range).
+	Instance uint64 `json:"instance,omitempty"`
 	// TimeNS is when the bridge noticed the loss, ns since the epoch.
 	TimeNS int64 `json:"time_ns"`
 }

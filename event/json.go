@@ -82,6 +82,10 @@ func AppendLossJSON(dst []byte, l *Loss) []byte {
 		dst = append(dst, `,"last_seq":`...)
 		dst = strconv.AppendUint(dst, l.LastSeq, 10)
 	}
+	if l.Instance != 0 {
+		dst = append(dst, `,"instance":`...)
+		dst = strconv.AppendUint(dst, l.Instance, 10)
+	}
 	dst = append(dst, `,"time_ns":`...)
 	dst = strconv.AppendInt(dst, l.TimeNS, 10)
 	return append(dst, '}')
@@ -155,5 +159,5 @@ type Envelope struct {
 // Loss returns the loss record an Envelope of Type "loss" holds.
 func (v *Envelope) Loss() Loss {
 	return Loss{Host: v.Host, BootID: v.BootID, Family: v.Family, Group: v.Group,
-		Reason: v.Reason, Count: v.Count, FirstSeq: v.FirstSeq, LastSeq: v.LastSeq, TimeNS: v.TimeNS}
+		Reason: v.Reason, Count: v.Count, FirstSeq: v.FirstSeq, LastSeq: v.LastSeq, Instance: v.Instance, TimeNS: v.TimeNS}
 }

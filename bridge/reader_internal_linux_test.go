@@ -1,0 +1,183 @@
+//go:build linux
+
+package bridge
+
+import (
+	"context"
+	"encoding/binary"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/internal/inject"
+	"github.com/genlbridge/genlbridge/internal/netnstest"
+	"github.com/genlbridge/genlbridge/sink"
+)
+
+// runInternal runs a bridge on netdev/mgmt in a fresh namespace with a
+// recording sink, and returns it with a sender into the group.
+func runInternal(t *testing.T, cfg Config, rec *recorder) (*Bridge, *inject.Sender) {
+	t.Helper()
+	ns := netnstest.Need(t)
+	if cfg.Subscriptions == nil {
+		cfg.Subscriptions = []Subscription{{Family: "netdev", Group: "mgmt", Decoder: DecodeExmpl}}
+	}
+	cfg.NetNS, cfg.AllowUserspaceSenders = ns.FD(), true
+	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	b, err := New(cfg, rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+	waitUntil(t, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { snd.Close() })
+	return b, snd
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (r *recorder) lossList() []event.Loss {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]event.Loss(nil), r.losses...)
+}
+
+// A malformed message in a sequenced family is one loss: the gap that the
+// next event shows is not counted again.
+func TestMalformedIsNotCountedTwice(t *testing.T) {
+	rec := &recorder{}
+	b, snd := runInternal(t, Config{}, rec)
+	send := func(msg []byte) {
+		if err := snd.Send(msg); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send(inject.AppendExmpl(nil, snd.FamilyID(), 1, "one"))
+	bad := inject.AppendExmpl(nil, snd.FamilyID(), 2, "two")
+	binary.NativeEndian.PutUint16(bad[20:22], 400) // first attribute's length past the end
+	send(bad)
+	send(inject.AppendExmpl(nil, snd.FamilyID(), 3, "three"))
+	waitUntil(t, "two events", func() bool { return b.Stats().Delivered == 2 })
+	waitUntil(t, "the loss record", func() bool { return len(rec.lossList()) == 1 })
+	st := b.Stats()
+	if st.Lost[event.ReasonMalformed] != 1 || st.Lost[event.ReasonSeqGap] != 0 || st.Lost[event.ReasonOverrun] != 0 {
+		t.Fatalf("lost %v: want exactly one malformed", st.Lost)
+	}
+}
+
+// After a marker (a re-join), a family without a sequence still gets its
+// drops published at once and without an invented range.
+func TestMarkerKeepsBridgeSequencedDropsRangeless(t *testing.T) {
+	rec := &recorder{}
+	g := make(chan struct{})
+	rec.deliver = func(*sink.Batch) error { <-g; return nil }
+	b, snd := runInternal(t, Config{
+		Subscriptions: []Subscription{{Family: "netdev", Group: "mgmt", Decoder: DecodeGeneric}},
+		ReceiveBuffer: 64 << 10, QueueSize: 64,
+	}, rec)
+	if err := b.readers[0].mark(); err != nil {
+		t.Fatal(err)
+	}
+	if err := snd.SendExmpl(1, 5000); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	close(g)
+	waitUntil(t, "all accounted", func() bool {
+		st := b.Stats()
+		return st.Received+st.Lost[event.ReasonOverrun] == 5000 && st.QueueDepth == 0
+	})
+	waitUntil(t, "loss records delivered", func() bool {
+		var n uint64
+		for _, l := range rec.lossList() {
+			n += l.Count
+		}
+		return n == b.Stats().Lost[event.ReasonOverrun]
+	})
+	if b.Stats().Lost[event.ReasonOverrun] == 0 {
+		t.Fatal("no overrun")
+	}
+	for _, l := range rec.lossList() {
+		if l.FirstSeq != 0 || l.LastSeq != 0 || l.Reason != event.ReasonOverrun {
+			t.Fatalf("loss record %+v: a family without a sequence gets no range", l)
+		}
+	}
+}
+
+// Stopping while the reader is blocked on a full queue counts what it had
+// read and not queued.
+func TestStopWhileBlockedCountsTheReadBatch(t *testing.T) {
+	rec := &recorder{}
+	g := make(chan struct{})
+	rec.deliver = func(*sink.Batch) error { <-g; return nil }
+	defer close(g)
+	ns := netnstest.Need(t)
+	b, err := New(Config{
+		Subscriptions:         []Subscription{{Family: "netdev", Group: "mgmt", Decoder: DecodeExmpl}},
+		NetNS:                 ns.FD(),
+		AllowUserspaceSenders: true,
+		QueueSize:             16,
+		ShutdownTimeout:       100 * time.Millisecond,
+		Logger:                slog.New(slog.NewTextHandler(io.Discard, nil)),
+	}, sinkFunc(func(ctx context.Context, bt *sink.Batch) error {
+		select {
+		case <-g:
+			return nil
+		case <-ctx.Done():
+			return sink.AllUndelivered(bt, ctx.Err())
+		}
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- b.Run(ctx) }()
+	waitUntil(t, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	const n = 1000
+	if err := snd.SendExmpl(1, n); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the reader blocked", func() bool { return b.Stats().QueueDepth == 16 })
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st := b.Stats()
+	// Everything taken from the socket is delivered or counted; the read
+	// batch the reader held when it stopped included.
+	counted := st.Delivered + st.Lost[event.ReasonPublishFailed] + st.Lost[event.ReasonQueueFull] + st.Lost[event.ReasonMalformed]
+	if st.Read != counted || st.Read <= st.Received {
+		t.Fatalf("read %d, received %d, delivered %d, lost %v: %d read and unaccounted", st.Read, st.Received, st.Delivered, st.Lost, int64(st.Read)-int64(counted))
+	}
+	t.Logf("stopped while blocked: read %d, decoded %d, publish_failed %d", st.Read, st.Received, st.Lost[event.ReasonPublishFailed])
+}
