@@ -23,6 +23,7 @@ type batcher struct {
 	linger    time.Duration
 	log       *slog.Logger
 
+	gaveUp        bool          // logged the first failure past the deadline
 	delivered     atomic.Uint64 // events the sink delivered
 	lossDelivered atomic.Uint64 // loss records the sink delivered
 	lossFailed    atomic.Uint64 // loss records the sink gave up on
@@ -128,7 +129,11 @@ func (b *batcher) flush(ctx context.Context, batch *sink.Batch) {
 			b.ledger.add(rec, ctx.Err() == nil)
 		}
 		b.lossFailed.Add(uint64(failedLosses))
-		b.log.Error("sink gave up on records", "events", failedEvents, "loss_records", failedLosses, "err", err)
+		if ctx.Err() == nil || !b.gaveUp {
+			// Past the deadline every batch fails: say so once; Run logs the totals.
+			b.log.Error("sink gave up on records", "events", failedEvents, "loss_records", failedLosses, "err", err)
+			b.gaveUp = ctx.Err() != nil
+		}
 	}
 	b.delivered.Add(uint64(len(batch.Events) - failedEvents))
 	b.lossDelivered.Add(uint64(len(batch.Losses) - failedLosses))

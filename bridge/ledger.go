@@ -18,8 +18,9 @@ const maxPendingLosses = 4096
 type ledger struct {
 	counts [len(reasonIndex)]atomic.Uint64
 
-	mu      sync.Mutex
-	pending []event.Loss
+	mu       sync.Mutex
+	pending  []event.Loss
+	lastTime int64 // TimeNS of the last record queued
 	// notify has room for one wake-up: the batcher cuts a batch for losses
 	// even when no event follows them.
 	notify chan struct{}
@@ -50,6 +51,12 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 		return
 	}
 	l.mu.Lock()
+	// A record's time is part of its Nats-Msg-Id: keep it unique, so that
+	// JetStream cannot take two records for one.
+	if rec.TimeNS <= l.lastTime {
+		rec.TimeNS = l.lastTime + 1
+	}
+	l.lastTime = rec.TimeNS
 	l.pending = mergeLoss(l.pending, rec)
 	l.mu.Unlock()
 	select {

@@ -1,9 +1,13 @@
 package sink
 
 import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -60,7 +64,7 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	if err == nil {
 		return nc, nil
 	}
-	if !errors.Is(err, nats.ErrNoServers) {
+	if refused(err) {
 		return nil, fmt.Errorf("connect to nats %q: %w", cfg.URL, err)
 	}
 	log.Warn("nats not reachable yet; retrying in the background", "url", cfg.URL, "err", err)
@@ -69,4 +73,48 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 		return nil, fmt.Errorf("connect to nats %q: %w", cfg.URL, err)
 	}
 	return nc, nil
+}
+
+// refused reports whether a first connection failed because the server
+// refused us (credentials, TLS), which retrying will not mend, rather than
+// because it could not be reached (refused connection, DNS, timeout).
+func refused(err error) bool {
+	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
+		nats.ErrNkeysNotSupported, nats.ErrTokenAlreadySet} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var certErr *tls.CertificateVerificationError
+	var authorityErr x509.UnknownAuthorityError
+	var hostErr x509.HostnameError
+	var recordErr tls.RecordHeaderError
+	if errors.As(err, &certErr) || errors.As(err, &authorityErr) || errors.As(err, &hostErr) || errors.As(err, &recordErr) {
+		return true
+	}
+	msg := strings.ToLower(err.Error())
+	for _, w := range []string{"authorization", "authentication", "tls", "x509", "certificate"} {
+		if strings.Contains(msg, w) {
+			return true
+		}
+	}
+	return false
+}
+
+// WaitConnected waits until nc is connected (a first connection that is
+// still being retried), or ctx ends.
+func WaitConnected(ctx context.Context, nc *nats.Conn, log *slog.Logger) error {
+	logged := false
+	for !nc.IsConnected() {
+		if !logged {
+			log.Info("waiting for the nats server")
+			logged = true
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("wait for nats: %w", ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+	return nil
 }

@@ -276,6 +276,9 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 	if s.closed {
 		return AllUndelivered(b, ErrClosed)
 	}
+	if err := ctx.Err(); err != nil {
+		return AllUndelivered(b, err) // past the deadline: publish nothing more
+	}
 	s.enc.encode(b, int(s.nc.MaxPayload()))
 	s.prepare()
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}

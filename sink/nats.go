@@ -248,6 +248,9 @@ func (c *encoder) encode(b *Batch, maxPayload int) {
 // Deliver publishes the batch and confirms it with one flush, retrying the
 // whole batch with backoff until it is confirmed or ctx ends.
 func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
+	if err := ctx.Err(); err != nil {
+		return AllUndelivered(b, err) // past the deadline: publish nothing more
+	}
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	for attempt := 0; ; attempt++ {
 		err := s.publishAll(b)

@@ -123,7 +123,10 @@ func connectTool(url, name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats authentication: %w", err)
 	}
-	nc, err := nats.Connect(url, append(opts, nats.Name(name))...)
+	opts = append(opts, nats.Name(name), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+		fmt.Fprintf(os.Stderr, "%s: nats: %v\n", name, err) // e.g. a slow consumer losing messages
+	}))
+	nc, err := nats.Connect(url, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
 	}

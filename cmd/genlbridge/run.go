@@ -84,6 +84,10 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		defer nc.Close()
 		monOpts.Connected = monitor.NATSConnected(nc)
 		if useJS {
+			// The stream is provisioned and read (Resume) before the first event.
+			if err := sink.WaitConnected(ctx, nc, log); err != nil {
+				return err
+			}
 			jc := cfg.JetStream()
 			jc.Logger = log
 			js, err := sink.NewJetStream(ctx, nc, jc)

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -14,7 +15,6 @@ import (
 	"time"
 
 	"github.com/genlbridge/genlbridge/event"
-	"github.com/nats-io/nats.go"
 )
 
 func cmdTail(args []string, stdout, stderr io.Writer) error {
@@ -48,37 +48,48 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 		ctx, cancel = context.WithTimeout(ctx, *timeout)
 		defer cancel()
 	}
-	ch := make(chan *nats.Msg, 4096)
-	sub, err := nc.ChanSubscribe(subject, ch)
+	// A synchronous subscription with no pending limit: a burst printed to a
+	// slow terminal waits in memory instead of being dropped by the client.
+	sub, err := nc.SubscribeSync(subject)
 	if err != nil {
 		return fmt.Errorf("subscribe %q: %w", subject, err)
 	}
 	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return fmt.Errorf("subscribe %q: %w", subject, err)
+	}
 	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, *url)
+	out := bufio.NewWriter(stdout)
+	defer out.Flush()
 	n := 0
 	for {
-		select {
-		case <-ctx.Done():
-			if *count > 0 && n < *count {
-				return fmt.Errorf("got %d of %d records: %w", n, *count, ctx.Err())
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			if ctx.Err() != nil {
+				if *count > 0 && n < *count {
+					return fmt.Errorf("got %d of %d records: %w", n, *count, ctx.Err())
+				}
+				return nil
 			}
-			return nil
-		case m := <-ch:
-			// A batched message holds several JSON lines.
-			for _, line := range bytes.Split(bytes.TrimSpace(m.Data), []byte{'\n'}) {
-				if len(line) == 0 {
-					continue
-				}
-				if *raw {
-					fmt.Fprintf(stdout, "%s\n", line)
-				} else {
-					fmt.Fprintln(stdout, formatRecord(line))
-				}
-				n++
-				if *count > 0 && n >= *count {
-					return nil
-				}
+			return fmt.Errorf("receive: %w", err)
+		}
+		// A batched message holds several JSON lines.
+		for _, line := range bytes.Split(bytes.TrimSpace(m.Data), []byte{'\n'}) {
+			if len(line) == 0 {
+				continue
 			}
+			if *raw {
+				fmt.Fprintf(out, "%s\n", line)
+			} else {
+				fmt.Fprintln(out, formatRecord(line))
+			}
+			n++
+			if *count > 0 && n >= *count {
+				return nil
+			}
+		}
+		if pending, _, _ := sub.Pending(); pending == 0 {
+			out.Flush()
 		}
 	}
 }
