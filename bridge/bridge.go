@@ -211,6 +211,8 @@ type Stats struct {
 	// records it delivered.
 	Delivered   uint64
 	LossRecords uint64
+	// LossRecordsFailed counts loss records the sink gave up on (at shutdown).
+	LossRecordsFailed uint64
 	// Lost counts lost events by reason (event.Reason*).
 	Lost map[string]uint64
 	// SocketDrops is the kernel's drop count summed over the sockets.
@@ -225,12 +227,13 @@ type Stats struct {
 // Stats returns the counters. Safe to call at any time.
 func (b *Bridge) Stats() Stats {
 	st := Stats{
-		Delivered:     b.bat.delivered.Load(),
-		LossRecords:   b.bat.lossDelivered.Load(),
-		Lost:          b.ledger.countsByReason(),
-		QueueDepth:    b.q.depth(),
-		QueueCapacity: cap(b.q.ch),
-		Batches:       b.bat.batches.Load(),
+		Delivered:         b.bat.delivered.Load(),
+		LossRecords:       b.bat.lossDelivered.Load(),
+		LossRecordsFailed: b.bat.lossFailed.Load(),
+		Lost:              b.ledger.countsByReason(),
+		QueueDepth:        b.q.depth(),
+		QueueCapacity:     cap(b.q.ch),
+		Batches:           b.bat.batches.Load(),
 	}
 	for _, r := range b.readers {
 		st.Read += r.read.Load()

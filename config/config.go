@@ -306,8 +306,10 @@ func (c *Config) check() error {
 	if _, err := sink.ParseTemplate(c.LossSubject); err != nil {
 		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, err.Error())
 	}
-	if err := c.checkStream(); err != nil {
-		return err
+	if c.Sink == "jetstream" || c.Sink == "auto" {
+		if err := c.checkStream(); err != nil {
+			return err
+		}
 	}
 	if c.ReceiveBuffer < 4096 {
 		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")

@@ -136,6 +136,8 @@ var (
 		"Events waiting in the queue between readers and sink.", nil, nil)
 	descQueueCap = prometheus.NewDesc("genlbridge_queue_capacity",
 		"Events the queue holds at most.", nil, nil)
+	descLossFailed = prometheus.NewDesc("genlbridge_loss_records_failed_total",
+		"Loss records the sink gave up on (past the shutdown deadline); their events are counted all the same.", nil, nil)
 	descBatches = prometheus.NewDesc("genlbridge_batches_total",
 		"Batches handed to the sink.", nil, nil)
 	descConnected = prometheus.NewDesc("genlbridge_sink_connected",
@@ -146,7 +148,7 @@ type statsCollector struct{ m *Monitor }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descPublished,
-		descLossRecords, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected} {
+		descLossRecords, descLossFailed, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected} {
 		ch <- d
 	}
 }
@@ -176,6 +178,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	st := src.Stats()
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Delivered))
 	ch <- prometheus.MustNewConstMetric(descLossRecords, prometheus.CounterValue, float64(st.LossRecords))
+	ch <- prometheus.MustNewConstMetric(descLossFailed, prometheus.CounterValue, float64(st.LossRecordsFailed))
 	for _, r := range event.Reasons {
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Lost[r]), r)
 	}

@@ -603,6 +603,14 @@ func streamDiff(want StreamConfig, have jetstream.StreamConfig) []string {
 	if have.Duplicates != w.Duplicates {
 		add("duplicate_window", have.Duplicates, w.Duplicates)
 	}
+	// A work-queue or interest stream, or one that refuses new messages when
+	// full, would make a full stream a delivery that never succeeds.
+	if have.Retention != w.Retention {
+		add("retention", have.Retention, w.Retention)
+	}
+	if have.Discard != w.Discard {
+		add("discard", have.Discard, w.Discard)
+	}
 	return d
 }
 

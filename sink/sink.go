@@ -1,5 +1,5 @@
 // Package sink delivers batches of events and loss records to where they go:
-// NATS subjects (the default), JetStream, or standard output for debugging.
+// core NATS subjects, a JetStream stream, or standard output for debugging.
 //
 // A Sink is driven by one goroutine at a time (the bridge's batcher): Deliver
 // is not called concurrently with itself, and Close is called once, after the
@@ -38,8 +38,8 @@ type Sink interface {
 	// returns a *DeliveryError (possibly wrapping ctx.Err()).
 	Deliver(ctx context.Context, b *Batch) error
 	// Close flushes what is buffered, within ctx, and releases the sink's
-	// resources. Records that could not be flushed are reported by the
-	// returned *DeliveryError's counts.
+	// resources. Every Deliver has returned by then, so nothing of a batch
+	// is left to count; an error says the final flush failed.
 	Close(ctx context.Context) error
 }
 

@@ -173,7 +173,7 @@ func registerSinkCounters(mon *monitor.Monitor, out sink.Sink) {
 	case *sink.NATS:
 		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",
 			func() uint64 { m, _ := s.Published(); return m })
-		counter("genlbridge_sink_retries_total", "Batches published again after a failure.",
+		counter("genlbridge_sink_retries_total", "Failed attempts to deliver a batch (each is followed by another, or by giving up).",
 			func() uint64 { _, r := s.Published(); return r })
 	case *sink.JetStream:
 		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",

@@ -30,7 +30,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) error {
 		ae.String(exmpl.AttrMsg, fs.Arg(1))
 	case "burst":
 		n, err := strconv.ParseUint(fs.Arg(1), 10, 32)
-		if err != nil {
+		if err != nil || n < 1 || n > exmpl.MaxBurst {
 			return fmt.Errorf("burst count %q: want a whole number from 1 to %d", fs.Arg(1), exmpl.MaxBurst)
 		}
 		cmd = exmpl.CmdBurst
@@ -41,7 +41,7 @@ func cmdSend(args []string, stdout, stderr io.Writer) error {
 	}
 	data, err := ae.Encode()
 	if err != nil {
-		return err
+		return fmt.Errorf("encode attributes: %w", err)
 	}
 	c, err := genetlink.Dial(nil)
 	if err != nil {
