@@ -19,7 +19,7 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	const n = 20000
+	const n = 5000
 	var out, errb bytes.Buffer
 	done := make(chan int, 1)
 	go func() {
@@ -38,7 +38,7 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 	}
 	defer nc.Close()
 	for i := 1; i <= n; i++ {
-		rec := fmt.Sprintf(`{"type":"event","host":"h","family":"f","group":"g","seq":%d,"seq_src":"kernel","format":"exmpl","msg":"%s"}`, i, strings.Repeat("x", 200))
+		rec := fmt.Sprintf(`{"type":"event","host":"h","family":"f","group":"g","seq":%d,"seq_src":"kernel","format":"exmpl","msg":"%s"}`, i, strings.Repeat("x", 50))
 		if err := nc.Publish("genl.f.g.h", []byte(rec)); err != nil {
 			t.Fatal(err)
 		}
