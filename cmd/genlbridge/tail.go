@@ -58,6 +58,9 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		return fmt.Errorf("subscribe %q: %w", subject, err)
 	}
+	if err := nc.Flush(); err != nil { // the server has the subscription
+		return fmt.Errorf("subscribe %q: %w", subject, err)
+	}
 	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, *url)
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()

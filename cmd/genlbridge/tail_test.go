@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -19,14 +20,15 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Shutdown()
-	const n = 5000
-	var out, errb bytes.Buffer
+	const n = 20000
+	var out bytes.Buffer
+	var errb lockedBuffer
 	done := make(chan int, 1)
 	go func() {
 		done <- mainErr([]string{"tail", "--server", srv.URL(), "--count", fmt.Sprint(n), "--timeout", "30s", "--json", "genl.>"}, &out, &errb)
 	}()
 	deadline := time.Now().Add(10 * time.Second)
-	for srv.Server().NumSubscriptions() == 0 {
+	for !strings.Contains(errb.String(), "tailing") { // printed once subscribed
 		if time.Now().After(deadline) {
 			t.Fatal("tail never subscribed: " + errb.String())
 		}
@@ -38,7 +40,7 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 	}
 	defer nc.Close()
 	for i := 1; i <= n; i++ {
-		rec := fmt.Sprintf(`{"type":"event","host":"h","family":"f","group":"g","seq":%d,"seq_src":"kernel","format":"exmpl","msg":"%s"}`, i, strings.Repeat("x", 50))
+		rec := fmt.Sprintf(`{"type":"event","host":"h","family":"f","group":"g","seq":%d,"seq_src":"kernel","format":"exmpl","msg":"%s"}`, i, strings.Repeat("x", 200))
 		if err := nc.Publish("genl.f.g.h", []byte(rec)); err != nil {
 			t.Fatal(err)
 		}
@@ -50,4 +52,21 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 	if lines := strings.Count(out.String(), "\n"); lines != n {
 		t.Fatalf("%d lines, want %d; stderr: %s", lines, n, errb.String())
 	}
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
