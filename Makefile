@@ -5,6 +5,7 @@
 #   make test     everything CI runs: vet, gofmt, unit and real-kernel tests
 #                 (race detector), short fuzzing, and the kernel module in qemu
 #   make bench    microbenchmarks and genlbench, the side-by-side harness
+#   make bench-vm the module's burst in the VM: a raw receiver against the bridge
 #
 # Tests that need root (network namespaces, multicast injection) skip with a
 # message otherwise; CI runs as root. Every tool this needs is installed here.

@@ -43,7 +43,7 @@ VM_GO_TIMEOUT    ?= 60m
 # Kernel releases, e.g. "6.1.0-56-amd64 6.12.117+deb12-amd64" (evaluated when used).
 VM_KVERS          = $(shell vmtest/vm.sh kvers $(VM_KERNEL_PKGS))
 
-.PHONY: vm-deps vm-kernels vm-guest vm-test vm-clean demo
+.PHONY: vm-deps vm-kernels vm-guest vm-test bench-vm vm-clean demo
 
 vm-deps:
 	@vmtest/vm.sh deps $(VM_PKGS)
@@ -69,6 +69,22 @@ demo: $(VM_TEST_DEPS)
 	@CGO_ENABLED=0 go test -c -tags vmhost -o $(VM_DIR)/vmhost.test ./vmtest
 	@VM_DIR=$(abspath $(VM_DIR)) VM_DEMO=1 VM_DEMO_KVER="$$(vmtest/vm.sh kvers $(VM_DEMO_PKG))" \
 	VM_BRIDGE_BIN=$(abspath $(VM_BRIDGE_BIN)) VM_ACCEL=$(VM_ACCEL) $(VM_DIR)/vmhost.test
+
+# The module's BURST of 100,000 in the VM, side by side: a raw receiver
+# (TestEmitAndBurst: genetlink Receive, 32 MiB buffer, counting) and the
+# bridge with its defaults (TestBridgeBurst), then the bridge with the core
+# NATS sink; one figure line each per kernel. TCG makes absolute rates
+# meaningless: compare within a kernel.
+bench-vm: vm-kernels vm-guest $(VM_TEST_DEPS)
+	@for extra in "" "vmtest_bridge_env=GENLBRIDGE_SINK=nats"; do \
+	  echo "==> bench-vm $${extra:-(bridge defaults)}"; \
+	  VM_DIR=$(abspath $(VM_DIR)) VM_KVERS="$(VM_KVERS)" \
+	  VM_GUEST_TEST=$(abspath $(VM_GUEST_TEST)) VM_BRIDGE_BIN=$(abspath $(VM_BRIDGE_BIN)) \
+	  VM_ACCEL=$(VM_ACCEL) VM_TIMEOUT=$(VM_TIMEOUT) VM_RUN='^(TestEmitAndBurst|TestBridgeBurst)$$' VM_APPEND="$$extra" \
+	  go test -tags vmhost -run TestVM -v -count=1 -timeout $(VM_GO_TIMEOUT) ./vmtest > $(VM_DIR)/bench-vm.log 2>&1; rc=$$?; \
+	  grep -E 'VMTEST-INIT|VMTEST-METRIC (burst|bridge_burst)' $(VM_DIR)/bench-vm.log | sed 's/.*guest: //'; \
+	  if [ $$rc -ne 0 ]; then tail -40 $(VM_DIR)/bench-vm.log; exit $$rc; fi; \
+	done
 
 vm-clean:
 	rm -rf $(VM_DIR)
