@@ -86,7 +86,7 @@ func Defaults() Config {
 		ReceiveBuffer:   64 << 20,
 		QueueSize:       16384,
 		QueuePolicy:     PolicyBlock,
-		BatchEvents:     64,
+		BatchEvents:     1024,
 		BatchBytes:      512 << 10,
 		Linger:          time.Millisecond,
 		ReadBatch:       64,

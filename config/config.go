@@ -58,7 +58,7 @@ type Config struct {
 	AllowUserspaceSenders bool          `envconfig:"ALLOW_USERSPACE_SENDERS" default:"false" desc:"accept messages sent by userspace processes (tests, benchmarks)"`
 	QueueSize             int           `envconfig:"QUEUE_SIZE" default:"16384" desc:"events the queue between reader and sink holds"`
 	QueuePolicy           Choice        `envconfig:"QUEUE_POLICY" default:"block" choices:"block,drop-newest,drop-oldest" desc:"when the queue is full: block reading, or drop the newest or oldest event"`
-	BatchEvents           int           `envconfig:"BATCH_EVENTS" default:"64" desc:"most events in a batch"`
+	BatchEvents           int           `envconfig:"BATCH_EVENTS" default:"1024" desc:"most events in a batch (a batch is also cut by BATCH_BYTES and BATCH_LINGER, so at low rates batches stay small)"`
 	BatchBytes            ByteSize      `envconfig:"BATCH_BYTES" default:"512KiB" desc:"most encoded bytes in a batch (estimate)"`
 	BatchLinger           time.Duration `envconfig:"BATCH_LINGER" default:"1ms" desc:"longest time the first event of a batch waits for more"`
 	ResyncInterval        time.Duration `envconfig:"RESYNC_INTERVAL" default:"30s" desc:"how often subscriptions are resolved again, besides nlctrl notifications"`

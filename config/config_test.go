@@ -15,7 +15,7 @@ func TestDefaults(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(c.Subscribe) != 1 || c.Subscribe[0] != "CONTROL_EXMPL/EXMPL_GRP" || c.QueuePolicy != "block" ||
-		c.BatchEvents != 64 || c.BatchLinger != time.Millisecond || c.NATSURL != "" {
+		c.BatchEvents != 1024 || c.BatchLinger != time.Millisecond || c.NATSURL != "" {
 		t.Fatalf("defaults: %+v", c)
 	}
 	// Every default must itself be valid (Load checked them).
