@@ -120,36 +120,16 @@ type Bridge struct {
 // New checks cfg and returns a Bridge that delivers to s.
 func New(cfg Config, s sink.Sink) (*Bridge, error) {
 	d := Defaults()
-	if cfg.ReceiveBuffer == 0 {
-		cfg.ReceiveBuffer = d.ReceiveBuffer
-	}
-	if cfg.QueueSize == 0 {
-		cfg.QueueSize = d.QueueSize
-	}
-	if cfg.QueuePolicy == "" {
-		cfg.QueuePolicy = d.QueuePolicy
-	}
-	if cfg.BatchEvents == 0 {
-		cfg.BatchEvents = d.BatchEvents
-	}
-	if cfg.BatchBytes == 0 {
-		cfg.BatchBytes = d.BatchBytes
-	}
-	if cfg.Linger == 0 {
-		cfg.Linger = d.Linger
-	}
-	if cfg.ReadBatch == 0 {
-		cfg.ReadBatch = d.ReadBatch
-	}
-	if cfg.ResyncInterval == 0 {
-		cfg.ResyncInterval = d.ResyncInterval
-	}
-	if cfg.ShutdownTimeout == 0 {
-		cfg.ShutdownTimeout = d.ShutdownTimeout
-	}
-	if cfg.Logger == nil {
-		cfg.Logger = slog.Default()
-	}
+	orDefault(&cfg.ReceiveBuffer, d.ReceiveBuffer)
+	orDefault(&cfg.QueueSize, d.QueueSize)
+	orDefault(&cfg.QueuePolicy, d.QueuePolicy)
+	orDefault(&cfg.BatchEvents, d.BatchEvents)
+	orDefault(&cfg.BatchBytes, d.BatchBytes)
+	orDefault(&cfg.Linger, d.Linger)
+	orDefault(&cfg.ReadBatch, d.ReadBatch)
+	orDefault(&cfg.ResyncInterval, d.ResyncInterval)
+	orDefault(&cfg.ShutdownTimeout, d.ShutdownTimeout)
+	orDefault(&cfg.Logger, slog.Default())
 	if s == nil {
 		return nil, errors.New("no sink")
 	}
@@ -302,4 +282,12 @@ type reader struct {
 	pendingDrops   uint64
 	aheadReported  uint64
 	malformedAhead uint64 // malformed messages the next gap accounts for
+}
+
+// orDefault sets *v to d when *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
+	}
 }

@@ -68,42 +68,18 @@ type JetStreamConfig struct {
 }
 
 func (c *JetStreamConfig) defaults() {
-	if c.Subject.raw == "" {
-		c.Subject = Template{raw: DefaultSubject}
-	}
-	if c.LossSubject.raw == "" {
-		c.LossSubject = Template{raw: DefaultLossSubject}
-	}
-	if c.Stream.Name == "" {
-		c.Stream.Name = DefaultStream.Name
-	}
+	publishDefaults(&c.Subject, &c.LossSubject, &c.RetryMin, &c.RetryMax, &c.Logger)
+	orDefault(&c.Stream.Name, DefaultStream.Name)
 	if len(c.Stream.Subjects) == 0 {
 		c.Stream.Subjects = DefaultStream.Subjects
 	}
-	if c.Stream.Storage == "" {
-		c.Stream.Storage = DefaultStream.Storage
-	}
-	if c.Stream.Replicas == 0 {
-		c.Stream.Replicas = 1
-	}
-	if c.Stream.DuplicateWindow == 0 {
-		c.Stream.DuplicateWindow = DefaultStream.DuplicateWindow
-	}
+	orDefault(&c.Stream.Storage, DefaultStream.Storage)
+	orDefault(&c.Stream.Replicas, 1)
+	orDefault(&c.Stream.DuplicateWindow, DefaultStream.DuplicateWindow)
 	if c.MaxInFlight <= 0 {
 		c.MaxInFlight = 4096
 	}
-	if c.AckTimeout == 0 {
-		c.AckTimeout = 5 * time.Second
-	}
-	if c.RetryMin == 0 {
-		c.RetryMin = 50 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 2 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
-	}
+	orDefault(&c.AckTimeout, 5*time.Second)
 }
 
 // RetrySpan is the longest a message waits between being published and

@@ -29,23 +29,24 @@ type NATSConfig struct {
 }
 
 func (c *NATSConfig) defaults() {
-	if c.Subject.raw == "" {
-		c.Subject = Template{raw: DefaultSubject}
-	}
-	if c.LossSubject.raw == "" {
-		c.LossSubject = Template{raw: DefaultLossSubject}
-	}
-	if c.FlushTimeout == 0 {
-		c.FlushTimeout = 5 * time.Second
-	}
-	if c.RetryMin == 0 {
-		c.RetryMin = 50 * time.Millisecond
-	}
-	if c.RetryMax == 0 {
-		c.RetryMax = 2 * time.Second
-	}
-	if c.Logger == nil {
-		c.Logger = slog.Default()
+	publishDefaults(&c.Subject, &c.LossSubject, &c.RetryMin, &c.RetryMax, &c.Logger)
+	orDefault(&c.FlushTimeout, 5*time.Second)
+}
+
+// publishDefaults fills the settings the NATS and JetStream sinks share.
+func publishDefaults(subject, loss *Template, retryMin, retryMax *time.Duration, log **slog.Logger) {
+	orDefault(subject, Template{raw: DefaultSubject})
+	orDefault(loss, Template{raw: DefaultLossSubject})
+	orDefault(retryMin, 50*time.Millisecond)
+	orDefault(retryMax, 2*time.Second)
+	orDefault(log, slog.Default())
+}
+
+// orDefault sets *v to d when *v is the zero value.
+func orDefault[T comparable](v *T, d T) {
+	var zero T
+	if *v == zero {
+		*v = d
 	}
 }
 
