@@ -19,7 +19,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -388,7 +387,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	defer srv.Shutdown()
 	var sub *subscriber
 	if mode != "raw" {
-		if sub, err = subscribe(srv.URL(), mode == "bridge-js"); err != nil {
+		if sub, err = subscribe(srv.URL()); err != nil {
 			return nil, err
 		}
 		defer sub.close()
@@ -514,7 +513,6 @@ func quantile(v []float64, q float64) float64 {
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
-var _ = context.Background
 
 func genOnly(nsPath, rateS, countS string) error {
 	rate, err1 := strconv.Atoi(rateS)

@@ -24,7 +24,7 @@ type subscriber struct {
 	at  time.Time
 }
 
-func subscribe(url string, _ bool) (*subscriber, error) {
+func subscribe(url string) (*subscriber, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return nil, err
