@@ -513,7 +513,6 @@ func quantile(v []float64, q float64) float64 {
 	return s[min(len(s)-1, int(q*float64(len(s))))]
 }
 
-
 func genOnly(nsPath, rateS, countS string) error {
 	rate, err1 := strconv.Atoi(rateS)
 	n, err2 := strconv.Atoi(countS)
