@@ -112,6 +112,16 @@ func newLogger(c *config.Config, w io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, opts))
 }
 
+// serverFlag registers --server, the NATS URL of the tools: default
+// GENLBRIDGE_NATS_URL, else the embedded server's address.
+func serverFlag(fs *flag.FlagSet) *string {
+	def := os.Getenv(config.Prefix + "_NATS_URL")
+	if def == "" {
+		def = "nats://127.0.0.1:4222"
+	}
+	return fs.String("server", def, "NATS URL (env GENLBRIDGE_NATS_URL)")
+}
+
 // connectTool connects a tool (tail, replay) to NATS at url, with the
 // authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
 func connectTool(url, name string) (*nats.Conn, error) {

@@ -50,15 +50,11 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("replay", stderr, func(w io.Writer) {
 		fmt.Fprint(w, replayHelp)
 	})
-	def := os.Getenv("GENLBRIDGE_NATS_URL")
-	if def == "" {
-		def = "nats://127.0.0.1:4222"
-	}
 	defStream := os.Getenv("GENLBRIDGE_STREAM")
 	if defStream == "" {
 		defStream = sink.DefaultStream.Name
 	}
-	url := fs.String("server", def, "NATS URL (env GENLBRIDGE_NATS_URL)")
+	url := serverFlag(fs)
 	var o replayOptions
 	fs.StringVar(&o.stream, "stream", defStream, "stream to read (env GENLBRIDGE_STREAM)")
 	fs.StringVar(&o.family, "family", "", "only this generic netlink family (default: all)")

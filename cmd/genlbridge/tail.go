@@ -21,11 +21,7 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("tail", stderr, func(w io.Writer) {
 		fmt.Fprintln(w, "Usage: genlbridge tail [flags] [subject]\n\nPrints events and loss records published by genlbridge (default subject genl.>).")
 	})
-	def := os.Getenv("GENLBRIDGE_NATS_URL")
-	if def == "" {
-		def = "nats://127.0.0.1:4222"
-	}
-	url := fs.String("server", def, "NATS URL (env GENLBRIDGE_NATS_URL)")
+	url := serverFlag(fs)
 	raw := fs.Bool("json", false, "print the raw JSON records")
 	count := fs.Int("count", 0, "exit after this many records (0: run until interrupted)")
 	timeout := fs.Duration("timeout", 0, "exit with an error if --count records have not arrived by then")
