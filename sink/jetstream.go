@@ -7,10 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go"
@@ -92,11 +94,17 @@ func (c *JetStreamConfig) RetrySpan() time.Duration { return c.AckTimeout + c.Re
 // JetStream publishes into a JetStream stream asynchronously, at most
 // MaxInFlight messages unacknowledged, every message with the Nats-Msg-Id of
 // its records. Deliver returns once the server has acknowledged every
-// message of the batch. A message whose acknowledgement fails (timeout,
-// ErrDisconnected when the connection drops, an error reply, a stall) is
-// published again after a backoff, in rounds, until it is acknowledged or
-// Deliver's context ends; the server drops the repeats that it had stored
-// already, within the stream's duplicate window.
+// message of the batch. A message whose acknowledgement fails (an error
+// reply, no stream listening, the connection dropping, or no acknowledgement
+// at all for AckTimeout) is published again after a backoff, in rounds,
+// until it is acknowledged or Deliver's context ends; the server drops the
+// repeats that it had stored already, within the stream's duplicate window.
+//
+// It publishes with plain core NATS requests whose reply subjects name the
+// batch and the message, and reads every acknowledgement on one wildcard
+// subscription: no future, timer or map entry per message, which is most of
+// what jetstream.PublishMsgAsync costs. Close stops the subscription and the
+// goroutine that watches the connection for disconnects.
 type JetStream struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -105,11 +113,18 @@ type JetStream struct {
 	log    *slog.Logger
 	enc    encoder
 
-	// Per-batch state, guarded by mu: the acknowledgement callbacks run on
-	// the client's goroutines.
+	prefix   string // reply subjects are prefix + batch generation + "." + slot
+	sub      *nats.Subscription
+	status   chan nats.Status
+	watching chan struct{} // closed when the status watcher has returned
+	replies  []byte        // the reply subjects of the batch being delivered
+	timer    *time.Timer   // acknowledgement timeout of the current wait
+
+	// Per-batch state, guarded by mu: acknowledgements arrive on the
+	// subscription's goroutine and disconnects on the watcher's.
 	mu       sync.Mutex
+	gen      uint64 // generation of the batch being delivered
 	slots    []slot
-	index    map[*nats.Msg]int
 	inFlight int
 	lastErr  error
 	wake     chan struct{}
@@ -156,14 +171,9 @@ func (s *JetStream) Stats() JetStreamStats {
 func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
 	cfg.defaults()
 	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched),
-		index: map[*nats.Msg]int{}, wake: make(chan struct{}, 1)}
-	js, err := jetstream.New(nc,
-		jetstream.WithPublishAsyncAckHandler(s.onAck),
-		jetstream.WithPublishAsyncErrHandler(s.onErr),
-		// Above ours: acknowledgements abandoned by a Deliver that gave up
-		// still count in the client until they time out.
-		jetstream.WithPublishAsyncMaxPending(2*cfg.MaxInFlight+1024),
-		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+		prefix: nc.NewInbox() + ".", wake: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
+	s.timer.Stop()
+	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
 	}
@@ -171,32 +181,113 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 	if err := s.provision(ctx); err != nil {
 		return nil, err
 	}
+	s.sub, err = nc.Subscribe(s.prefix+"*.*", s.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	}
+	// Acknowledgements of a whole window may arrive at once.
+	if err := s.sub.SetPendingLimits(-1, -1); err != nil {
+		_ = s.sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	}
+	s.status = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	s.watching = make(chan struct{})
+	go s.watch()
 	return s, nil
 }
 
 // Stream returns the stream, or nil when the account may not look at it.
 func (s *JetStream) Stream() jetstream.Stream { return s.stream }
 
-func (s *JetStream) onAck(_ jetstream.JetStream, m *nats.Msg, ack *jetstream.PubAck) {
+var (
+	errNoResponders = errors.New("no stream is listening on the subject")
+	errAckTimeout   = errors.New("no acknowledgement within the ack timeout")
+)
+
+// onReply takes one acknowledgement (or error reply) for slot i of batch gen.
+func (s *JetStream) onReply(m *nats.Msg) {
+	gen, i, ok := parseReply(m.Subject[len(s.prefix):])
+	if !ok {
+		return
+	}
+	var err error
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		err = errNoResponders
+	case len(m.Data) == 0:
+		err = fmt.Errorf("empty acknowledgement (status %q)", m.Header.Get("Status"))
+	case jsonKey(m.Data, keyError) != nil:
+		err = fmt.Errorf("jetstream: %s", bytes.TrimSpace(m.Data))
+	}
 	s.mu.Lock()
-	if i, ok := s.index[m]; ok && s.slots[i].state == slotInFlight {
-		s.slots[i].state = slotAcked
+	if gen == s.gen && i < uint64(len(s.slots)) && s.slots[i].state == slotInFlight {
 		s.inFlight--
-		s.acked.Add(1)
-		if ack.Duplicate {
-			s.duplicates.Add(1)
+		if err != nil {
+			s.slots[i].state = slotIdle
+			s.lastErr = err
+		} else {
+			s.slots[i].state = slotAcked
+			s.acked.Add(1)
+			if bytes.HasPrefix(jsonKey(m.Data, keyDuplicate), []byte("true")) {
+				s.duplicates.Add(1)
+			}
 		}
 	}
 	s.mu.Unlock()
 	s.signal()
 }
 
-func (s *JetStream) onErr(_ jetstream.JetStream, m *nats.Msg, err error) {
+var keyError, keyDuplicate = []byte(`"error"`), []byte(`"duplicate"`)
+
+// jsonKey returns what follows the quoted key's colon (and any spaces) in a
+// flat JSON object such as a PubAck ({"stream":"S","seq":1,"duplicate": true}),
+// or nil when the key is not there.
+func jsonKey(data, quotedKey []byte) []byte {
+	i := bytes.Index(data, quotedKey)
+	if i < 0 {
+		return nil
+	}
+	rest := bytes.TrimLeft(data[i+len(quotedKey):], " \t")
+	if len(rest) == 0 || rest[0] != ':' {
+		return nil
+	}
+	return bytes.TrimLeft(rest[1:], " \t")
+}
+
+// parseReply reads "gen.slot" (base 36) from the end of a reply subject.
+func parseReply(tail string) (gen, slot uint64, ok bool) {
+	dot := strings.IndexByte(tail, '.')
+	if dot < 0 {
+		return 0, 0, false
+	}
+	gen, err1 := strconv.ParseUint(tail[:dot], 36, 64)
+	slot, err2 := strconv.ParseUint(tail[dot+1:], 36, 64)
+	return gen, slot, err1 == nil && err2 == nil
+}
+
+// watch fails every message in flight when the connection drops: their
+// acknowledgements are lost with it. It returns when Close removes the
+// status listener.
+func (s *JetStream) watch() {
+	defer close(s.watching)
+	for st := range s.status {
+		err := nats.ErrDisconnected
+		if st == nats.CLOSED {
+			err = nats.ErrConnectionClosed
+		}
+		s.failInFlight(err)
+	}
+}
+
+// failInFlight marks every message in flight as failed with err.
+func (s *JetStream) failInFlight(err error) {
 	s.mu.Lock()
-	if i, ok := s.index[m]; ok && s.slots[i].state == slotInFlight {
-		s.slots[i].state = slotIdle
-		s.inFlight--
-		s.lastErr = err
+	for i := range s.slots {
+		if s.slots[i].state == slotInFlight {
+			s.slots[i].state = slotIdle
+			s.inFlight--
+			s.lastErr = err
+		}
 	}
 	s.mu.Unlock()
 	s.signal()
@@ -209,43 +300,47 @@ func (s *JetStream) signal() {
 	}
 }
 
-// prepare makes one slot per encoded message. Slots (and the encoder's
-// buffer their payloads point into) are reused only when nothing the client
-// still holds refers to them, which is after a batch was fully acknowledged.
+// prepare starts a new batch generation and makes one slot per encoded
+// message. Core publishing keeps no reference to a message after PublishMsg
+// returns, so slots, reply subjects and the encoder's buffer are reused.
 func (s *JetStream) prepare() {
 	n := len(s.enc.msgs)
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.gen++
 	if cap(s.slots) < n {
 		s.slots = make([]slot, max(n, 2*cap(s.slots)))
-		clear(s.index)
 		for i := range s.slots {
 			sl := &s.slots[i]
 			sl.id = []string{""}
 			sl.msg.Header = nats.Header{"Nats-Msg-Id": sl.id}
-			s.index[&sl.msg] = i
 		}
 	}
 	s.slots = s.slots[:n]
+	// Reply subjects and ids point into buffers that stay unchanged until
+	// the next batch; they are only read during PublishMsg. The reply buffer
+	// is grown first so that appending never moves it.
+	const maxDigits = 13 // a uint64 in base 36
+	if need := n * (len(s.prefix) + 2*maxDigits + 1); cap(s.replies) < need {
+		s.replies = make([]byte, 0, need)
+	}
+	s.replies = s.replies[:0]
 	for i := range s.slots {
 		m, sl := &s.enc.msgs[i], &s.slots[i]
+		start := len(s.replies)
+		s.replies = append(s.replies, s.prefix...)
+		s.replies = strconv.AppendUint(s.replies, s.gen, 36)
+		s.replies = append(s.replies, '.')
+		s.replies = strconv.AppendUint(s.replies, uint64(i), 36)
+		sl.msg.Reply = unsafe.String(&s.replies[start], len(s.replies)-start)
 		sl.msg.Subject = m.subject
 		sl.msg.Data = s.enc.data(m)
-		sl.id[0] = string(s.enc.id(m))
+		id := s.enc.id(m)
+		sl.id[0] = unsafe.String(&id[0], len(id))
 		sl.state, sl.first = slotIdle, time.Time{}
 	}
 	s.inFlight, s.lastErr = 0, nil
 }
-
-// abandon forgets the batch's slots and buffer: messages still in flight keep
-// pointing at them, and their late acknowledgements find no slot.
-func (s *JetStream) abandon() {
-	s.mu.Lock()
-	s.slots, s.index, s.inFlight = nil, map[*nats.Msg]int{}, 0
-	s.mu.Unlock()
-	s.enc.buf, s.enc.msgs = nil, nil
-}
-
 // Deliver publishes the batch and waits for every acknowledgement,
 // republishing what failed until all is acknowledged or ctx ends.
 func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
@@ -258,8 +353,12 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 	s.enc.encode(b, int(s.nc.MaxPayload()))
 	s.prepare()
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
+	var last error // the last failure other than ctx ending
 	for round := 0; ; round++ {
 		err := s.publishRound(ctx, round > 0)
+		if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
+			last = err
+		}
 		if err == nil {
 			if s.failing {
 				s.failing = false
@@ -273,22 +372,34 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 		}
 		if ctx.Err() == nil {
 			s.retries.Add(1)
-			err = bo.Sleep(ctx)
+			_ = bo.Sleep(ctx)
 		}
 		if ctx.Err() != nil {
-			return s.giveUp(b, fmt.Errorf("%w (last error: %v)", ctx.Err(), err))
+			if last == nil {
+				last = err
+			}
+			return s.giveUp(b, fmt.Errorf("%w (last error: %v)", ctx.Err(), last))
 		}
 	}
 }
 
 // waitInFlight waits until at most n messages are in flight and returns
-// with s.mu held, or returns ctx's error without it.
+// with s.mu held, or returns ctx's error without it. When no acknowledgement
+// arrives for AckTimeout, every message in flight counts as failed.
 func (s *JetStream) waitInFlight(ctx context.Context, n int) error {
 	s.mu.Lock()
+	if s.inFlight <= n {
+		return nil
+	}
+	s.timer.Reset(s.cfg.AckTimeout)
+	defer s.timer.Stop()
 	for s.inFlight > n {
 		s.mu.Unlock()
 		select {
 		case <-s.wake:
+			s.timer.Reset(s.cfg.AckTimeout)
+		case <-s.timer.C:
+			s.failInFlight(errAckTimeout)
 		case <-ctx.Done():
 			return ctx.Err()
 		}
@@ -328,7 +439,7 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 				}
 			}
 		}
-		if _, err := s.js.PublishMsgAsync(&sl.msg); err != nil {
+		if err := s.nc.PublishMsg(&sl.msg); err != nil {
 			s.mu.Lock()
 			if sl.state == slotInFlight {
 				sl.state = slotIdle
@@ -382,8 +493,8 @@ func (s *JetStream) giveUp(b *Batch, err error) error {
 			}
 		}
 	}
+	s.gen++ // late acknowledgements find nothing
 	s.mu.Unlock()
-	s.abandon()
 	return de
 }
 
@@ -436,8 +547,10 @@ func (s *JetStream) Close(ctx context.Context) error {
 		return nil
 	}
 	s.closed = true
-	if !s.nc.IsClosed() {
-		s.js.CleanupPublisher()
+	s.nc.RemoveStatusListener(s.status)
+	<-s.watching
+	if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		return fmt.Errorf("unsubscribe from acknowledgements: %w", err)
 	}
 	return nil
 }

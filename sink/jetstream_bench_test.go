@@ -45,7 +45,7 @@ func benchEvents(n int) []event.Event {
 
 func BenchmarkJetStreamSink(b *testing.B) {
 	for _, batched := range []bool{false, true} {
-		for _, n := range []int{64, 256, 1024} {
+		for _, n := range []int{64, 256, 1024, 4096} {
 			mode := "event"
 			if batched {
 				mode = "batch"
@@ -149,7 +149,7 @@ func BenchmarkJetStreamAtomicBatch(b *testing.B) {
 }
 
 func BenchmarkJetStreamFastBatch(b *testing.B) {
-	for _, n := range []int{64, 256, 1024} {
+	for _, n := range []int{64, 256, 1024, 4096} {
 		b.Run(fmt.Sprintf("N=%d", n), func(b *testing.B) {
 			_, nc := jstest.Start(b)
 			js := batchStream(b, nc, false)

@@ -16,7 +16,10 @@ import (
 )
 
 // measureJSBare publishes n pre-encoded events to a JetStream stream with a
-// bare PublishMsgAsync loop: the reference for the JetStream sink.
+// bare PublishMsgAsync loop: the reference for the JetStream sink. Like every
+// pipeline it feeds the counting subscriber, and its rate is taken the same
+// way: events the subscriber received over the time from the first publish
+// to the last one received (and all acknowledged).
 func measureJSBare(n int) (*point, error) {
 	dir, err := os.MkdirTemp("", "genlbench-js")
 	if err != nil {
@@ -28,6 +31,11 @@ func measureJSBare(n int) (*point, error) {
 		return nil, err
 	}
 	defer srv.Shutdown()
+	sub, err := subscribe(srv.URL())
+	if err != nil {
+		return nil, err
+	}
+	defer sub.close()
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		return nil, err
@@ -60,7 +68,18 @@ func measureJSBare(n int) (*point, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	secs := time.Since(start).Seconds()
+	acked := time.Now()
+	for {
+		if d, _ := sub.counts(); d >= uint64(n) || time.Since(acked) > 2*time.Second {
+			break
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	end := sub.lastTime()
+	if end.Before(acked) {
+		end = acked
+	}
+	secs := end.Sub(start).Seconds()
 	st, err := js.Stream(ctx, "BENCH")
 	if err != nil {
 		return nil, err
@@ -69,7 +88,11 @@ func measureJSBare(n int) (*point, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &point{Mode: "js-bare", Sent: uint64(n), Delivered: info.State.Msgs, Seconds: secs, EventsPerSec: float64(info.State.Msgs) / secs}
+	received, _ := sub.counts()
+	if info.State.Msgs != uint64(n) {
+		return nil, fmt.Errorf("stream stored %d of %d", info.State.Msgs, n)
+	}
+	p := &point{Mode: "js-bare", Sent: uint64(n), Delivered: received, Seconds: secs, EventsPerSec: float64(received) / secs}
 	p.LostActual = int64(p.Sent) - int64(p.Delivered)
 	return p, nil
 }
