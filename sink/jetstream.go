@@ -341,6 +341,7 @@ func (s *JetStream) prepare() {
 	}
 	s.inFlight, s.lastErr = 0, nil
 }
+
 // Deliver publishes the batch and waits for every acknowledgement,
 // republishing what failed until all is acknowledged or ctx ends.
 func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
