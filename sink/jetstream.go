@@ -61,8 +61,10 @@ type JetStreamConfig struct {
 	Manage bool
 	// MaxInFlight bounds the messages published and not yet acknowledged.
 	MaxInFlight int
-	// AckTimeout is how long a message waits for its acknowledgement before
-	// it counts as failed and is published again.
+	// AckTimeout is how long the sink waits without any acknowledgement
+	// before every message still in flight counts as failed and is
+	// published again. While acknowledgements keep coming, the server is
+	// working through the messages in order and the wait goes on.
 	AckTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between rounds of republishing.
 	RetryMin, RetryMax time.Duration
@@ -84,8 +86,9 @@ func (c *JetStreamConfig) defaults() {
 	orDefault(&c.AckTimeout, 5*time.Second)
 }
 
-// RetrySpan is the longest a message waits between being published and
-// being published again: an acknowledgement timeout and the longest backoff.
+// RetrySpan is how long a message waits between being published and being
+// published again, once the acknowledgements before it have come: an
+// acknowledgement timeout and the longest backoff.
 // A stream's duplicate window must be at least this long for any republish
 // to be deduplicated; each further span of outage the window covers is one
 // more round of republishing that cannot store a record twice.
