@@ -11,7 +11,7 @@
 //	bridge-event  genlbridge run, one NATS message per event (the default)
 //	bridge-js     genlbridge run into JetStream, one message per event
 //	naive         netlink.Conn.Receive + one nats.Publish per event
-//	js-bare       a bare JetStream PublishAsync loop (no kernel), for reference
+//	js-bare       a bare JetStream PublishAsync loop (no kernel) into the same subscriber, for reference
 //
 // It prints a table, writes results.json and chart.png to -out, and says
 // whether each target holds.
