@@ -130,6 +130,7 @@ type JetStream struct {
 	slots    []slot
 	inFlight int
 	lastErr  error
+	rejected error // why a slot of the batch was rejected, if one was
 	wake     chan struct{}
 
 	failing bool
@@ -141,6 +142,7 @@ type JetStream struct {
 	retries      atomic.Uint64 // rounds of republishing
 	duplicates   atomic.Uint64 // acknowledgements that said "duplicate"
 	beyondWindow atomic.Uint64 // republished later than the duplicate window after their first publish
+	foreign      atomic.Uint64 // replies that were not acknowledgements, ignored
 }
 
 // slot is one message of the batch being delivered.
@@ -155,17 +157,22 @@ const (
 	slotIdle     = iota // to be published (again)
 	slotInFlight        // published, acknowledgement pending
 	slotAcked
+	slotRejected // refused by the client for good (too big, bad subject)
 )
 
 // JetStreamStats counts what the sink did since it was made.
 type JetStreamStats struct {
 	Published, Acked, Republished, Retries, Duplicates, BeyondWindow uint64
+	// Foreign counts replies that were not acknowledgements (something
+	// other than a stream answered on the subject); they are ignored.
+	Foreign uint64
 }
 
 // Stats returns the counters. Safe to call at any time.
 func (s *JetStream) Stats() JetStreamStats {
 	return JetStreamStats{Published: s.published.Load(), Acked: s.acked.Load(), Republished: s.republished.Load(),
-		Retries: s.retries.Load(), Duplicates: s.duplicates.Load(), BeyondWindow: s.beyondWindow.Load()}
+		Retries: s.retries.Load(), Duplicates: s.duplicates.Load(), BeyondWindow: s.beyondWindow.Load(),
+		Foreign: s.foreign.Load()}
 }
 
 // NewJetStream provisions or checks the stream (see JetStreamConfig.Manage)
@@ -221,9 +228,17 @@ func (s *JetStream) onReply(m *nats.Msg) {
 		err = fmt.Errorf("empty acknowledgement (status %q)", m.Header.Get("Status"))
 	case jsonKey(m.Data, keyError) != nil:
 		err = fmt.Errorf("jetstream: %s", bytes.TrimSpace(m.Data))
+	case jsonKey(m.Data, keyStream) == nil || jsonKey(m.Data, keySeq) == nil:
+		// Not a PubAck: something other than a stream answered on the
+		// subject. It proves nothing was stored; the stream's own answer,
+		// or the ack timeout, decides.
+		s.foreign.Add(1)
+		return
 	}
+	changed := false
 	s.mu.Lock()
 	if gen == s.gen && i < uint64(len(s.slots)) && s.slots[i].state == slotInFlight {
+		changed = true
 		s.inFlight--
 		if err != nil {
 			s.slots[i].state = slotIdle
@@ -237,10 +252,15 @@ func (s *JetStream) onReply(m *nats.Msg) {
 		}
 	}
 	s.mu.Unlock()
-	s.signal()
+	if changed { // stray replies must not put off the ack timeout
+		s.signal()
+	}
 }
 
-var keyError, keyDuplicate = []byte(`"error"`), []byte(`"duplicate"`)
+var (
+	keyError, keyDuplicate = []byte(`"error"`), []byte(`"duplicate"`)
+	keyStream, keySeq      = []byte(`"stream"`), []byte(`"seq"`)
+)
 
 // jsonKey returns what follows the quoted key's colon (and any spaces) in a
 // flat JSON object such as a PubAck ({"stream":"S","seq":1,"duplicate": true}),
@@ -284,16 +304,20 @@ func (s *JetStream) watch() {
 
 // failInFlight marks every message in flight as failed with err.
 func (s *JetStream) failInFlight(err error) {
+	changed := false
 	s.mu.Lock()
 	for i := range s.slots {
 		if s.slots[i].state == slotInFlight {
 			s.slots[i].state = slotIdle
 			s.inFlight--
 			s.lastErr = err
+			changed = true
 		}
 	}
 	s.mu.Unlock()
-	s.signal()
+	if changed {
+		s.signal()
+	}
 }
 
 func (s *JetStream) signal() {
@@ -342,7 +366,7 @@ func (s *JetStream) prepare() {
 		sl.id[0] = unsafe.String(&id[0], len(id))
 		sl.state, sl.first = slotIdle, time.Time{}
 	}
-	s.inFlight, s.lastErr = 0, nil
+	s.inFlight, s.lastErr, s.rejected = 0, nil, nil
 }
 
 // Deliver publishes the batch and waits for every acknowledgement,
@@ -367,6 +391,11 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 			if s.failing {
 				s.failing = false
 				s.log.Info("publishing again", "rounds", round+1)
+			}
+			if s.rejected != nil {
+				// Everything else is acknowledged; what the client refused
+				// for good is given up on at once, not retried.
+				return s.giveUp(b, s.rejected)
 			}
 			return nil
 		}
@@ -419,6 +448,9 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 	now := time.Now()
 	warned := false
 	for i := range s.slots {
+		if err := ctx.Err(); err != nil {
+			return err // past the deadline: publish nothing more
+		}
 		if err := s.waitInFlight(ctx, s.cfg.MaxInFlight-1); err != nil {
 			return err
 		}
@@ -444,12 +476,20 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 			}
 		}
 		if err := s.nc.PublishMsg(&sl.msg); err != nil {
+			err = fmt.Errorf("publish %s: %w", s.enc.msgs[i].kind(), err)
 			s.mu.Lock()
 			if sl.state == slotInFlight {
 				sl.state = slotIdle
 				s.inFlight--
 			}
+			if permanent(err) {
+				sl.state = slotRejected
+				s.rejected = err
+			}
 			s.mu.Unlock()
+			if sl.state == slotRejected {
+				continue // this message can never go; the others still can
+			}
 			pubErr = err
 			break
 		}
@@ -461,9 +501,9 @@ func (s *JetStream) publishRound(ctx context.Context, again bool) error {
 	}
 	lastErr := s.lastErr
 	s.lastErr = nil
-	acked := true
+	acked := true // or rejected for good
 	for i := range s.slots {
-		if s.slots[i].state != slotAcked {
+		if st := s.slots[i].state; st != slotAcked && st != slotRejected {
 			acked = false
 			break
 		}

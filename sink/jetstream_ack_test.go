@@ -16,8 +16,8 @@ import (
 )
 
 // The acknowledgement paths of the JetStream sink that a healthy stream
-// never takes: no acknowledgement at all, error replies, duplicate replies
-// written with a space, and no responders. The sink is pointed at subjects
+// never takes: no acknowledgement at all, replies that are not PubAcks,
+// error replies, duplicate replies written with a space, and no responders. The sink is pointed at subjects
 // no stream covers, where a plain subscriber plays the stream's part.
 func TestJetStreamAcknowledgementPaths(t *testing.T) {
 	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: true, StoreDir: t.TempDir()})
@@ -51,6 +51,8 @@ func TestJetStreamAcknowledgementPaths(t *testing.T) {
 		seen.Add(1)
 		switch mode.Load().(string) {
 		case "silent":
+		case "foreign":
+			_ = m.Respond([]byte(`{"ok":true}`))
 		case "error":
 			_ = m.Respond([]byte(`{"error": {"code":503,"err_code":10077,"description":"insufficient resources"}}`))
 		case "duplicate":
@@ -91,6 +93,14 @@ func TestJetStreamAcknowledgementPaths(t *testing.T) {
 		t.Fatal("no republishing round after the ack timeout")
 	}
 
+	// A reply that is not a PubAck proves nothing was stored.
+	mode.Store("foreign")
+	before = s.Stats().Foreign
+	deliverFails(errAckTimeout.Error())
+	if s.Stats().Foreign == before {
+		t.Fatal("foreign replies not counted")
+	}
+
 	mode.Store("error")
 	deliverFails("insufficient resources")
 
@@ -110,6 +120,20 @@ func TestJetStreamAcknowledgementPaths(t *testing.T) {
 	}
 	if st := s.Stats(); st.Acked-st0.Acked != 20 || st.Duplicates != st0.Duplicates {
 		t.Fatalf("stats %+v after 20 acknowledgements (before %+v)", st, st0)
+	}
+
+	// A message the server can never take does not hold back the others,
+	// and is given up on at once: exactly that one is named.
+	b := batch()
+	b.Events[5].Msg = strings.Repeat("x", int(nc.MaxPayload())+1)
+	st0 = s.Stats()
+	err = s.Deliver(ctx, b)
+	var de *DeliveryError
+	if !errors.As(err, &de) || len(de.UndeliveredEvents) != 1 || de.UndeliveredEvents[0] != 5 || !errors.Is(err, nats.ErrMaxPayload) {
+		t.Fatalf("Deliver = %v, want only event 5 undelivered, for its size", err)
+	}
+	if st := s.Stats(); st.Acked-st0.Acked != 19 {
+		t.Fatalf("stats %+v: want the other 19 acknowledged (before %+v)", st, st0)
 	}
 
 	// Nobody listens: the server answers "no responders" at once.

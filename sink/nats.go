@@ -68,6 +68,9 @@ type NATS struct {
 	msgID   []string
 	failing bool
 
+	rejected    []int // messages of the batch refused for good
+	rejectedErr error
+
 	published atomic.Uint64 // messages published, repeats included
 	retries   atomic.Uint64 // batches published again
 }
@@ -116,8 +119,11 @@ func LossMsgID(dst []byte, l *event.Loss) []byte {
 	return strconv.AppendUint(dst, l.FirstSeq, 10)
 }
 
+// publishAll publishes every message of b. A message the client refuses for
+// good (see permanent) is skipped and left in s.rejected.
 func (s *NATS) publishAll(b *Batch) error {
 	s.enc.encode(b, int(s.nc.MaxPayload()))
+	s.rejected, s.rejectedErr = s.rejected[:0], nil
 	for i := range s.enc.msgs {
 		m := &s.enc.msgs[i]
 		s.msg.Subject = m.subject
@@ -127,7 +133,12 @@ func (s *NATS) publishAll(b *Batch) error {
 		s.msgID[0] = unsafe.String(&id[0], len(id))
 		s.msg.Data = s.enc.data(m)
 		if err := s.nc.PublishMsg(&s.msg); err != nil {
-			return fmt.Errorf("publish %s: %w", m.kind(), err)
+			err = fmt.Errorf("publish %s: %w", m.kind(), err)
+			if permanent(err) {
+				s.rejected, s.rejectedErr = append(s.rejected, i), err
+				continue
+			}
+			return err
 		}
 		s.published.Add(1)
 	}
@@ -268,6 +279,9 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 				s.failing = false
 				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
 			}
+			if len(s.rejected) > 0 {
+				return s.rejectedError()
+			}
 			return nil
 		}
 		if !s.failing {
@@ -279,6 +293,22 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 			return AllUndelivered(b, fmt.Errorf("%w (last error: %v)", serr, err))
 		}
 	}
+}
+
+// rejectedError names the records of the messages the client refused.
+func (s *NATS) rejectedError() error {
+	de := &DeliveryError{Err: s.rejectedErr}
+	for _, i := range s.rejected {
+		m := &s.enc.msgs[i]
+		for r := m.first; r <= m.last; r++ {
+			if m.loss {
+				de.UndeliveredLosses = append(de.UndeliveredLosses, r)
+			} else {
+				de.UndeliveredEvents = append(de.UndeliveredEvents, r)
+			}
+		}
+	}
+	return de
 }
 
 // Close flushes; the caller closes the connection.

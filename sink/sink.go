@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/genlbridge/genlbridge/event"
+	"github.com/nats-io/nats.go"
 )
 
 // Batch is what the bridge hands to a sink in one call.
@@ -103,6 +104,13 @@ func (b *Backoff) Sleep(ctx context.Context) error {
 	case <-t.C:
 		return nil
 	}
+}
+
+// permanent says whether a publish error will repeat however often the
+// message is published again: it is too big for the server, or its subject
+// is invalid. Such a message is given up on at once.
+func permanent(err error) bool {
+	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
 }
 
 // ErrClosed is returned by Deliver after Close.

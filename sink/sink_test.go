@@ -169,6 +169,43 @@ func TestNATSPerEventMessages(t *testing.T) {
 	}
 }
 
+// An event too big for the server is named undelivered at once, without
+// retrying, and the rest of its batch is published.
+func TestNATSOversizedEventGivenUpAlone(t *testing.T) {
+	srv := startServer(t, 0, nil)
+	defer srv.Shutdown()
+	sub := subscribe(t, srv.URL())
+	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for _, batched := range []bool{false, true} {
+		s := sink.NewNATS(nc, sink.NATSConfig{Batched: batched, Logger: quiet()})
+		b := sampleBatch(3)
+		b.Events[1].Msg = strings.Repeat("x", int(nc.MaxPayload())+1)
+		err := s.Deliver(context.Background(), b)
+		var de *sink.DeliveryError
+		if !errors.As(err, &de) || len(de.UndeliveredEvents) != 1 || de.UndeliveredEvents[0] != 1 || !errors.Is(err, nats.ErrMaxPayload) {
+			t.Fatalf("batched=%v: Deliver = %v, want event 1 named, for its size", batched, err)
+		}
+		if _, retries := s.Published(); retries != 0 {
+			t.Fatalf("batched=%v: %d retries of a message that can never go", batched, retries)
+		}
+	}
+	// Per event: events 0 and 2; batched: [0] and [2] (the big one splits the run).
+	msgs := sub.wait(t, 4)
+	time.Sleep(50 * time.Millisecond)
+	if msgs = sub.wait(t, 4); len(msgs) != 4 {
+		t.Fatalf("%d messages, want 4", len(msgs))
+	}
+	for _, m := range msgs {
+		if len(m.Data) > 4096 {
+			t.Fatalf("the oversized event got through: %d bytes", len(m.Data))
+		}
+	}
+}
+
 func TestNATSBatchedMessagesSplitBelowMaxPayload(t *testing.T) {
 	srv := startServer(t, 0, func(o *server.Options) { o.MaxPayload = 8 << 10 })
 	defer srv.Shutdown()
