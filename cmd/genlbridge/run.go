@@ -184,6 +184,10 @@ func registerSinkCounters(mon *monitor.Monitor, out sink.Sink) {
 			func() uint64 { return s.Stats().Republished })
 		counter("genlbridge_sink_duplicates_total", "Republished messages the server recognised as duplicates.",
 			func() uint64 { return s.Stats().Duplicates })
+		counter("genlbridge_sink_beyond_window_total", "Messages republished later than the stream's duplicate window after their first publish (may be stored twice).",
+			func() uint64 { return s.Stats().BeyondWindow })
+		counter("genlbridge_sink_foreign_replies_total", "Replies on the sink's subjects that were not JetStream acknowledgements (something else answers there); ignored.",
+			func() uint64 { return s.Stats().Foreign })
 	}
 }
 
