@@ -528,14 +528,7 @@ func (s *JetStream) giveUp(b *Batch, err error) error {
 		if s.slots[i].state == slotAcked {
 			continue
 		}
-		m := &s.enc.msgs[i]
-		for r := m.first; r <= m.last; r++ {
-			if m.loss {
-				de.UndeliveredLosses = append(de.UndeliveredLosses, r)
-			} else {
-				de.UndeliveredEvents = append(de.UndeliveredEvents, r)
-			}
-		}
+		s.enc.msgs[i].name(de)
 	}
 	s.gen++ // late acknowledgements find nothing
 	s.mu.Unlock()

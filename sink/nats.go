@@ -156,6 +156,17 @@ type message struct {
 	first, last        int
 }
 
+// name adds the records the message carries to de's undelivered ones.
+func (m *message) name(de *DeliveryError) {
+	for r := m.first; r <= m.last; r++ {
+		if m.loss {
+			de.UndeliveredLosses = append(de.UndeliveredLosses, r)
+		} else {
+			de.UndeliveredEvents = append(de.UndeliveredEvents, r)
+		}
+	}
+}
+
 func (m *message) kind() string {
 	switch {
 	case m.loss:
@@ -299,14 +310,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 func (s *NATS) rejectedError() error {
 	de := &DeliveryError{Err: s.rejectedErr}
 	for _, i := range s.rejected {
-		m := &s.enc.msgs[i]
-		for r := m.first; r <= m.last; r++ {
-			if m.loss {
-				de.UndeliveredLosses = append(de.UndeliveredLosses, r)
-			} else {
-				de.UndeliveredEvents = append(de.UndeliveredEvents, r)
-			}
-		}
+		s.enc.msgs[i].name(de)
 	}
 	return de
 }

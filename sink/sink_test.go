@@ -128,15 +128,23 @@ func (r *received) wait(t *testing.T, n int) []*nats.Msg {
 	}
 }
 
-func TestNATSPerEventMessages(t *testing.T) {
+// serverAndSubscriber starts a server with a subscriber on genl.> and
+// connects to it the way the bridge does; all end with the test.
+func serverAndSubscriber(t *testing.T) (*received, *nats.Conn) {
+	t.Helper()
 	srv := startServer(t, 0, nil)
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	sub := subscribe(t, srv.URL())
 	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer nc.Close()
+	t.Cleanup(nc.Close)
+	return sub, nc
+}
+
+func TestNATSPerEventMessages(t *testing.T) {
+	sub, nc := serverAndSubscriber(t)
 	s := sink.NewNATS(nc, sink.NATSConfig{Logger: quiet()})
 	b := sampleBatch(3)
 	b.Losses = []event.Loss{{Host: "h.one", BootID: "boot", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Reason: event.ReasonOverrun, Count: 2, FirstSeq: 4, LastSeq: 5, TimeNS: 9}}
@@ -172,14 +180,7 @@ func TestNATSPerEventMessages(t *testing.T) {
 // An event too big for the server is named undelivered at once, without
 // retrying, and the rest of its batch is published.
 func TestNATSOversizedEventGivenUpAlone(t *testing.T) {
-	srv := startServer(t, 0, nil)
-	defer srv.Shutdown()
-	sub := subscribe(t, srv.URL())
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	sub, nc := serverAndSubscriber(t)
 	for _, batched := range []bool{false, true} {
 		s := sink.NewNATS(nc, sink.NATSConfig{Batched: batched, Logger: quiet()})
 		b := sampleBatch(3)
