@@ -102,6 +102,15 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 			FlushTimeout: cfg.FlushTimeout, RetryMax: cfg.RetryMax, Logger: log})
 	}
 
+	// The sink closes on every return, before the connection under it.
+	defer func() {
+		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.FlushTimeout)
+		defer cancel()
+		if err := out.Close(closeCtx); err != nil {
+			log.Error("closing sink", "err", err)
+		}
+	}()
+
 	subs, _ := cfg.Subscriptions()
 	bc := bridge.Config{
 		Subscriptions:         subs,
@@ -154,13 +163,7 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", sinkName(out),
 		"queue", cfg.QueueSize, "policy", string(cfg.QueuePolicy))
-	runErr := b.Run(ctx)
-	closeCtx, cancel := context.WithTimeout(context.Background(), cfg.FlushTimeout)
-	defer cancel()
-	if err := out.Close(closeCtx); err != nil {
-		log.Error("closing sink", "err", err)
-	}
-	return runErr
+	return b.Run(ctx)
 }
 
 // registerSinkCounters exports the sink's own counters, where it keeps some.
