@@ -98,6 +98,17 @@ func (c *collector) snapshot() ([]event.Event, []event.Loss) {
 	return slices.Clone(c.events), slices.Clone(c.losses)
 }
 
+// accounted is how many events the subscriber received plus how many its
+// loss records count.
+func (c *collector) accounted() uint64 {
+	evs, losses := c.snapshot()
+	n := uint64(len(evs))
+	for _, l := range losses {
+		n += l.Count
+	}
+	return n
+}
+
 // waitFor polls cond until it holds or the timeout passes.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
@@ -349,12 +360,7 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 		t.Fatalf("drops must all be overruns, counted from the kernel: %+v", st)
 	}
 	waitFor(t, 10*time.Second, "the subscriber received all records", func() bool {
-		evs, losses := col.snapshot()
-		var n uint64
-		for _, l := range losses {
-			n += l.Count
-		}
-		return uint64(len(evs))+n == burst
+		return col.accounted() == burst
 	})
 	received, lost := checkAccounting(t, col, burst)
 	t.Logf("burst %d: received %d, overrun %d (kernel drop counter %d)", burst, received, lost, st.SocketDrops)
@@ -391,12 +397,7 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 		})
 	}
 	waitFor(t, 10*time.Second, "all loss records published", func() bool {
-		evs, losses := col.snapshot()
-		var n uint64
-		for _, l := range losses {
-			n += l.Count
-		}
-		return uint64(len(evs))+n == next-1
+		return col.accounted() == next-1
 	})
 	checkAccounting(t, col, next-1)
 }
@@ -455,12 +456,7 @@ func TestQueueDropPolicies(t *testing.T) {
 			waitFor(t, 10*time.Second, "all read", func() bool { return b.Stats().Received == n })
 			g.release()
 			waitFor(t, 10*time.Second, "all accounted at the subscriber", func() bool {
-				evs, losses := col.snapshot()
-				var lost uint64
-				for _, l := range losses {
-					lost += l.Count
-				}
-				return uint64(len(evs))+lost == n
+				return col.accounted() == n
 			})
 			// The subscriber can see a batch before Deliver returns and the
 			// bridge counts it delivered.
