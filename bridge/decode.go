@@ -106,7 +106,8 @@ func walkAttrs(b []byte, fn func(typ uint16, data []byte) error) error {
 
 func decodeGeneric(b []byte, e *event.Event, a *arena) error {
 	e.Format = event.FormatGeneric
-	// The arena holds every attribute's bytes; one allocation the slice of Attrs.
+	// The arena holds every attribute's bytes and the Attrs slice: a first
+	// walk sizes both.
 	n, size := 0, 0
 	if err := walkAttrs(b, func(_ uint16, data []byte) error {
 		n++
@@ -119,7 +120,7 @@ func decodeGeneric(b []byte, e *event.Event, a *arena) error {
 		return nil
 	}
 	store := a.alloc(size)
-	e.Attrs = make([]event.Attr, 0, n)
+	e.Attrs = a.attrSlice(n)
 	return walkAttrs(b, func(typ uint16, data []byte) error {
 		start := len(store)
 		store = append(store, data...)
@@ -211,6 +212,21 @@ const arenaBlock = 64 << 10
 // zero value is ready (a nil *arena allocates each copy on its own).
 type arena struct {
 	block []byte
+	attrs []event.Attr // carved into the Attrs of generic events
+}
+
+// attrSlice returns an empty slice with room for n attributes.
+func (a *arena) attrSlice(n int) []event.Attr {
+	const block = 4096
+	if a == nil || n > block/8 {
+		return make([]event.Attr, 0, n)
+	}
+	if cap(a.attrs)-len(a.attrs) < n {
+		a.attrs = make([]event.Attr, 0, block)
+	}
+	start := len(a.attrs)
+	a.attrs = a.attrs[:start+n]
+	return a.attrs[start : start : start+n]
 }
 
 // alloc returns an empty slice with room for n bytes, to be appended to once.
