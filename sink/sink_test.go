@@ -50,6 +50,9 @@ func TestTemplate(t *testing.T) {
 	if got := tpl.Subject("fam", "g>", "*"); got != "genl.fam.g_._" {
 		t.Fatalf("subject %q", got)
 	}
+	if got := tpl.Filter("CONTROL_EXMPL", "", "node.example.com"); got != "genl.CONTROL_EXMPL.*.node_example_com" {
+		t.Fatalf("filter %q", got)
+	}
 	for _, bad := range []string{"", "genl.>", "genl.*.{host}", "genl..{host}", "genl.{nope}", "genl.{host", "genl. x"} {
 		if _, err := sink.ParseTemplate(bad); err == nil {
 			t.Errorf("ParseTemplate(%q) accepted", bad)

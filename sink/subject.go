@@ -52,8 +52,23 @@ func ParseTemplate(t string) (Template, error) {
 
 // Subject fills the template.
 func (t Template) Subject(family, group, host string) string {
-	r := strings.NewReplacer("{family}", Token(family), "{group}", Token(group), "{host}", Token(host))
-	return r.Replace(t.raw)
+	return t.fill(Token(family), Token(group), Token(host))
+}
+
+// Filter is Subject for a subscription or a stream filter: an empty value
+// matches any token ("*").
+func (t Template) Filter(family, group, host string) string {
+	tok := func(v string) string {
+		if v == "" {
+			return "*"
+		}
+		return Token(v)
+	}
+	return t.fill(tok(family), tok(group), tok(host))
+}
+
+func (t Template) fill(family, group, host string) string {
+	return strings.NewReplacer("{family}", family, "{group}", group, "{host}", host).Replace(t.raw)
 }
 
 // String returns the template text.

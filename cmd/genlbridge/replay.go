@@ -141,17 +141,6 @@ func templatesFromEnv() (events, losses sink.Template, err error) {
 	return
 }
 
-// filterSubject fills a template with the given values, "*" for any.
-func filterSubject(t sink.Template, family, group, host string) string {
-	tok := func(v string) string {
-		if v == "" {
-			return "*"
-		}
-		return sink.Token(v)
-	}
-	return strings.NewReplacer("{family}", tok(family), "{group}", tok(group), "{host}", tok(host)).Replace(t.String())
-}
-
 // replay reads the stream as o says and returns how many messages it
 // handled.
 func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr io.Writer) (int, error) {
@@ -159,9 +148,9 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 	if err != nil {
 		return 0, err
 	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{filterSubject(o.events, o.family, o.group, o.host)}}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{o.events.Filter(o.family, o.group, o.host)}}
 	if !o.noLosses {
-		cc.FilterSubjects = append(cc.FilterSubjects, filterSubject(o.losses, o.family, o.group, o.host))
+		cc.FilterSubjects = append(cc.FilterSubjects, o.losses.Filter(o.family, o.group, o.host))
 	}
 	switch {
 	case o.seq > 0:
