@@ -119,14 +119,8 @@ func (b *batcher) flush(ctx context.Context, batch *sink.Batch) {
 		failedEvents, failedLosses = len(de.UndeliveredEvents), len(de.UndeliveredLosses)
 		now := time.Now().UnixNano()
 		for _, i := range de.UndeliveredEvents {
-			e := &batch.Events[i]
-			rec := event.Loss{Host: e.Host, BootID: e.BootID, Family: e.Family, Group: e.Group,
-				Reason: event.ReasonPublishFailed, Count: 1, TimeNS: now}
-			if e.Seq != 0 {
-				rec.FirstSeq, rec.LastSeq = e.Seq, e.Seq
-			}
 			// Published later if the sink recovers; counted now either way.
-			b.ledger.add(rec, ctx.Err() == nil)
+			b.ledger.add(event.LossOf(&batch.Events[i], event.ReasonPublishFailed, now), ctx.Err() == nil)
 		}
 		b.lossFailed.Add(uint64(failedLosses))
 		if ctx.Err() == nil || !b.gaveUp {

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"sync"
@@ -240,3 +241,57 @@ type sinkFunc func(ctx context.Context, b *sink.Batch) error
 
 func (f sinkFunc) Deliver(ctx context.Context, b *sink.Batch) error { return f(ctx, b) }
 func (f sinkFunc) Close(context.Context) error                      { return nil }
+
+// A queue_full or publish_failed record carries its event's instance when
+// the module numbered the event, and no range when the bridge did; records
+// of two instances never merge, even when their sequences are contiguous.
+func TestLossRecordsOfDroppedEventsCarryTheirInstance(t *testing.T) {
+	l := newLedger()
+	q, _ := newQueue(1, PolicyDropNewest, l)
+	ev := func(seq, inst uint64, src string) *event.Event {
+		return &event.Event{Family: "f", Group: "g", Seq: seq, SeqSource: src, Instance: inst}
+	}
+	q.push(context.Background(), ev(4, 1, event.SeqKernel))
+	q.push(context.Background(), ev(5, 1, event.SeqKernel)) // dropped
+	q.push(context.Background(), ev(6, 2, event.SeqKernel)) // dropped: a new registration
+	q.push(context.Background(), ev(9, 3, event.SeqBridge)) // dropped: the bridge's own count
+	got := l.take(nil)
+	if len(got) != 3 {
+		t.Fatalf("records %+v: want three (two instances and a rangeless one)", got)
+	}
+	if got[0].FirstSeq != 5 || got[0].Instance != 1 || got[1].FirstSeq != 6 || got[1].Instance != 2 {
+		t.Fatalf("records %+v: want 5 of instance 1, 6 of instance 2", got[:2])
+	}
+	if got[2].FirstSeq != 0 || got[2].LastSeq != 0 || got[2].Instance != 0 || got[2].Count != 1 {
+		t.Fatalf("record %+v: a bridge-sequenced event's loss has no range", got[2])
+	}
+
+	// The batcher's publish_failed records, the same way.
+	rec := &recorder{deliver: func(b *sink.Batch) error { return sink.AllUndelivered(b, errors.New("down")) }}
+	bt, q2, stop := newTestBatcher(t, rec, 4, 2, 1<<20, time.Millisecond)
+	defer stop()
+	q2.push(context.Background(), ev(7, 4, event.SeqKernel))
+	q2.push(context.Background(), ev(8, 5, event.SeqBridge))
+	// The records go out (and fail) with the next batch: the sink sees them.
+	waitUntilTest(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.losses) >= 2 })
+	if n := bt.ledger.count(event.ReasonPublishFailed); n != 2 {
+		t.Fatalf("publish_failed %d, want 2", n)
+	}
+	rec.mu.Lock()
+	got = append([]event.Loss(nil), rec.losses[:2]...)
+	rec.mu.Unlock()
+	if got[0].FirstSeq != 7 || got[0].Instance != 4 || got[1].FirstSeq != 0 || got[1].Instance != 0 {
+		t.Fatalf("publish_failed records %+v", got)
+	}
+}
+
+func waitUntilTest(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("timed out")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}

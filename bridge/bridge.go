@@ -140,6 +140,9 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 		return nil, fmt.Errorf("linger %v, resync interval %v, shutdown timeout %v, receive buffer %d: none may be negative",
 			cfg.Linger, cfg.ResyncInterval, cfg.ShutdownTimeout, cfg.ReceiveBuffer)
 	}
+	if cfg.ReceiveBuffer > 1<<30 {
+		return nil, fmt.Errorf("receive buffer %d: want at most 1GiB, the most a socket buffer can be", cfg.ReceiveBuffer)
+	}
 	if cfg.BatchEvents < 1 || cfg.BatchBytes < 1 || cfg.ReadBatch < 1 || cfg.ReadBatch > 1024 {
 		return nil, fmt.Errorf("batch limits %d events, %d bytes, read batch %d: want positive, read batch at most 1024",
 			cfg.BatchEvents, cfg.BatchBytes, cfg.ReadBatch)
@@ -282,6 +285,9 @@ type reader struct {
 	pendingDrops   uint64
 	aheadReported  uint64
 	malformedAhead uint64 // malformed messages the next gap accounts for
+	// givenUp: the shutdown deadline passed while an event waited for queue
+	// space; every event read from then on is counted, not queued.
+	givenUp bool
 }
 
 // orDefault sets *v to d when *v is the zero value.

@@ -444,16 +444,22 @@ func TestUserspaceSendersRejectedAndCounted(t *testing.T) {
 }
 
 func TestQueueDropPolicies(t *testing.T) {
+	// The batcher takes one event and holds it in the gated sink; the queue
+	// then holds QueueSize more, and every other event is dropped, however
+	// fast or slow the machine: exactly 1 + QueueSize are delivered.
+	const queueSize, n = 100, 2000
 	for _, policy := range []string{bridge.PolicyDropNewest, bridge.PolicyDropOldest} {
 		t.Run(policy, func(t *testing.T) {
 			var g *gate
-			b, snd, col, _ := injectBridge(t, bridge.Config{AllowUserspaceSenders: true, QueueSize: 100, QueuePolicy: policy},
+			b, snd, col, _ := injectBridge(t, bridge.Config{AllowUserspaceSenders: true, QueueSize: queueSize, QueuePolicy: policy, BatchEvents: 1},
 				func(s sink.Sink) sink.Sink { g = newGate(s); return g })
-			const n = 2000
 			if err := snd.SendExmpl(1, n); err != nil {
 				t.Fatal(err)
 			}
 			waitFor(t, 10*time.Second, "all read", func() bool { return b.Stats().Received == n })
+			if st := b.Stats(); st.QueueDepth != queueSize || st.Lost[event.ReasonQueueFull] != n-queueSize-1 {
+				t.Fatalf("held: queue depth %d, queue_full %d; want %d and %d", st.QueueDepth, st.Lost[event.ReasonQueueFull], queueSize, n-queueSize-1)
+			}
 			g.release()
 			waitFor(t, 10*time.Second, "all accounted at the subscriber", func() bool {
 				return col.accounted() == n
@@ -461,21 +467,35 @@ func TestQueueDropPolicies(t *testing.T) {
 			// The subscriber can see a batch before Deliver returns and the
 			// bridge counts it delivered.
 			waitFor(t, 5*time.Second, "the delivered counter", func() bool {
-				st := b.Stats()
-				return st.Delivered+st.Lost[event.ReasonQueueFull] >= n
+				return b.Stats().Delivered == queueSize+1
 			})
 			st := b.Stats()
-			if st.Lost[event.ReasonQueueFull] == 0 || st.Lost[event.ReasonOverrun] != 0 || st.Delivered+st.Lost[event.ReasonQueueFull] != n {
+			if st.Lost[event.ReasonQueueFull] != n-queueSize-1 || st.Lost[event.ReasonOverrun] != 0 {
 				t.Fatalf("stats %+v", st)
 			}
 			checkAccounting(t, col, n)
-			evs, _ := col.snapshot()
-			last := evs[len(evs)-1].Seq
-			if policy == bridge.PolicyDropOldest && last != n {
-				t.Fatalf("drop-oldest must keep the newest event; last delivered %d", last)
+			evs, losses := col.snapshot()
+			for _, l := range losses {
+				if l.Instance != evs[0].Instance {
+					t.Fatalf("loss record %+v: want the events' instance %d", l, evs[0].Instance)
+				}
 			}
-			if policy == bridge.PolicyDropNewest && last == n {
-				t.Fatalf("drop-newest delivered the newest event; want it dropped")
+			delivered := map[uint64]bool{}
+			for _, e := range evs {
+				delivered[e.Seq] = true
+			}
+			switch policy {
+			case bridge.PolicyDropOldest:
+				// The queue ends with the newest events.
+				for s := uint64(n - queueSize + 1); s <= n; s++ {
+					if !delivered[s] {
+						t.Fatalf("drop-oldest dropped %d, one of the newest %d", s, queueSize)
+					}
+				}
+			case bridge.PolicyDropNewest:
+				if delivered[n] {
+					t.Fatalf("drop-newest delivered the newest event; want it dropped")
+				}
 			}
 		})
 	}

@@ -48,6 +48,7 @@ type member interface {
 const (
 	StateWaiting = "waiting" // family or group not registered (yet)
 	StateJoined  = "joined"
+	StateStopped = "stopped" // the bridge is stopping: the group was left
 )
 
 // subControl is the control-plane state of one subscription. The controller
@@ -81,6 +82,19 @@ func (s *subControl) status() SubscriptionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return SubscriptionStatus{Subscription: s.Subscription, State: s.state, FamilyID: s.familyID, GroupID: s.groupID, Joins: s.joins}
+}
+
+// leaveAll leaves the subscription's group if it is joined, and marks it
+// stopped. The owner calls it once the controller has returned, so that the
+// kernel adds nothing more to the socket while it is drained.
+func (s *subControl) leaveAll() {
+	s.mu.Lock()
+	joined, gid := s.state == StateJoined, s.groupID
+	s.state = StateStopped
+	s.mu.Unlock()
+	if joined {
+		_ = s.m.leave(gid)
+	}
 }
 
 // notification is one nlctrl notify message reduced to what the controller needs.

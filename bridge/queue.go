@@ -79,12 +79,7 @@ func (q *queue) push(ctx context.Context, e *event.Event) bool {
 }
 
 func (q *queue) dropped(e *event.Event) {
-	rec := event.Loss{Host: e.Host, BootID: e.BootID, Family: e.Family, Group: e.Group,
-		Reason: event.ReasonQueueFull, Count: 1, TimeNS: q.now()}
-	if e.Seq != 0 {
-		rec.FirstSeq, rec.LastSeq = e.Seq, e.Seq
-	}
-	q.ledger.add(rec, true)
+	q.ledger.add(event.LossOf(e, event.ReasonQueueFull, q.now()), true)
 }
 
 // depth is the number of queued events.

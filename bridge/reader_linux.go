@@ -27,9 +27,12 @@ type sockState struct {
 const tick = 250 * time.Millisecond
 
 // Run opens the sockets, joins the groups and moves events to the sink until
-// ctx ends. Then it stops reading, delivers what is queued within
-// Config.ShutdownTimeout, and returns. It returns an error only when it
-// cannot start or when the control plane fails; a Bridge runs once.
+// ctx ends. Then it stops: the controller first, then every socket leaves its
+// group, so that the kernel adds nothing more, and what the sockets and the
+// queue hold is delivered within Config.ShutdownTimeout; whatever is left
+// when it passes is counted as publish_failed, as are the kernel's drops not
+// yet placed. It returns an error only when it cannot start or when the
+// control plane fails; a Bridge runs once.
 func (b *Bridge) Run(ctx context.Context) error {
 	if b.ran.Swap(true) {
 		return errors.New("bridge already ran")
@@ -68,10 +71,15 @@ func (b *Bridge) Run(ctx context.Context) error {
 				"subscription", r.ctl.String(), "requested", b.cfg.ReceiveBuffer, "granted", granted)
 		}
 	}
+	defer func() {
+		for _, r := range b.readers {
+			r.sock.close()
+		}
+	}()
 
 	ctrl := &controller{query: query, notify: notify, subs: b.ctrl, resync: b.cfg.ResyncInterval, log: b.log}
-	readCtx, stopReading := context.WithCancel(ctx)
-	defer stopReading()
+	ctrlCtx, stopCtrl := context.WithCancel(ctx)
+	defer stopCtrl()
 
 	if b.cfg.Resume != nil {
 		for _, r := range b.readers {
@@ -80,23 +88,26 @@ func (b *Bridge) Run(ctx context.Context) error {
 		}
 	}
 
+	// deliverCtx ends only when the shutdown deadline passes: until then
+	// readers wait for queue space and the batcher for the sink.
+	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelDeliver()
+	drain := make(chan struct{}) // closed once every socket has left its group
 	var readers sync.WaitGroup
 	for _, r := range b.readers {
 		readers.Add(1)
 		go func() {
 			defer readers.Done()
-			r.run(readCtx)
+			r.run(drain, deliverCtx)
 		}()
 	}
-	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelDeliver()
 	batDone := make(chan struct{})
 	go func() {
 		defer close(batDone)
 		b.bat.run(deliverCtx)
 	}()
 	ctrlErr := make(chan error, 1)
-	go func() { ctrlErr <- ctrl.run(readCtx) }()
+	go func() { ctrlErr <- ctrl.run(ctrlCtx) }()
 
 	var runErr error
 	select {
@@ -105,29 +116,37 @@ func (b *Bridge) Run(ctx context.Context) error {
 		b.log.Error("control plane failed; stopping", "err", runErr)
 	}
 
-	// Stop reading: wake every reader, wait for them, then let the batcher
-	// drain the queue within the deadline.
-	stopReading()
+	// Stop. The deadline covers draining the sockets and the queue.
+	timer := time.AfterFunc(b.cfg.ShutdownTimeout, cancelDeliver)
+	defer timer.Stop()
+	queued := b.q.depth()
+	stopCtrl()
 	notify.Close() // ends the controller's receive goroutine
 	if runErr == nil {
 		<-ctrlErr
 	}
 	query.Close() // only now: the controller may have been resolving
+	// The controller has returned: nothing joins again. Leaving the groups
+	// stops the kernel from adding events; what it queued before stays in
+	// the sockets, and the readers drain it.
+	for _, c := range b.ctrl {
+		c.leaveAll()
+	}
+	close(drain)
 	for _, r := range b.readers {
-		_ = r.sock.setDeadline(time.Unix(1, 0))
+		_ = r.sock.setDeadline(time.Unix(1, 0)) // wakes a reader waiting in recv
 	}
 	readers.Wait()
 	close(b.q.ch)
-	queued := b.q.depth()
-	timer := time.AfterFunc(b.cfg.ShutdownTimeout, cancelDeliver)
 	<-batDone
-	timer.Stop()
-	for _, r := range b.readers {
-		r.sock.close()
-	}
 	st := b.Stats()
-	b.log.Info("stopped", "queued_at_stop", queued, "received", st.Received, "delivered", st.Delivered,
-		"lost", st.Lost, "socket_drops", st.SocketDrops)
+	var lost uint64
+	for _, n := range st.Lost {
+		lost += n
+	}
+	b.log.Info("stopped", "queued_at_stop", queued, "read", st.Read, "received", st.Received, "delivered", st.Delivered,
+		"lost_total", lost, "lost", st.Lost, "accounted", st.Delivered+lost, "socket_drops", st.SocketDrops,
+		"loss_records", st.LossRecords, "loss_records_failed", st.LossRecordsFailed)
 	return runErr
 }
 
@@ -164,25 +183,39 @@ func (r *reader) isMarker(d *dgram) bool {
 		binary.NativeEndian.Uint32(d.data[8:12]) == r.token
 }
 
-// run reads the socket until ctx ends.
-func (r *reader) run(ctx context.Context) {
+// run reads the socket until drain is closed (the socket has left its
+// group), then reads what is left without waiting and returns once the
+// socket is found empty. Events wait for queue space until pushCtx ends
+// (the shutdown deadline); from then on every event read is counted as
+// publish_failed.
+func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 	b := r.b
 	out := make([]dgram, 0, b.cfg.ReadBatch)
 	var ev event.Event
 	var deadline time.Time
-	for ctx.Err() == nil {
+	draining := false
+	for {
 		now := time.Now()
-		if now.After(deadline.Add(-tick / 2)) {
+		if !draining && now.After(deadline.Add(-tick/2)) {
 			deadline = now.Add(tick)
 			_ = r.sock.setDeadline(deadline)
-			// Run cancels, then sets a past deadline: checking after arming
-			// ours means one of the two is always seen.
-			if ctx.Err() != nil {
-				return
+			// Run closes drain, then sets a past deadline: checking after
+			// arming ours means one of the two is always seen.
+		}
+		if !draining {
+			select {
+			case <-drain:
+				draining = true
+			default:
 			}
 		}
 		var err error
-		out, err = r.sock.recv(out)
+		empty := false
+		if draining {
+			out, empty, err = r.sock.recvNow(out)
+		} else {
+			out, err = r.sock.recv(out)
+		}
 		now = time.Now()
 		if d, ok := r.sock.takeEmpty(); ok {
 			// Read while the socket was empty, before what recv returned
@@ -190,28 +223,36 @@ func (r *reader) run(ctx context.Context) {
 			r.countDrops(d)
 			r.publishPendingDrops(now, true)
 		}
+		if empty {
+			// Left the group and drained: every drop has happened and is
+			// now placed; nothing more can arrive.
+			r.refreshDrops(now)
+			r.publishPendingDrops(now, true)
+			return
+		}
 		if err != nil {
-			if ctx.Err() != nil || isClosed(err) {
+			if isClosed(err) {
 				return
 			}
 			if !isTimeout(err) {
 				b.log.Error("receive", "subscription", r.ctl.String(), "err", err)
+				if draining {
+					return // the rest cannot be read; its drops are counted
+				}
 				time.Sleep(tick)
 			}
 			r.refreshDrops(now)
 			continue
 		}
-		recvNS := now.UnixNano()
-		if !r.process(ctx, out, now, recvNS, &ev) {
-			return
-		}
+		r.process(pushCtx, out, now, now.UnixNano(), &ev)
 		r.refreshDrops(now)
 	}
 }
 
-// process handles one read batch. It returns false when ctx ended while it
-// was blocked on the queue; everything read and not queued is then counted.
-func (r *reader) process(ctx context.Context, out []dgram, now time.Time, recvNS int64, ev *event.Event) bool {
+// process handles one read batch. An event waits for queue space until ctx
+// ends; from then on this and every later event is counted as
+// publish_failed instead (r.givenUp).
+func (r *reader) process(ctx context.Context, out []dgram, now time.Time, recvNS int64, ev *event.Event) {
 	b := r.b
 	var taken uint64 // messages taken from the socket (Stats.Read)
 	defer func() { r.read.Add(taken) }()
@@ -253,22 +294,13 @@ func (r *reader) process(ctx context.Context, out []dgram, now time.Time, recvNS
 			}
 			r.sequence(ev, now)
 			r.received.Add(1)
-			if !b.q.push(ctx, ev) {
-				// Stopped while the queue was full: this event and the
-				// rest of what was read never reach the sink.
-				n := 1 + countMessages(data)
-				for j := i + 1; j < len(out); j++ {
-					if out[j].pid == 0 || b.cfg.AllowUserspaceSenders {
-						n += countMessages(out[j].data)
-					}
-				}
-				taken += uint64(n - 1)
-				b.ledger.add(r.lossRecord(event.ReasonPublishFailed, uint64(n), 0, 0, recvNS), false)
-				return false
+			if r.givenUp || !b.q.push(ctx, ev) {
+				// Past the shutdown deadline: this event never reaches the sink.
+				r.givenUp = true
+				b.ledger.add(event.LossOf(ev, event.ReasonPublishFailed, recvNS), false)
 			}
 		}
 	}
-	return true
 }
 
 func (r *reader) lossRecord(reason string, count, first, last uint64, now int64) event.Loss {
@@ -288,20 +320,6 @@ func (r *reader) malformed(now int64) {
 	if r.kernelSeq {
 		r.malformedAhead++
 	}
-}
-
-// countMessages counts the netlink messages in a datagram (at least one).
-func countMessages(d []byte) int {
-	n := 0
-	for len(d) > 0 {
-		_, rest, err := nextMessage(d)
-		n++
-		if err != nil {
-			break
-		}
-		d = rest
-	}
-	return max(n, 1)
 }
 
 // newInstance starts a new registration of the family: its sequence starts

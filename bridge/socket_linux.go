@@ -118,40 +118,67 @@ func (s *eventSocket) setup(rcvbuf, vlen int) (int, error) {
 // passes, or the socket is closed), then reads up to vlen datagrams without
 // blocking into out, which it returns. EINTR is retried.
 func (s *eventSocket) recv(out []dgram) ([]dgram, error) {
-	out = out[:0]
 	var n int
 	var errno syscall.Errno
 	err := s.rc.Read(func(fd uintptr) bool {
-		for i := range s.msgs {
-			s.msgs[i].hdr.Namelen = unix.SizeofSockaddrNetlink
-			s.msgs[i].hdr.Flags = 0
-			s.msgs[i].n = 0
-		}
-		for {
-			r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[0])),
-				uintptr(len(s.msgs)), unix.MSG_DONTWAIT, 0, 0)
-			switch e {
-			case 0:
-				n, errno = int(r), 0
-				return true
-			case unix.EINTR:
-				continue
-			case unix.EAGAIN:
-				// Empty: everything queued before now has been read.
-				if d, e := dropsFD(fd); e == 0 {
-					s.emptyDrops, s.emptySeen = d, true
-				}
-				return false // wait in the netpoller
-			default:
-				errno = e
-				return true
-			}
-		}
+		n, errno = s.recvmmsg(fd)
+		return errno != unix.EAGAIN // empty: wait in the netpoller
 	})
 	runtime.KeepAlive(s)
 	if err != nil {
-		return out, err
+		return out[:0], err
 	}
+	return s.collect(out, n, errno)
+}
+
+// recvNow reads what is queued without waiting, whatever the read deadline:
+// up to vlen datagrams into out, which it returns; empty says the socket had
+// nothing queued (its drop counter was read at that moment, see takeEmpty).
+// Used to drain a socket that has left its group.
+func (s *eventSocket) recvNow(out []dgram) (_ []dgram, empty bool, err error) {
+	var n int
+	var errno syscall.Errno
+	if err := s.rc.Control(func(fd uintptr) { n, errno = s.recvmmsg(fd) }); err != nil {
+		return out[:0], false, err
+	}
+	if errno == unix.EAGAIN {
+		return out[:0], true, nil
+	}
+	out, err = s.collect(out, n, errno)
+	return out, false, err
+}
+
+// recvmmsg makes one non-blocking recvmmsg call on fd, retrying EINTR. On
+// EAGAIN (nothing queued) it records the drop counter of that moment.
+func (s *eventSocket) recvmmsg(fd uintptr) (int, syscall.Errno) {
+	for i := range s.msgs {
+		s.msgs[i].hdr.Namelen = unix.SizeofSockaddrNetlink
+		s.msgs[i].hdr.Flags = 0
+		s.msgs[i].n = 0
+	}
+	for {
+		r, _, e := unix.Syscall6(unix.SYS_RECVMMSG, fd, uintptr(unsafe.Pointer(&s.msgs[0])),
+			uintptr(len(s.msgs)), unix.MSG_DONTWAIT, 0, 0)
+		switch e {
+		case 0:
+			return int(r), 0
+		case unix.EINTR:
+			continue
+		case unix.EAGAIN:
+			// Empty: everything queued before now has been read.
+			if d, e := dropsFD(fd); e == 0 {
+				s.emptyDrops, s.emptySeen = d, true
+			}
+			return 0, e
+		default:
+			return 0, e
+		}
+	}
+}
+
+// collect turns the result of a recvmmsg call into datagrams appended to out[:0].
+func (s *eventSocket) collect(out []dgram, n int, errno syscall.Errno) ([]dgram, error) {
+	out = out[:0]
 	if errno == unix.ENOBUFS {
 		// Only without NETLINK_NO_ENOBUFS; the drop counter says how many.
 		return out, nil

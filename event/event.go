@@ -103,3 +103,15 @@ type Loss struct {
 	// TimeNS is when the bridge noticed the loss, ns since the epoch.
 	TimeNS int64 `json:"time_ns"`
 }
+
+// LossOf is the loss record of one event e lost for reason at time now. It
+// carries e's sequence number and instance when the module numbered the event
+// (SeqKernel); a sequence the bridge assigned is no position in the module's
+// stream, so such a record carries no range.
+func LossOf(e *Event, reason string, now int64) Loss {
+	l := Loss{Host: e.Host, BootID: e.BootID, Family: e.Family, Group: e.Group, Reason: reason, Count: 1, TimeNS: now}
+	if e.SeqSource == SeqKernel && e.Seq != 0 {
+		l.FirstSeq, l.LastSeq, l.Instance = e.Seq, e.Seq, e.Instance
+	}
+	return l
+}
