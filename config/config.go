@@ -11,6 +11,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strconv"
@@ -27,62 +28,67 @@ import (
 const Prefix = "GENLBRIDGE"
 
 // Config of the daemon and its tools. Each field's envconfig tag is its
-// variable (GENLBRIDGE_ + tag) and, lower-cased with dashes, its flag.
+// variable, the whole name: envconfig falls back to a field's bare tag when
+// the prefixed variable is unset, so a prefix would let SINK or NATS_URL
+// (the nats CLI's own) change the daemon. Without GENLBRIDGE_ and
+// lower-cased with dashes, the tag is the field's flag.
 type Config struct {
-	Subscribe []string `envconfig:"SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; append :exmpl or :generic to force a decoder"`
+	Subscribe []string `envconfig:"GENLBRIDGE_SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; append :exmpl or :generic to force a decoder"`
 
-	NATSURL        string `envconfig:"NATS_URL" desc:"NATS server URL(s), comma-separated; empty: run an embedded server"`
-	EmbeddedListen string `envconfig:"EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`
-	DataDir        string `envconfig:"DATA_DIR" default:"/var/lib/genlbridge" desc:"directory of the embedded server's JetStream store"`
+	NATSURL        string `envconfig:"GENLBRIDGE_NATS_URL" desc:"NATS server URL(s), comma-separated; empty: run an embedded server"`
+	EmbeddedListen string `envconfig:"GENLBRIDGE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`
+	DataDir        string `envconfig:"GENLBRIDGE_DATA_DIR" default:"/var/lib/genlbridge" desc:"directory of the embedded server's JetStream store and of its client credentials (nats-user.nk)"`
+	EmbeddedAuth   bool   `envconfig:"GENLBRIDGE_EMBEDDED_AUTH" default:"true" desc:"the embedded server admits only the nkey it generates at first start in DATA_DIR/nats-user.nk (readable by root only), which tail, replay and the bridge use; false: any local process may connect, publish and read"`
 
-	Sink         Choice        `envconfig:"SINK" default:"auto" choices:"auto,nats,jetstream,stdout" desc:"where events go: nats (core NATS subjects), jetstream (a stream, acknowledged and deduplicated), stdout (JSON lines, for debugging); auto: jetstream with the embedded server, nats with GENLBRIDGE_NATS_URL"`
-	Subject      string        `envconfig:"SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host})"`
-	LossSubject  string        `envconfig:"LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
-	MessageMode  Choice        `envconfig:"MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
-	FlushTimeout time.Duration `envconfig:"FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
-	RetryMax     time.Duration `envconfig:"RETRY_MAX" default:"2s" desc:"longest backoff between delivery attempts"`
+	Sink         Choice        `envconfig:"GENLBRIDGE_SINK" default:"auto" choices:"auto,nats,jetstream,stdout" desc:"where events go: nats (core NATS subjects), jetstream (a stream, acknowledged and deduplicated), stdout (JSON lines, for debugging); auto: jetstream with the embedded server, nats with GENLBRIDGE_NATS_URL"`
+	Subject      string        `envconfig:"GENLBRIDGE_SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host})"`
+	LossSubject  string        `envconfig:"GENLBRIDGE_LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
+	MessageMode  Choice        `envconfig:"GENLBRIDGE_MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
+	FlushTimeout time.Duration `envconfig:"GENLBRIDGE_FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
+	RetryMax     time.Duration `envconfig:"GENLBRIDGE_RETRY_MAX" default:"2s" desc:"longest backoff between delivery attempts"`
 
-	Stream                string        `envconfig:"STREAM" default:"GENL" desc:"jetstream sink: name of the stream"`
-	StreamSubjects        []string      `envconfig:"STREAM_SUBJECTS" default:"genl.>" desc:"jetstream sink: the stream's subjects, comma-separated; must capture SUBJECT and LOSS_SUBJECT"`
-	StreamMaxAge          time.Duration `envconfig:"STREAM_MAX_AGE" default:"24h" desc:"jetstream sink: oldest message the stream keeps (0: no limit)"`
-	StreamMaxBytes        ByteSize      `envconfig:"STREAM_MAX_BYTES" default:"1GiB" desc:"jetstream sink: most bytes the stream keeps, oldest dropped first (0: no limit)"`
-	StreamMaxMsgs         int           `envconfig:"STREAM_MAX_MSGS" default:"0" desc:"jetstream sink: most messages the stream keeps (0: no limit)"`
-	StreamStorage         Choice        `envconfig:"STREAM_STORAGE" default:"file" choices:"file,memory" desc:"jetstream sink: the stream's storage"`
-	StreamReplicas        int           `envconfig:"STREAM_REPLICAS" default:"1" desc:"jetstream sink: the stream's replicas (1-5)"`
-	StreamDuplicateWindow time.Duration `envconfig:"STREAM_DUPLICATE_WINDOW" default:"2m" desc:"jetstream sink: how long the server remembers message ids; at least FLUSH_TIMEOUT + RETRY_MAX (one republish), and the outage it outlasts by that much is deduplicated; the server keeps one id per message within it"`
-	StreamManage          bool          `envconfig:"STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
-	MaxInFlight           int           `envconfig:"MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink: most messages published and not yet acknowledged"`
+	Stream                string        `envconfig:"GENLBRIDGE_STREAM" default:"GENL" desc:"jetstream sink: name of the stream"`
+	StreamSubjects        []string      `envconfig:"GENLBRIDGE_STREAM_SUBJECTS" default:"genl.>" desc:"jetstream sink: the stream's subjects, comma-separated; must capture SUBJECT and LOSS_SUBJECT"`
+	StreamMaxAge          time.Duration `envconfig:"GENLBRIDGE_STREAM_MAX_AGE" default:"24h" desc:"jetstream sink: oldest message the stream keeps (0: no limit)"`
+	StreamMaxBytes        ByteSize      `envconfig:"GENLBRIDGE_STREAM_MAX_BYTES" default:"1GiB" desc:"jetstream sink: most bytes the stream keeps, oldest dropped first (0: no limit)"`
+	StreamMaxMsgs         int           `envconfig:"GENLBRIDGE_STREAM_MAX_MSGS" default:"0" desc:"jetstream sink: most messages the stream keeps (0: no limit)"`
+	StreamStorage         Choice        `envconfig:"GENLBRIDGE_STREAM_STORAGE" default:"file" choices:"file,memory" desc:"jetstream sink: the stream's storage"`
+	StreamReplicas        int           `envconfig:"GENLBRIDGE_STREAM_REPLICAS" default:"1" desc:"jetstream sink: the stream's replicas (1-5)"`
+	StreamDuplicateWindow time.Duration `envconfig:"GENLBRIDGE_STREAM_DUPLICATE_WINDOW" default:"2m" desc:"jetstream sink: how long the server remembers message ids; at least FLUSH_TIMEOUT + RETRY_MAX (one republish), and the outage it outlasts by that much is deduplicated; the server keeps one id per message within it"`
+	StreamManage          bool          `envconfig:"GENLBRIDGE_STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
+	MaxInFlight           int           `envconfig:"GENLBRIDGE_MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink: most messages published and not yet acknowledged"`
 
-	ReceiveBuffer         ByteSize      `envconfig:"RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
-	ReadBatch             int           `envconfig:"READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
-	AllowUserspaceSenders bool          `envconfig:"ALLOW_USERSPACE_SENDERS" default:"false" desc:"accept messages sent by userspace processes (tests, benchmarks)"`
-	QueueSize             int           `envconfig:"QUEUE_SIZE" default:"16384" desc:"events the queue between reader and sink holds"`
-	QueuePolicy           Choice        `envconfig:"QUEUE_POLICY" default:"block" choices:"block,drop-newest,drop-oldest" desc:"when the queue is full: block reading, or drop the newest or oldest event"`
-	BatchEvents           int           `envconfig:"BATCH_EVENTS" default:"1024" desc:"most events in a batch (a batch is also cut by BATCH_BYTES and BATCH_LINGER, so at low rates batches stay small)"`
-	BatchBytes            ByteSize      `envconfig:"BATCH_BYTES" default:"512KiB" desc:"most encoded bytes in a batch (estimate)"`
-	BatchLinger           time.Duration `envconfig:"BATCH_LINGER" default:"1ms" desc:"longest time the first event of a batch waits for more"`
-	ResyncInterval        time.Duration `envconfig:"RESYNC_INTERVAL" default:"30s" desc:"how often subscriptions are resolved again, besides nlctrl notifications"`
-	ShutdownTimeout       time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long queued events may take to be delivered"`
+	ReceiveBuffer         ByteSize      `envconfig:"GENLBRIDGE_RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
+	ReadBatch             int           `envconfig:"GENLBRIDGE_READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
+	AllowUserspaceSenders bool          `envconfig:"GENLBRIDGE_ALLOW_USERSPACE_SENDERS" default:"false" desc:"accept messages sent by userspace processes (tests, benchmarks)"`
+	QueueSize             int           `envconfig:"GENLBRIDGE_QUEUE_SIZE" default:"16384" desc:"events the queue between reader and sink holds"`
+	QueuePolicy           Choice        `envconfig:"GENLBRIDGE_QUEUE_POLICY" default:"block" choices:"block,drop-newest,drop-oldest" desc:"when the queue is full: block reading, or drop the newest or oldest event"`
+	BatchEvents           int           `envconfig:"GENLBRIDGE_BATCH_EVENTS" default:"1024" desc:"most events in a batch (a batch is also cut by BATCH_BYTES and BATCH_LINGER, so at low rates batches stay small)"`
+	BatchBytes            ByteSize      `envconfig:"GENLBRIDGE_BATCH_BYTES" default:"512KiB" desc:"most encoded bytes in a batch (estimate)"`
+	BatchLinger           time.Duration `envconfig:"GENLBRIDGE_BATCH_LINGER" default:"1ms" desc:"longest time the first event of a batch waits for more"`
+	ResyncInterval        time.Duration `envconfig:"GENLBRIDGE_RESYNC_INTERVAL" default:"30s" desc:"how often subscriptions are resolved again, besides nlctrl notifications"`
+	ShutdownTimeout       time.Duration `envconfig:"GENLBRIDGE_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long the events in the sockets and the queue may take to be delivered; the rest is counted as publish_failed"`
+	ShutdownScrapeWait    time.Duration `envconfig:"GENLBRIDGE_SHUTDOWN_SCRAPE_WAIT" default:"0s" desc:"once stopped, how long /metrics keeps serving until it has been scraped once with the final counts (0: exit at once)"`
 
-	HTTPAddr            string `envconfig:"HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
-	Pprof               bool   `envconfig:"PPROF" default:"false" desc:"serve Go's profiling endpoints under /debug/pprof/ on HTTP_ADDR"`
-	ReadyRequiresJoined bool   `envconfig:"READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
+	HTTPAddr            string `envconfig:"GENLBRIDGE_HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
+	Pprof               bool   `envconfig:"GENLBRIDGE_PPROF" default:"false" desc:"serve Go's profiling endpoints under /debug/pprof/ on HTTP_ADDR"`
+	ReadyRequiresJoined bool   `envconfig:"GENLBRIDGE_READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
 
-	NATSCreds        string `envconfig:"NATS_CREDS" desc:"NATS user credentials file (JWT and nkey seed, .creds)"`
-	NATSNKeySeed     string `envconfig:"NATS_NKEY_SEED" desc:"file holding a NATS user nkey seed"`
-	NATSToken        string `envconfig:"NATS_TOKEN" desc:"NATS token (prefer NATS_TOKEN_FILE)"`
-	NATSTokenFile    string `envconfig:"NATS_TOKEN_FILE" desc:"file holding the NATS token"`
-	NATSUser         string `envconfig:"NATS_USER" desc:"NATS user name, with NATS_PASSWORD or NATS_PASSWORD_FILE"`
-	NATSPassword     string `envconfig:"NATS_PASSWORD" desc:"NATS password (prefer NATS_PASSWORD_FILE)"`
-	NATSPasswordFile string `envconfig:"NATS_PASSWORD_FILE" desc:"file holding the NATS password"`
-	NATSTLSCA        string `envconfig:"NATS_TLS_CA" desc:"CA file that verifies the NATS server (TLS)"`
-	NATSTLSCert      string `envconfig:"NATS_TLS_CERT" desc:"client certificate file for mutual TLS, with NATS_TLS_KEY"`
-	NATSTLSKey       string `envconfig:"NATS_TLS_KEY" desc:"client key file for mutual TLS"`
+	NATSCreds        string `envconfig:"GENLBRIDGE_NATS_CREDS" desc:"NATS user credentials file (JWT and nkey seed, .creds)"`
+	NATSNKeySeed     string `envconfig:"GENLBRIDGE_NATS_NKEY_SEED" desc:"file holding a NATS user nkey seed"`
+	NATSToken        string `envconfig:"GENLBRIDGE_NATS_TOKEN" desc:"NATS token (prefer NATS_TOKEN_FILE)"`
+	NATSTokenFile    string `envconfig:"GENLBRIDGE_NATS_TOKEN_FILE" desc:"file holding the NATS token"`
+	NATSUser         string `envconfig:"GENLBRIDGE_NATS_USER" desc:"NATS user name, with NATS_PASSWORD or NATS_PASSWORD_FILE"`
+	NATSPassword     string `envconfig:"GENLBRIDGE_NATS_PASSWORD" desc:"NATS password (prefer NATS_PASSWORD_FILE)"`
+	NATSPasswordFile string `envconfig:"GENLBRIDGE_NATS_PASSWORD_FILE" desc:"file holding the NATS password"`
+	NATSTLSCA        string `envconfig:"GENLBRIDGE_NATS_TLS_CA" desc:"CA file that verifies the NATS server (TLS)"`
+	NATSTLSCert      string `envconfig:"GENLBRIDGE_NATS_TLS_CERT" desc:"client certificate file for mutual TLS, with NATS_TLS_KEY"`
+	NATSTLSKey       string `envconfig:"GENLBRIDGE_NATS_TLS_KEY" desc:"client key file for mutual TLS"`
 
-	NodeName  string `envconfig:"NODE_NAME" desc:"host name stamped on events (also read from NODE_NAME); default: the kernel's hostname"`
-	NetNS     string `envconfig:"NETNS" desc:"path of a network namespace to read in (e.g. /run/netns/test); default: the current one"`
-	LogLevel  Choice `envconfig:"LOG_LEVEL" default:"info" choices:"debug,info,warn,error" desc:"log level"`
-	LogFormat Choice `envconfig:"LOG_FORMAT" default:"text" choices:"text,json" desc:"log format"`
+	NodeName  string `envconfig:"GENLBRIDGE_NODE_NAME" desc:"host name stamped on events (also read from NODE_NAME); default: the kernel's hostname"`
+	NetNS     string `envconfig:"GENLBRIDGE_NETNS" desc:"path of a network namespace to read in (e.g. /run/netns/test); default: the current one"`
+	LogLevel  Choice `envconfig:"GENLBRIDGE_LOG_LEVEL" default:"info" choices:"debug,info,warn,error" desc:"log level"`
+	LogFormat Choice `envconfig:"GENLBRIDGE_LOG_FORMAT" default:"text" choices:"text,json" desc:"log format"`
 }
 
 // Choice is a string restricted to the field's `choices` tag; the check is
@@ -125,10 +131,10 @@ func Vars() []Var {
 	out := make([]Var, 0, t.NumField())
 	for i := 0; i < t.NumField(); i++ {
 		f := t.Field(i)
-		key := f.Tag.Get("envconfig")
+		env := f.Tag.Get("envconfig")
 		out = append(out, Var{
-			Env:     Prefix + "_" + key,
-			Flag:    strings.ReplaceAll(strings.ToLower(key), "_", "-"),
+			Env:     env,
+			Flag:    strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(env, Prefix+"_")), "_", "-"),
 			Default: f.Tag.Get("default"),
 			Desc:    f.Tag.Get("desc"),
 			Field:   f.Name,
@@ -151,14 +157,36 @@ func Usage(w io.Writer) {
 	tw.Flush()
 }
 
-// Flags registers one string flag per setting on fs. Pass the result to Load.
+// Flags registers one flag per setting on fs, holding its text until Load
+// checks it. A boolean setting's flag may be given alone (--pprof), as
+// --pprof=true or --pprof=false. Pass the result to Load.
 func Flags(fs *flag.FlagSet) map[string]*string {
 	m := map[string]*string{}
+	t := reflect.TypeOf(Config{})
 	for _, v := range Vars() {
-		m[v.Env] = fs.String(v.Flag, "", fmt.Sprintf("%s (env %s, default %q)", v.Desc, v.Env, v.Default))
+		usage := fmt.Sprintf("%s (env %s, default %q)", v.Desc, v.Env, v.Default)
+		if f, _ := t.FieldByName(v.Field); f.Type.Kind() == reflect.Bool {
+			p := new(string)
+			fs.Var(boolText{p}, v.Flag, usage)
+			m[v.Env] = p
+			continue
+		}
+		m[v.Env] = fs.String(v.Flag, "", usage)
 	}
 	return m
 }
+
+// boolText is a boolean flag kept as text: a bare --flag sets "true".
+type boolText struct{ p *string }
+
+func (b boolText) String() string {
+	if b.p == nil {
+		return ""
+	}
+	return *b.p
+}
+func (b boolText) Set(v string) error { *b.p = v; return nil }
+func (b boolText) IsBoolFlag() bool   { return true }
 
 // Load reads the environment, with the flags that fs has seen set on top,
 // and checks every value. fs and flags may be nil.
@@ -185,12 +213,17 @@ func Load(fs *flag.FlagSet, flags map[string]*string) (*Config, error) {
 		}
 	}
 	var c Config
-	if err := envconfig.Process(Prefix, &c); err != nil {
+	// No prefix: the tags are the whole names (see Config).
+	if err := envconfig.Process("", &c); err != nil {
 		var pe *envconfig.ParseError
 		if errors.As(err, &pe) {
 			return nil, badValue(pe.KeyName, pe.Value, expectation(pe.FieldName, pe.Err))
 		}
 		return nil, err
+	}
+	if c.NodeName == "" {
+		// Kubernetes' downward API, documented with GENLBRIDGE_NODE_NAME.
+		c.NodeName = os.Getenv("NODE_NAME")
 	}
 	if err := c.check(); err != nil {
 		return nil, err
@@ -242,7 +275,7 @@ func (c *Config) check() error {
 		if ch := f.Tag.Get("choices"); ch != "" {
 			val := v.Field(i).String()
 			if !slices.Contains(strings.Split(ch, ","), val) {
-				return badValue(Prefix+"_"+f.Tag.Get("envconfig"), val, "want one of "+strings.ReplaceAll(ch, ",", ", "))
+				return badValue(f.Tag.Get("envconfig"), val, "want one of "+strings.ReplaceAll(ch, ",", ", "))
 			}
 		}
 	}
@@ -272,6 +305,9 @@ func (c *Config) check() error {
 		if d.d <= 0 {
 			return badValue(Prefix+"_"+d.env, d.d.String(), "want a positive duration such as 500ms, 5s or 2m")
 		}
+	}
+	if c.ShutdownScrapeWait < 0 {
+		return badValue(Prefix+"_SHUTDOWN_SCRAPE_WAIT", c.ShutdownScrapeWait.String(), "want 0 (exit at once) or a positive duration")
 	}
 	if c.HTTPAddr != "" {
 		if _, port, err := net.SplitHostPort(c.HTTPAddr); err != nil || port == "" {
@@ -306,7 +342,7 @@ func (c *Config) check() error {
 	if _, err := sink.ParseTemplate(c.LossSubject); err != nil {
 		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, err.Error())
 	}
-	if c.Sink == "jetstream" || c.Sink == "auto" {
+	if c.UsesJetStream() {
 		if err := c.checkStream(); err != nil {
 			return err
 		}
@@ -314,7 +350,35 @@ func (c *Config) check() error {
 	if c.ReceiveBuffer < 4096 {
 		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")
 	}
+	if c.ReceiveBuffer > 1<<30 {
+		// The kernel takes an int and caps it at INT_MAX/2 (it grants twice).
+		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at most 1GiB, the most a socket buffer can be")
+	}
 	return nil
+}
+
+// EmbeddedSeedFile is where the embedded server keeps the nkey seed of the
+// one client it admits (see EmbeddedAuth).
+func (c *Config) EmbeddedSeedFile() string { return EmbeddedSeedFile(c.DataDir) }
+
+// EmbeddedSeedFile is the embedded server's client seed file in dataDir.
+func EmbeddedSeedFile(dataDir string) string { return filepath.Join(dataDir, "nats-user.nk") }
+
+// Default returns a setting's default (the empty string for an unknown one).
+func Default(env string) string {
+	for _, v := range Vars() {
+		if v.Env == env {
+			return v.Default
+		}
+	}
+	return ""
+}
+
+// UsesJetStream says whether the daemon publishes into a JetStream stream:
+// GENLBRIDGE_SINK=jetstream, or auto with the embedded server (no
+// GENLBRIDGE_NATS_URL). Only then do the GENLBRIDGE_STREAM_* settings apply.
+func (c *Config) UsesJetStream() bool {
+	return c.Sink == "jetstream" || (c.Sink == "auto" && c.NATSURL == "")
 }
 
 // Auth gathers the NATS authentication settings.
@@ -371,5 +435,8 @@ func (c *Config) JetStream() sink.JetStreamConfig {
 			MaxBytes: int64(c.StreamMaxBytes), MaxMsgs: int64(c.StreamMaxMsgs), Storage: string(c.StreamStorage),
 			Replicas: c.StreamReplicas, DuplicateWindow: c.StreamDuplicateWindow},
 		Manage: c.StreamManage, MaxInFlight: c.MaxInFlight, AckTimeout: c.FlushTimeout, RetryMax: c.RetryMax,
+		// A republished event lands at most a batch (or the ack window)
+		// behind later ones.
+		ResumeWindow: max(c.BatchEvents, c.MaxInFlight),
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -112,6 +113,77 @@ func TestByteSize(t *testing.T) {
 		var b ByteSize
 		if err := b.Decode(bad); err == nil {
 			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+// Only GENLBRIDGE_* variables (and NODE_NAME) are read: envconfig's fallback
+// to a field's bare name would let SINK, NATS_URL (the nats CLI's own),
+// LOG_LEVEL, ... change the daemon.
+func TestBareNamesAreNotRead(t *testing.T) {
+	want, err := Load(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range Vars() {
+		bare := strings.TrimPrefix(v.Env, Prefix+"_")
+		if bare == "NODE_NAME" {
+			continue
+		}
+		t.Setenv(bare, "bogus!value")
+	}
+	got, err := Load(nil, nil)
+	if err != nil {
+		t.Fatalf("with every bare name set to a bad value: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("bare names changed the configuration:\n got %+v\nwant %+v", got, want)
+	}
+	// And a GENLBRIDGE_ name still is read.
+	t.Setenv("GENLBRIDGE_SINK", "bogus")
+	if _, err := Load(nil, nil); err == nil || !strings.Contains(err.Error(), "GENLBRIDGE_SINK") {
+		t.Fatalf("GENLBRIDGE_SINK=bogus: err = %v", err)
+	}
+}
+
+func TestBooleanFlagsStandAlone(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	flags := Flags(fs)
+	if err := fs.Parse([]string{"--pprof", "--stream-manage=false", "--queue-size", "9"}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := Load(fs, flags)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !c.Pprof || c.StreamManage || c.QueueSize != 9 {
+		t.Fatalf("pprof %v, stream manage %v, queue %d", c.Pprof, c.StreamManage, c.QueueSize)
+	}
+}
+
+func TestReceiveBufferFitsTheKernel(t *testing.T) {
+	for in, ok := range map[string]bool{"1GiB": true, "1025MiB": false, "3GiB": false} {
+		t.Setenv("GENLBRIDGE_RECEIVE_BUFFER", in)
+		_, err := Load(nil, nil)
+		if (err == nil) != ok || (err != nil && !strings.Contains(err.Error(), "at most 1GiB")) {
+			t.Errorf("RECEIVE_BUFFER=%s: err = %v", in, err)
+		}
+	}
+}
+
+// The JetStream settings are checked only when the daemon uses JetStream.
+func TestStreamSettingsOnlyForJetStream(t *testing.T) {
+	t.Setenv("GENLBRIDGE_FLUSH_TIMEOUT", "5m") // longer than the 2m duplicate window
+	for _, c := range []struct {
+		sink, url string
+		js        bool
+	}{{"auto", "", true}, {"jetstream", "nats://x:4222", true}, {"auto", "nats://x:4222", false}, {"nats", "", false}} {
+		t.Setenv("GENLBRIDGE_SINK", c.sink)
+		t.Setenv("GENLBRIDGE_NATS_URL", c.url)
+		_, err := Load(nil, nil)
+		if c.js != (err != nil) || (err != nil && !strings.Contains(err.Error(), "GENLBRIDGE_STREAM_DUPLICATE_WINDOW")) {
+			t.Errorf("sink %s url %q: err = %v, want a duplicate window error: %v", c.sink, c.url, err, c.js)
 		}
 	}
 }
