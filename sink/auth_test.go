@@ -231,3 +231,18 @@ func TestConnectWaitsForAServerThatIsNotUpYet(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// A name that does not resolve is a server not reachable yet, whatever the
+// name says: it is waited for, not taken for a TLS refusal.
+func TestConnectWaitsThroughDNSFailure(t *testing.T) {
+	start := time.Now()
+	nc, err := sink.Connect(sink.ConnConfig{URL: "tls://nats-tls-certificate.invalid:4222", Logger: quiet()})
+	if err != nil {
+		t.Fatalf("an unresolvable host must be waited for, not refused: %v", err)
+	}
+	defer nc.Close()
+	if nc.IsConnected() {
+		t.Fatal("connected to a host that does not exist")
+	}
+	t.Logf("first attempt failed after %v; retrying in the background", time.Since(start))
+}

@@ -7,7 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
+	"net"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -20,19 +20,36 @@ type ConnConfig struct {
 	// Options are applied after the defaults (authentication, TLS, ...).
 	Options []nats.Option
 	Logger  *slog.Logger
+	// WriteTimeout bounds a write to the server's socket (default 5s): a
+	// server that stops reading (stuck, or frozen) fails the write, which
+	// drops the connection, instead of holding the publisher, and with it
+	// the shutdown deadline, for nats.go's default of a minute.
+	WriteTimeout time.Duration
+	// OnClosed, if set, is called once when the connection is closed for
+	// good, with the error that closed it (nil when Close was called). The
+	// client gives up on its own after the same authorization error twice
+	// in a row (an expired or revoked credential): then nothing will be
+	// delivered again, and the caller should stop (see the sinks' Deliver).
+	OnClosed func(err error)
 }
 
 // Connect dials NATS for a long-running publisher: it keeps trying when the
-// first connection fails, reconnects forever, buffers nothing while
-// disconnected (the sink retries instead, so that nothing waits where it
-// cannot be counted) and logs every change of state.
+// first connection fails, reconnects after every disconnect, buffers nothing
+// while disconnected (the sink retries instead, so that nothing waits where
+// it cannot be counted) and logs every change of state. Reconnecting is not
+// forever in one case: nats.go closes the connection for good after the same
+// authorization error twice in a row; ConnConfig.OnClosed hears of it.
 func Connect(cfg ConnConfig) (*nats.Conn, error) {
 	log := cfg.Logger
 	if log == nil {
 		log = slog.Default()
 	}
+	if cfg.WriteTimeout <= 0 {
+		cfg.WriteTimeout = 5 * time.Second
+	}
 	opts := []nats.Option{
 		nats.Name(cfg.Name),
+		nats.FlusherTimeout(cfg.WriteTimeout),
 		nats.MaxReconnects(-1),
 		nats.ReconnectWait(250 * time.Millisecond),
 		nats.ReconnectJitter(100*time.Millisecond, time.Second),
@@ -51,7 +68,11 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 			log.Info("nats reconnected", "url", nc.ConnectedUrlRedacted())
 		}),
 		nats.ClosedHandler(func(nc *nats.Conn) {
-			log.Info("nats connection closed")
+			err := nc.LastError()
+			log.Info("nats connection closed", "last_err", err)
+			if cfg.OnClosed != nil {
+				cfg.OnClosed(err)
+			}
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
 			log.Error("nats error", "err", err)
@@ -77,10 +98,13 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 
 // refused reports whether a first connection failed because the server
 // refused us (credentials, TLS), which retrying will not mend, rather than
-// because it could not be reached (refused connection, DNS, timeout).
+// because it could not be reached (refused connection, DNS, timeout). It
+// looks only at the client's typed errors: a message's words would take a
+// DNS failure for a host such as nats-tls.svc for a TLS refusal.
 func refused(err error) bool {
 	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
-		nats.ErrNkeysNotSupported, nats.ErrTokenAlreadySet} {
+		nats.ErrNkeysNotSupported, nats.ErrTokenAlreadySet, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted,
+		nats.ErrClientCertOrRootCAsRequired, nats.ErrUserButNoSigCB, nats.ErrNkeyButNoSigCB} {
 		if errors.Is(err, e) {
 			return true
 		}
@@ -88,17 +112,16 @@ func refused(err error) bool {
 	var certErr *tls.CertificateVerificationError
 	var authorityErr x509.UnknownAuthorityError
 	var hostErr x509.HostnameError
+	var invalidErr x509.CertificateInvalidError
 	var recordErr tls.RecordHeaderError
-	if errors.As(err, &certErr) || errors.As(err, &authorityErr) || errors.As(err, &hostErr) || errors.As(err, &recordErr) {
+	var alertErr tls.AlertError
+	if errors.As(err, &certErr) || errors.As(err, &authorityErr) || errors.As(err, &hostErr) ||
+		errors.As(err, &invalidErr) || errors.As(err, &recordErr) || errors.As(err, &alertErr) {
 		return true
 	}
-	msg := strings.ToLower(err.Error())
-	for _, w := range []string{"authorization", "authentication", "tls", "x509", "certificate"} {
-		if strings.Contains(msg, w) {
-			return true
-		}
-	}
-	return false
+	// A TLS alert the server sent (it refused our certificate, or none).
+	var opErr *net.OpError
+	return errors.As(err, &opErr) && opErr.Op == "remote error"
 }
 
 // WaitConnected waits until nc is connected (a first connection that is

@@ -3,7 +3,6 @@ package sink
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,7 +13,6 @@ import (
 	"time"
 	"unsafe"
 
-	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -68,7 +66,13 @@ type JetStreamConfig struct {
 	AckTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between rounds of republishing.
 	RetryMin, RetryMax time.Duration
-	Logger             *slog.Logger
+	// ResumeWindow is how many of the last stored events of a
+	// subscription Resume reads to find the highest sequence number (see
+	// Resume); default 1024. It must cover the largest batch the bridge
+	// delivers, which is how far a republished event can land behind later
+	// ones.
+	ResumeWindow int
+	Logger       *slog.Logger
 }
 
 func (c *JetStreamConfig) defaults() {
@@ -84,6 +88,9 @@ func (c *JetStreamConfig) defaults() {
 		c.MaxInFlight = 4096
 	}
 	orDefault(&c.AckTimeout, 5*time.Second)
+	if c.ResumeWindow <= 0 {
+		c.ResumeWindow = 1024
+	}
 }
 
 // RetrySpan is how long a message waits between being published and being
@@ -399,6 +406,9 @@ func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 			}
 			return nil
 		}
+		if closedForGood(s.nc) {
+			return s.giveUp(b, err)
+		}
 		if !s.failing {
 			s.failing = true
 			s.log.Warn("jetstream publish failed; republishing with backoff until acknowledged", "err", err)
@@ -533,48 +543,6 @@ func (s *JetStream) giveUp(b *Batch, err error) error {
 	s.gen++ // late acknowledgements find nothing
 	s.mu.Unlock()
 	return de
-}
-
-// LastEvent returns the last event stored on the subject of host's
-// family/group (the last line of a batched message); ok is false when there
-// is none.
-func (s *JetStream) LastEvent(ctx context.Context, family, group, host string) (ev event.Event, ok bool, err error) {
-	if s.stream == nil {
-		return ev, false, errors.New("the stream cannot be read")
-	}
-	m, err := s.stream.GetLastMsgForSubject(ctx, s.cfg.Subject.Subject(family, group, host))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return ev, false, nil
-	}
-	if err != nil {
-		return ev, false, err
-	}
-	data := bytes.TrimRight(m.Data, "\n")
-	data = data[bytes.LastIndexByte(data, '\n')+1:]
-	var env event.Envelope
-	if err := json.Unmarshal(data, &env); err != nil || env.Type != "event" {
-		return ev, false, fmt.Errorf("stream message %d on %s is not an event: %.200q", m.Sequence, m.Subject, data)
-	}
-	return env.Event, true, nil
-}
-
-// Resume says where the previous run stopped, in the shape of
-// bridge.Config.Resume: the boot id, instance and kernel sequence of the last
-// event stored for host's family/group. ok is false when there is none, when
-// its sequence is the bridge's own, or when the stream cannot be read (logged).
-func (s *JetStream) Resume(host, family, group string) (bootID string, instance, seq uint64, ok bool) {
-	ctx, cancel := context.WithTimeout(context.Background(), s.cfg.AckTimeout)
-	defer cancel()
-	ev, ok, err := s.LastEvent(ctx, family, group, host)
-	if err != nil {
-		s.log.Warn("cannot read the last stored event; a gap while the bridge was down will not be reported",
-			"family", family, "group", group, "host", host, "err", err)
-		return "", 0, 0, false
-	}
-	if !ok || ev.SeqSource != event.SeqKernel {
-		return "", 0, 0, false
-	}
-	return ev.BootID, ev.Instance, ev.Seq, true
 }
 
 // Close stops the sink. Every batch was acknowledged or given up on by

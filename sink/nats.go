@@ -295,6 +295,9 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 			}
 			return nil
 		}
+		if closedForGood(s.nc) {
+			return AllUndelivered(b, err)
+		}
 		if !s.failing {
 			s.failing = true
 			s.cfg.Logger.Warn("publish failed; retrying with backoff until delivered", "err", err)

@@ -113,5 +113,12 @@ func permanent(err error) bool {
 	return errors.Is(err, nats.ErrMaxPayload) || errors.Is(err, nats.ErrBadSubject)
 }
 
+// closedForGood says whether nc will never deliver again: the client closed
+// it (e.g. after repeated authorization errors). Deliver then gives up at
+// once instead of retrying until its deadline. The error values do not
+// tell: a flush cut short by a mere disconnect also returns
+// nats.ErrConnectionClosed.
+func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
+
 // ErrClosed is returned by Deliver after Close.
 var ErrClosed = errors.New("sink closed")
