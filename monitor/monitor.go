@@ -18,6 +18,7 @@ import (
 	"net/http/pprof"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,12 @@ type Monitor struct {
 	// RequireJoined makes a waiting subscription unready.
 	requireJoined bool
 
+	// stopped: the bridge has stopped and its counts are final;
+	// finalScraped is closed once /metrics has served them.
+	stopped      atomic.Bool
+	finalScraped chan struct{}
+	finalOnce    sync.Once
+
 	batchSize    prometheus.Histogram
 	publishSecs  prometheus.Histogram
 	kernelToAck  prometheus.Histogram
@@ -69,7 +76,8 @@ type Options struct {
 // New returns a Monitor with every metric registered. Call SetSource once
 // the bridge exists; until then the bridge's metrics are absent and /readyz fails.
 func New(o Options) *Monitor {
-	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined, pprof: o.Pprof}
+	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined, pprof: o.Pprof,
+		finalScraped: make(chan struct{})}
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "genlbridge_batch_size_events", Help: "Events in each batch handed to the sink.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
@@ -93,6 +101,20 @@ func New(o Options) *Monitor {
 	m.reg.MustRegister(m.batchSize, m.publishSecs, m.kernelToAck, m.deliverFails, build, &statsCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// SetStopped says the bridge has stopped: every count is final, and
+// genlbridge_stopped reads 1 from now on.
+func (m *Monitor) SetStopped() { m.stopped.Store(true) }
+
+// WaitFinalScrape waits until /metrics has served the final counts once
+// (after SetStopped), or ctx ends. The daemon waits so briefly at exit,
+// when told to, so that whoever watches it sees where it stopped.
+func (m *Monitor) WaitFinalScrape(ctx context.Context) {
+	select {
+	case <-m.finalScraped:
+	case <-ctx.Done():
+	}
 }
 
 // Registry is the monitor's registry (tests, extra collectors).
@@ -140,6 +162,8 @@ var (
 		"Loss records the sink gave up on (past the shutdown deadline); their events are counted all the same.", nil, nil)
 	descBatches = prometheus.NewDesc("genlbridge_batches_total",
 		"Batches handed to the sink.", nil, nil)
+	descStopped = prometheus.NewDesc("genlbridge_stopped",
+		"1 once the bridge has stopped and every count is final (it is about to exit), else 0.", nil, nil)
 	descConnected = prometheus.NewDesc("genlbridge_sink_connected",
 		"1 while the sink is connected (for NATS: the client's connection state).", nil, nil)
 )
@@ -148,7 +172,7 @@ type statsCollector struct{ m *Monitor }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descPublished,
-		descLossRecords, descLossFailed, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected} {
+		descLossRecords, descLossFailed, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected, descStopped} {
 		ch <- d
 	}
 }
@@ -159,6 +183,11 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		connected = 0
 	}
 	ch <- prometheus.MustNewConstMetric(descConnected, prometheus.GaugeValue, connected)
+	stopped := 0.0
+	if c.m.stopped.Load() {
+		stopped = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descStopped, prometheus.GaugeValue, stopped)
 	p := c.m.src.Load()
 	if p == nil {
 		return
@@ -214,7 +243,14 @@ func (m *Monitor) Ready() error {
 // Handler serves /metrics, /healthz and /readyz.
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	metrics := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
+		final := m.stopped.Load()
+		metrics.ServeHTTP(w, r)
+		if final {
+			m.finalOnce.Do(func() { close(m.finalScraped) })
+		}
+	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
 		fmt.Fprintln(w, "ok")
 	})

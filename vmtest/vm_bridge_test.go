@@ -100,6 +100,8 @@ func startBridge(t *testing.T, settings ...string) *bridgeProc {
 		}
 	}
 	env = append(env, "GENLBRIDGE_DATA_DIR="+dir+"/data")
+	// The embedded server admits the nkey the bridge generates there.
+	bridgeSeed = dir + "/data/nats-user.nk"
 	env = append(env, settings...)
 	// More settings for every bridge, from the kernel command line
 	// (VM_APPEND=vmtest_bridge_env=GENLBRIDGE_SINK=nats,...), for experiments.
@@ -135,7 +137,7 @@ func startBridge(t *testing.T, settings ...string) *bridgeProc {
 	// The embedded server is ready once it accepts a client.
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		nc, err := nats.Connect(natsURL, nats.Timeout(time.Second), nats.NoReconnect())
+		nc, err := nats.Connect(natsURL, natsAuth(t, nats.Timeout(time.Second), nats.NoReconnect())...)
 		if err == nil {
 			nc.Close()
 			break
@@ -152,6 +154,22 @@ func startBridge(t *testing.T, settings ...string) *bridgeProc {
 	}
 	t.Logf("genlbridge run %q: NATS up after %v", settings, time.Since(start).Round(time.Millisecond))
 	return b
+}
+
+// bridgeSeed is the embedded server's client seed of the last bridge started.
+var bridgeSeed string
+
+// natsAuth adds the credentials of the last bridge's embedded server to
+// opts, once it has written them.
+func natsAuth(t *testing.T, opts ...nats.Option) []nats.Option {
+	if _, err := os.Stat(bridgeSeed); err != nil {
+		return opts
+	}
+	o, err := nats.NkeyOptionFromSeed(bridgeSeed)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return append(opts, o)
 }
 
 // stop sends SIGTERM and wants exit status 0 within a few seconds.
@@ -277,7 +295,7 @@ func subscribe(t *testing.T) *collector {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := nats.Connect(natsURL, nats.Name("vmtest"))
+	nc, err := nats.Connect(natsURL, natsAuth(t, nats.Name("vmtest"))...)
 	if err != nil {
 		t.Fatalf("connect to %s: %v", natsURL, err)
 	}

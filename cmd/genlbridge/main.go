@@ -124,6 +124,9 @@ func serverFlag(fs *flag.FlagSet) *string {
 
 // connectTool connects a tool (tail, replay) to NATS at url, with the
 // authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
+// With none of them and no GENLBRIDGE_NATS_URL it talks to the embedded
+// server, and uses the credentials that server keeps in GENLBRIDGE_DATA_DIR
+// when they are there (readable by root only).
 func connectTool(url, name string) (*nats.Conn, error) {
 	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
 	a := sink.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
@@ -133,12 +136,35 @@ func connectTool(url, name string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("nats authentication: %w", err)
 	}
+	hint := ""
+	if a.String() == "none" && env("NATS_URL") == "" {
+		dataDir := env("DATA_DIR")
+		if dataDir == "" {
+			dataDir = config.Default(config.Prefix + "_DATA_DIR")
+		}
+		seed := config.EmbeddedSeedFile(dataDir)
+		switch _, err := os.Stat(seed); {
+		case err == nil:
+			o, err := nats.NkeyOptionFromSeed(seed)
+			if err != nil {
+				return nil, fmt.Errorf("the embedded server's credentials: %w (run as root, or set GENLBRIDGE_NATS_NKEY_SEED)", err)
+			}
+			opts = append(opts, o)
+		case errors.Is(err, os.ErrNotExist):
+			hint = fmt.Sprintf(" (no embedded server credentials in %s: set GENLBRIDGE_DATA_DIR to the bridge's, or GENLBRIDGE_NATS_URL and its GENLBRIDGE_NATS_* settings)", seed)
+		default:
+			hint = fmt.Sprintf(" (the embedded server's credentials %s: %v; run as root)", seed, err)
+		}
+	}
 	opts = append(opts, nats.Name(name), nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 		fmt.Fprintf(os.Stderr, "%s: nats: %v\n", name, err) // e.g. a slow consumer losing messages
 	}))
 	nc, err := nats.Connect(url, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("connect to nats %q: %w", url, err)
+		if !errors.Is(err, nats.ErrAuthorization) {
+			hint = ""
+		}
+		return nil, fmt.Errorf("connect to nats %q: %w%s", url, err, hint)
 	}
 	return nc, nil
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -9,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/genlbridge/genlbridge/bridge"
@@ -35,13 +37,23 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	log := newLogger(cfg, stderr)
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	return runDaemon(ctx, cfg, stdout, stderr)
+}
+
+// runDaemon runs the bridge until ctx ends (SIGTERM), or until the NATS
+// connection is closed for good, which is an error: a daemon that can never
+// deliver again must exit, so that its supervisor restarts it.
+func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Writer) error {
+	log := newLogger(cfg, stderr)
+	ctx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
 
 	// The metrics and health address is taken first, so that a busy port
 	// stops the start before anything else happens.
 	var httpL net.Listener
+	var err error
 	if cfg.HTTPAddr != "" {
 		if httpL, err = monitor.Listen(cfg.HTTPAddr); err != nil {
 			return err
@@ -57,42 +69,72 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 		out = sink.NewWriter(stdout)
 	default:
 		url := cfg.NATSURL
-		// auto: the embedded server has JetStream, so the default stores,
-		// deduplicates and can replay; an external server is opted into.
-		useJS := cfg.Sink == "jetstream" || (cfg.Sink == "auto" && url == "")
-		if url == "" {
-			dir := filepath.Join(cfg.DataDir, "jetstream")
-			srv, err := broker.Start(broker.Config{Listen: cfg.EmbeddedListen, StoreDir: dir, JetStream: true})
-			if err != nil {
-				return err
-			}
-			defer srv.Shutdown()
-			url = srv.URL()
-			log.Info("no GENLBRIDGE_NATS_URL: started an embedded NATS server with JetStream",
-				"url", url, "store", dir, "watch", "genlbridge tail   (or: nats sub 'genl.>' -s "+url+")")
-		}
 		auth := cfg.Auth()
 		authOpts, err := auth.Options()
 		if err != nil {
 			return fmt.Errorf("nats authentication: %w", err)
 		}
-		log.Info("connecting to nats", "url", url, "auth", auth.String())
-		nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log})
+		authName := auth.String()
+		if url == "" {
+			// auto: the embedded server has JetStream, so the default
+			// stores, deduplicates and can replay.
+			dir := filepath.Join(cfg.DataDir, "jetstream")
+			bc := broker.Config{Listen: cfg.EmbeddedListen, StoreDir: dir, JetStream: true}
+			if cfg.EmbeddedAuth {
+				bc.SeedFile = cfg.EmbeddedSeedFile()
+			}
+			srv, err := broker.Start(bc)
+			if err != nil {
+				return err
+			}
+			defer srv.Shutdown()
+			url = srv.URL()
+			if authOpts, err = srv.ClientOptions(); err != nil {
+				return err
+			}
+			watch := "genlbridge tail   (or: nats sub 'genl.>' -s " + url + ")"
+			authName = "none (GENLBRIDGE_EMBEDDED_AUTH=false: any local process may connect)"
+			if cfg.EmbeddedAuth {
+				authName = "nkey " + bc.SeedFile
+				watch = "genlbridge tail   (or: nats sub 'genl.>' -s " + url + " --nkey " + bc.SeedFile + ")"
+				if cfg.DataDir != config.Default("GENLBRIDGE_DATA_DIR") {
+					watch = "GENLBRIDGE_DATA_DIR=" + cfg.DataDir + " " + watch
+				}
+			}
+			log.Info("no GENLBRIDGE_NATS_URL: started an embedded NATS server with JetStream",
+				"url", url, "store", dir, "auth", authName, "watch", watch)
+		}
+		log.Info("connecting to nats", "url", url, "auth", authName)
+		var closing atomic.Bool // we close the connection: that is no failure
+		nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log,
+			WriteTimeout: cfg.FlushTimeout,
+			OnClosed: func(err error) {
+				if closing.Load() {
+					return
+				}
+				if err == nil {
+					err = errors.New("closed by the client library")
+				}
+				err = fmt.Errorf("nats connection closed for good, nothing can be delivered: %w", err)
+				log.Error("stopping: a supervisor should restart genlbridge", "err", err)
+				cancel(err)
+			}})
 		if err != nil {
 			return err
 		}
 		defer nc.Close()
+		defer closing.Store(true)
 		monOpts.Connected = monitor.NATSConnected(nc)
-		if useJS {
+		if cfg.UsesJetStream() {
 			// The stream is provisioned and read (Resume) before the first event.
 			if err := sink.WaitConnected(ctx, nc, log); err != nil {
-				return err
+				return closedCause(ctx, err)
 			}
 			jc := cfg.JetStream()
 			jc.Logger = log
 			js, err := sink.NewJetStream(ctx, nc, jc)
 			if err != nil {
-				return err
+				return closedCause(ctx, err)
 			}
 			out, resume = js, js.Resume
 			break
@@ -163,7 +205,26 @@ func cmdRun(args []string, stdout, stderr io.Writer) error {
 	}
 	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", sinkName(out),
 		"queue", cfg.QueueSize, "policy", string(cfg.QueuePolicy))
-	return b.Run(ctx)
+	runErr := b.Run(ctx)
+	mon.SetStopped()
+	if httpL != nil && cfg.ShutdownScrapeWait > 0 {
+		wctx, wcancel := context.WithTimeout(context.Background(), cfg.ShutdownScrapeWait)
+		mon.WaitFinalScrape(wctx)
+		wcancel()
+	}
+	if runErr != nil {
+		return runErr
+	}
+	return closedCause(ctx, nil)
+}
+
+// closedCause returns why ctx was cancelled when the NATS connection closed
+// for good, else err.
+func closedCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); cause != nil && !errors.Is(cause, context.Canceled) {
+		return cause
+	}
+	return err
 }
 
 // registerSinkCounters exports the sink's own counters, where it keeps some.

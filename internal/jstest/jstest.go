@@ -214,6 +214,18 @@ func (p *Process) Start() {
 	}
 }
 
+// Signal sends sig to the process, e.g. SIGSTOP to freeze it (it keeps its
+// connections but answers nothing) and SIGCONT to let it go on.
+func (p *Process) Signal(sig syscall.Signal) {
+	p.t.Helper()
+	if p.cmd == nil || p.cmd.Process == nil {
+		p.t.Fatal("nats-server is not running")
+	}
+	if err := p.cmd.Process.Signal(sig); err != nil {
+		p.t.Fatal(err)
+	}
+}
+
 // Kill sends SIGKILL and waits for the process to end.
 func (p *Process) Kill() {
 	if p.cmd == nil || p.cmd.Process == nil {

@@ -1,0 +1,318 @@
+// Package proctest runs the genlbridge binary as a process in tests, the way
+// operators run it, and watches it through the contracts operators use: its
+// /metrics and /readyz endpoints, its JSON log, its exit status. The binary
+// is built once per test binary (go build ./cmd/genlbridge).
+//
+// A Bridge is owned by the test that started it: it is killed at the end of
+// the test if still running. Its methods may be called from any goroutine.
+package proctest
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds the genlbridge binary once per test binary and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "proctest-genlbridge-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "genlbridge")
+		cmd := exec.Command("go", "build", "-o", binPath, "github.com/genlbridge/genlbridge/cmd/genlbridge")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build genlbridge: %v: %s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Bridge is a running `genlbridge run` process.
+type Bridge struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	log  syncBuffer
+	addr string // metrics and health, host:port
+
+	done    chan struct{}
+	waitErr error
+}
+
+// Start runs `genlbridge run` with env (KEY=value settings) on top of a
+// clean environment (PATH only), JSON logs and a metrics address of its own,
+// and waits until it serves /healthz. It fails the test if the process
+// exits first.
+func Start(t testing.TB, env ...string) *Bridge {
+	t.Helper()
+	b := &Bridge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), done: make(chan struct{})}
+	b.cmd = exec.Command(Binary(t), "run")
+	b.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_LOG_FORMAT=json", "GENLBRIDGE_HTTP_ADDR=" + b.addr}, env...)
+	var w io.Writer = &b.log
+	if testing.Verbose() {
+		w = io.MultiWriter(&b.log, prefixed{os.Stderr, "bridge | "})
+	}
+	b.cmd.Stdout, b.cmd.Stderr = w, w
+	if err := b.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		b.waitErr = b.cmd.Wait()
+		close(b.done)
+	}()
+	t.Cleanup(func() {
+		if b.Running() {
+			_ = b.cmd.Process.Kill()
+			<-b.done
+		}
+	})
+	b.WaitFor(30*time.Second, "/healthz to answer", func() bool {
+		resp, err := http.Get("http://" + b.addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return b
+}
+
+// Running reports whether the process has not exited.
+func (b *Bridge) Running() bool {
+	select {
+	case <-b.done:
+		return false
+	default:
+		return true
+	}
+}
+
+// Signal sends sig to the process.
+func (b *Bridge) Signal(sig syscall.Signal) {
+	b.t.Helper()
+	if err := b.cmd.Process.Signal(sig); err != nil && b.Running() {
+		b.t.Fatal(err)
+	}
+}
+
+// Wait waits up to timeout for the process to exit and returns its exit
+// code (-1 when a signal killed it).
+func (b *Bridge) Wait(timeout time.Duration) int {
+	b.t.Helper()
+	select {
+	case <-b.done:
+	case <-time.After(timeout):
+		b.t.Fatalf("genlbridge did not exit within %s; its log:\n%s", timeout, b.Log())
+	}
+	if b.waitErr == nil {
+		return 0
+	}
+	var ee *exec.ExitError
+	if errors.As(b.waitErr, &ee) {
+		return ee.ExitCode()
+	}
+	b.t.Fatal(b.waitErr)
+	return -1
+}
+
+// Log returns everything the process printed so far.
+func (b *Bridge) Log() string { return b.log.String() }
+
+// LogRecords returns the JSON log records whose msg is msg, in order.
+func (b *Bridge) LogRecords(msg string) []map[string]any {
+	var out []map[string]any
+	sc := bufio.NewScanner(strings.NewReader(b.Log()))
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		var rec map[string]any
+		if json.Unmarshal(sc.Bytes(), &rec) == nil && rec["msg"] == msg {
+			out = append(out, rec)
+		}
+	}
+	return out
+}
+
+// Addr is the metrics and health address (host:port).
+func (b *Bridge) Addr() string { return b.addr }
+
+// Ready reports whether /readyz answers 200.
+func (b *Bridge) Ready() bool {
+	resp, err := http.Get("http://" + b.addr + "/readyz")
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
+}
+
+// Metrics scrapes /metrics.
+func (b *Bridge) Metrics() (Metrics, error) {
+	resp, err := http.Get("http://" + b.addr + "/metrics")
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("/metrics: %s", resp.Status)
+	}
+	return ParseMetrics(resp.Body)
+}
+
+// WaitMetrics scrapes /metrics until cond holds for a scrape, and returns
+// that scrape; it fails the test after timeout.
+func (b *Bridge) WaitMetrics(timeout time.Duration, what string, cond func(Metrics) bool) Metrics {
+	b.t.Helper()
+	var last Metrics
+	b.WaitFor(timeout, what, func() bool {
+		m, err := b.Metrics()
+		if err != nil {
+			return false
+		}
+		last = m
+		return cond(m)
+	})
+	return last
+}
+
+// WaitFor polls cond every 10ms until it holds; it fails the test after
+// timeout, or when the process exits first.
+func (b *Bridge) WaitFor(timeout time.Duration, what string, cond func() bool) {
+	b.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if !b.Running() {
+			b.t.Fatalf("genlbridge exited (%v) while waiting for %s; its log:\n%s", b.waitErr, what, b.Log())
+		}
+		if time.Now().After(deadline) {
+			b.t.Fatalf("timed out after %s waiting for %s; genlbridge's log:\n%s", timeout, what, b.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Metrics is one scrape: samples by name with their labels as written,
+// e.g. m[`genlbridge_events_dropped_total{reason="overrun"}`].
+type Metrics map[string]float64
+
+// Get returns the sample name{labels}; labels are "k=v" pairs in the order
+// the exposition writes them (alphabetical).
+func (m Metrics) Get(name string, labels ...string) float64 {
+	if len(labels) == 0 {
+		return m[name]
+	}
+	var b strings.Builder
+	b.WriteString(name)
+	b.WriteByte('{')
+	for i, l := range labels {
+		k, v, _ := strings.Cut(l, "=")
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, "%s=%q", k, v)
+	}
+	b.WriteByte('}')
+	return m[b.String()]
+}
+
+// Sum adds every sample of the metric name, whatever its labels.
+func (m Metrics) Sum(name string) float64 {
+	var s float64
+	for k, v := range m {
+		if k == name || strings.HasPrefix(k, name+"{") {
+			s += v
+		}
+	}
+	return s
+}
+
+// ParseMetrics reads the Prometheus text exposition format.
+func ParseMetrics(r io.Reader) (Metrics, error) {
+	m := Metrics{}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		i := strings.LastIndexByte(line, ' ')
+		if i < 0 {
+			return nil, fmt.Errorf("metrics line %q", line)
+		}
+		v, err := strconv.ParseFloat(line[i+1:], 64)
+		if err != nil {
+			return nil, fmt.Errorf("metrics line %q: %v", line, err)
+		}
+		m[line[:i]] = v
+	}
+	return m, sc.Err()
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+type prefixed struct {
+	w      io.Writer
+	prefix string
+}
+
+func (p prefixed) Write(b []byte) (int, error) {
+	for _, line := range bytes.SplitAfter(b, []byte{'\n'}) {
+		if len(line) > 0 {
+			fmt.Fprintf(p.w, "%s%s", p.prefix, line)
+		}
+	}
+	return len(b), nil
+}
