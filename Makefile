@@ -2,8 +2,10 @@
 #
 #   make demo     the module in a VM, the bridge and `genlbridge tail` on it
 #   make run      build and run the bridge with an embedded NATS server
+#   make tail     print what make run publishes
 #   make test     everything CI runs: vet, gofmt, unit and real-kernel tests
-#                 (race detector), short fuzzing, and the kernel module in qemu
+#                 (race detector), short fuzzing, the kernel module in qemu,
+#                 and make demo
 #   make bench    microbenchmarks and genlbench, the side-by-side harness
 #   make bench-vm the module's burst in the VM: a raw receiver against the bridge
 #
@@ -13,10 +15,12 @@
 GO        ?= go
 BIN       := build/genlbridge
 FUZZTIME  ?= 10s
-APT_PKGS  := iproute2
+# Tools the tests call: ip (netns, veth, ip mptcp), ethtool, modinfo, and the
+# kernel's YNL specs (Debian's linux-doc-6.12) the decoder tests compare with.
+APT_PKGS  := iproute2 ethtool kmod linux-doc-6.12
 
 .DEFAULT_GOAL := build
-.PHONY: build run test deps vet fmt-check unit fuzz bench clean
+.PHONY: build run tail test deps vet fmt-check unit fuzz bench clean
 
 # vm-test puts the bridge binary in the VM: build it first.
 VM_TEST_DEPS := build
@@ -24,7 +28,7 @@ include mk/vm.mk
 
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/genlbridge
@@ -32,6 +36,10 @@ build:
 # The embedded server keeps its JetStream store under build/ unless told otherwise.
 run: build
 	GENLBRIDGE_DATA_DIR=$${GENLBRIDGE_DATA_DIR:-$(CURDIR)/build/data} $(BIN) run
+
+# tail what make run publishes, with the credentials it keeps in build/data.
+tail: build
+	GENLBRIDGE_DATA_DIR=$${GENLBRIDGE_DATA_DIR:-$(CURDIR)/build/data} $(BIN) tail
 
 vet:
 	$(GO) vet ./...
@@ -46,7 +54,9 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bridge
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) ./event
 
-test: vet fmt-check fuzz vm-test unit
+# demo: the README's first command is part of what CI proves; it fails
+# unless its burst ends fully accounted (received + reported lost).
+test: deps vet fmt-check fuzz vm-test demo unit
 
 # Microbenchmarks, then the side-by-side harness (root; a few minutes):
 # table on stdout, build/bench/results.json and build/bench/chart.png.

@@ -27,7 +27,7 @@ _vm_saved_default_goal := $(.DEFAULT_GOAL)
 VM_DIR           ?= build/vm
 # One headers meta package per kernel; apt resolves each to a kernel release.
 VM_KERNEL_PKGS   ?= linux-headers-amd64 linux-headers-6.12-amd64
-VM_TOOL_PKGS     ?= qemu-system-x86 busybox-static
+VM_TOOL_PKGS     ?= qemu-system-x86 busybox-static kmod
 VM_PKGS          ?= $(VM_TOOL_PKGS) $(VM_KERNEL_PKGS)
 VM_DEMO_PKG      ?= linux-headers-amd64
 VM_GUEST_TEST    ?= $(VM_DIR)/vmtest.test

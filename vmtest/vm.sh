@@ -2,7 +2,9 @@
 # Helper of mk/vm.mk: installs the VM test's Debian packages, fetches the test
 # kernels and builds genl_exmpl.ko against each kernel's own headers.
 #
-#   vmtest/vm.sh deps PKG...            install the packages that are missing
+#   vmtest/vm.sh deps PKG...            install the packages that are missing,
+#                                       then check that every tool the VM
+#                                       scripts call is there
 #   vmtest/vm.sh kvers META...          print the kernel release each headers
 #                                       meta package (e.g. linux-headers-amd64)
 #                                       stands for, one a line
@@ -12,6 +14,8 @@
 # Versions are resolved with apt and dpkg, never written down here. Run from
 # the repository root; VM_DIR defaults to build/vm. Needs root for apt-get.
 set -eu
+# modinfo and ip live in sbin, which a user's PATH may lack.
+PATH=$PATH:/usr/sbin:/sbin
 
 VM_DIR=${VM_DIR:-build/vm}
 KMOD_DIR=${KMOD_DIR:-kmod}
@@ -19,6 +23,33 @@ KMOD_DIR=${KMOD_DIR:-kmod}
 KMOD_WERROR=${KMOD_WERROR:-1}
 
 die() { echo "vm.sh: $*" >&2; exit 1; }
+
+# The commands these scripts and the VM test call, each with the Debian
+# package that has it.
+TOOLS="modinfo:kmod qemu-system-x86_64:qemu-system-x86 busybox:busybox-static dpkg-deb:dpkg tar:tar make:make gcc:gcc ip:iproute2"
+
+# need CMD PKG: fail, naming the command and its package, when CMD is missing.
+need() {
+	command -v "$1" >/dev/null 2>&1 ||
+		die "$1 is missing (Debian package $2; make vm-deps installs it)"
+}
+
+# tools: install the package of every missing tool, then check them all.
+cmd_tools() {
+	missing=
+	for t in $TOOLS; do
+		c=${t%%:*} p=${t#*:}
+		command -v "$c" >/dev/null 2>&1 || missing="$missing $p"
+	done
+	if [ -n "$missing" ]; then
+		echo "vm-deps: installing$missing (for tools the VM test calls)"
+		export DEBIAN_FRONTEND=noninteractive
+		# shellcheck disable=SC2086
+		apt-get install -y --no-install-recommends $missing ||
+			{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+	fi
+	for t in $TOOLS; do need "${t%%:*}" "${t#*:}"; done
+}
 
 installed() { # PKG: is the package installed?
 	[ "$(dpkg-query -W -f='${db:Status-Status}' "$1" 2>/dev/null)" = installed ]
@@ -29,13 +60,17 @@ cmd_deps() {
 	for p in "$@"; do
 		installed "$p" || missing="$missing $p"
 	done
-	[ -n "$missing" ] || { echo "vm-deps: all installed:$(printf ' %s' "$@")"; return 0; }
-	echo "vm-deps: installing$missing"
-	export DEBIAN_FRONTEND=noninteractive
-	# The package lists may be missing or stale on a new machine.
-	# shellcheck disable=SC2086
-	apt-get install -y --no-install-recommends $missing ||
-		{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+	if [ -n "$missing" ]; then
+		echo "vm-deps: installing$missing"
+		export DEBIAN_FRONTEND=noninteractive
+		# The package lists may be missing or stale on a new machine.
+		# shellcheck disable=SC2086
+		apt-get install -y --no-install-recommends $missing ||
+			{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+	else
+		echo "vm-deps: all installed:$(printf ' %s' "$@")"
+	fi
+	cmd_tools
 }
 
 # kver META: the kernel release that a headers meta package depends on, from
@@ -58,6 +93,8 @@ cmd_kvers() {
 fetch_vmlinuz() {
 	k=$1 dir=$2
 	[ -s "$dir/vmlinuz" ] && return 0
+	need dpkg-deb dpkg
+	need tar tar
 	ver=$(dpkg-query -W -f='${Version}' "linux-headers-$k" 2>/dev/null) ||
 		die "linux-headers-$k is not installed (run make vm-deps)"
 	debs=$VM_DIR/debs
@@ -87,6 +124,9 @@ build_kmod() {
 	k=$1 dir=$2
 	kdir=/usr/src/linux-headers-$k
 	[ -d "$kdir" ] || die "$kdir missing (run make vm-deps)"
+	need make make
+	need gcc gcc
+	need modinfo kmod
 	src=$dir/kmod
 	mkdir -p "$src"
 	# Copies keep their times, so an unchanged module is not rebuilt.
@@ -105,10 +145,10 @@ build_kmod() {
 		[ "$KMOD_WERROR" = 1 ] && die "genl_exmpl.ko for $k: $n warning(s) with W=1"
 	fi
 	cp -p "$src/genl_exmpl.ko" "$dir/genl_exmpl.ko"
-	magic=$(modinfo -F vermagic "$dir/genl_exmpl.ko" 2>/dev/null || true)
+	magic=$(modinfo -F vermagic "$dir/genl_exmpl.ko") || die "modinfo cannot read $dir/genl_exmpl.ko"
 	case "$magic" in
 	"$k "*) ;;
-	*) die "genl_exmpl.ko for $k has vermagic '$magic'" ;;
+	*) die "genl_exmpl.ko for $k has vermagic '$magic', want '$k ...'" ;;
 	esac
 	echo "vm-kernels: $dir/genl_exmpl.ko ($n warnings with W=1, vermagic $magic)"
 }
@@ -123,11 +163,12 @@ cmd_kernels() {
 	done
 }
 
-[ $# -ge 1 ] || die "usage: vm.sh deps|kvers|kernels ARG..."
+[ $# -ge 1 ] || die "usage: vm.sh deps|tools|kvers|kernels ARG..."
 cmd=$1
 shift
 case "$cmd" in
 deps) cmd_deps "$@" ;;
+tools) cmd_tools ;;
 kvers) cmd_kvers "$@" ;;
 kernels) cmd_kernels "$@" ;;
 *) die "unknown command $cmd" ;;
