@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"strings"
 	"testing"
@@ -8,15 +9,33 @@ import (
 	"github.com/genlbridge/genlbridge/config"
 )
 
-// The README's configuration table must name every setting the binary reads.
+// readmeRow is a setting's row in the README's configuration table.
+func readmeRow(v config.Var) string {
+	def := "(empty)"
+	if v.Default != "" {
+		def = "`" + v.Default + "`"
+	}
+	return fmt.Sprintf("| `%s` | %s | %s |", v.Env, def, v.Desc)
+}
+
+// The README's configuration table is the binary's: every setting, with its
+// default and its description as `run --help` prints them, in order.
 func TestReadmeListsEveryVariable(t *testing.T) {
 	b, err := os.ReadFile("../../README.md")
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, v := range config.Vars() {
-		if !strings.Contains(string(b), "`"+v.Env+"`") {
-			t.Errorf("README.md does not document %s", v.Env)
+	var rows []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "| `GENLBRIDGE_") {
+			rows = append(rows, line)
 		}
+	}
+	var want []string
+	for _, v := range config.Vars() {
+		want = append(want, readmeRow(v))
+	}
+	if strings.Join(rows, "\n") != strings.Join(want, "\n") {
+		t.Errorf("README.md's configuration table differs from the binary's settings; want these rows:\n%s", strings.Join(want, "\n"))
 	}
 }
