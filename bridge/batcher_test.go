@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
 )
@@ -273,7 +275,7 @@ func TestLossRecordsOfDroppedEventsCarryTheirInstance(t *testing.T) {
 	q2.push(context.Background(), ev(7, 4, event.SeqKernel))
 	q2.push(context.Background(), ev(8, 5, event.SeqBridge))
 	// The records go out (and fail) with the next batch: the sink sees them.
-	waitUntilTest(t, func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.losses) >= 2 })
+	natstest.WaitFor(t, 10*time.Second, "the records at the sink", func() bool { rec.mu.Lock(); defer rec.mu.Unlock(); return len(rec.losses) >= 2 })
 	if n := bt.ledger.count(event.ReasonPublishFailed); n != 2 {
 		t.Fatalf("publish_failed %d, want 2", n)
 	}
@@ -282,16 +284,5 @@ func TestLossRecordsOfDroppedEventsCarryTheirInstance(t *testing.T) {
 	rec.mu.Unlock()
 	if got[0].FirstSeq != 7 || got[0].Instance != 4 || got[1].FirstSeq != 0 || got[1].Instance != 0 {
 		t.Fatalf("publish_failed records %+v", got)
-	}
-}
-
-func waitUntilTest(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("timed out")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }

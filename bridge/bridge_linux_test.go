@@ -5,19 +5,17 @@ package bridge_test
 import (
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
-	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/bridge"
-	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/inject"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
@@ -25,100 +23,18 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func testLogger(t *testing.T) *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func testLogger(*testing.T) *slog.Logger { return natstest.Logger() }
 
 // startNATS runs a real nats-server in the test process.
 func startNATS(t *testing.T) *nats.Conn {
 	t.Helper()
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(srv.Shutdown)
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Name: t.Name(), Logger: testLogger(t)})
+	srv := natstest.StartServer(t, 0, nil)
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: srv.URL(), Name: t.Name(), Logger: testLogger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
 	return nc
-}
-
-// collector is a NATS subscriber that keeps every record it receives.
-type collector struct {
-	mu       sync.Mutex
-	events   []event.Event
-	losses   []event.Loss
-	subjects map[string]int
-	ids      map[string]int
-}
-
-func collect(t *testing.T, url, subject string) *collector {
-	t.Helper()
-	nc, err := nats.Connect(url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	c := &collector{subjects: map[string]int{}, ids: map[string]int{}}
-	_, err = nc.Subscribe(subject, func(m *nats.Msg) {
-		c.mu.Lock()
-		defer c.mu.Unlock()
-		c.subjects[m.Subject]++
-		c.ids[m.Header.Get("Nats-Msg-Id")]++
-		for _, line := range strings.Split(strings.TrimSpace(string(m.Data)), "\n") {
-			var v event.Envelope
-			if err := json.Unmarshal([]byte(line), &v); err != nil {
-				t.Errorf("bad record on %s: %v: %s", m.Subject, err, line)
-				return
-			}
-			if v.Type == "loss" {
-				c.losses = append(c.losses, v.Loss())
-			} else {
-				c.events = append(c.events, v.Event)
-			}
-		}
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := nc.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	return c
-}
-
-func (c *collector) snapshot() ([]event.Event, []event.Loss) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.events), slices.Clone(c.losses)
-}
-
-// accounted is how many events the subscriber received plus how many its
-// loss records count.
-func (c *collector) accounted() uint64 {
-	evs, losses := c.snapshot()
-	n := uint64(len(evs))
-	for _, l := range losses {
-		n += l.Count
-	}
-	return n
-}
-
-// waitFor polls cond until it holds or the timeout passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // runBridge runs b until the test ends, checking that Run returns nil.
@@ -142,7 +58,7 @@ func runBridge(t *testing.T, b *bridge.Bridge) (stop func()) {
 		})
 	}
 	t.Cleanup(stop)
-	waitFor(t, 5*time.Second, "every subscription joined", func() bool {
+	natstest.WaitFor(t, 5*time.Second, "every subscription joined", func() bool {
 		for _, s := range b.Subscriptions() {
 			if s.State != bridge.StateJoined {
 				return false
@@ -189,7 +105,7 @@ func (g *gate) Deliver(ctx context.Context, b *sink.Batch) error {
 func TestNetdevVethEventsReachNATS(t *testing.T) {
 	ns := netnstest.Need(t)
 	nc := startNATS(t)
-	col := collect(t, nc.ConnectedUrl(), "genl.>")
+	col := natstest.Collect(t, nc.ConnectedUrl(), "genl.>", nil)
 	out := sink.NewNATS(nc, sink.NATSConfig{Logger: testLogger(t)})
 	b, err := bridge.New(bridge.Config{
 		Subscriptions: []bridge.Subscription{{Family: "netdev", Group: "mgmt"}},
@@ -211,7 +127,7 @@ func TestNetdevVethEventsReachNATS(t *testing.T) {
 	// NETDEV_CMD_DEV_ADD_NTF (2) for both ends of every pair, each with its ifindex (attribute 1).
 	const devAddNtf = 2
 	ifindexes := func() map[uint32]bool {
-		evs, _ := col.snapshot()
+		evs, _ := col.Snapshot()
 		m := map[uint32]bool{}
 		for _, e := range evs {
 			if e.Cmd != devAddNtf {
@@ -225,7 +141,7 @@ func TestNetdevVethEventsReachNATS(t *testing.T) {
 		}
 		return m
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("dev-add notifications for %d devices", 2*pairs), func() bool { return len(ifindexes()) >= 2*pairs })
+	natstest.WaitFor(t, 10*time.Second, fmt.Sprintf("dev-add notifications for %d devices", 2*pairs), func() bool { return len(ifindexes()) >= 2*pairs })
 	// More notifications (e.g. DEV_CHANGE) may still be on their way: stop
 	// the bridge so its counters are final, then wait for the collector.
 	stop()
@@ -233,12 +149,12 @@ func TestNetdevVethEventsReachNATS(t *testing.T) {
 	if st.Received != st.Delivered {
 		t.Fatalf("stats after stop %+v: received != delivered", st)
 	}
-	waitFor(t, 10*time.Second, fmt.Sprintf("%d delivered events at the collector", st.Delivered), func() bool {
-		evs, _ := col.snapshot()
+	natstest.WaitFor(t, 10*time.Second, fmt.Sprintf("%d delivered events at the collector", st.Delivered), func() bool {
+		evs, _ := col.Snapshot()
 		return uint64(len(evs)) >= st.Delivered
 	})
 
-	evs, _ := col.snapshot()
+	evs, _ := col.Snapshot()
 	bootID := bridge.BootID()
 	if bootID == "" {
 		t.Fatal("no boot id on this machine")
@@ -257,13 +173,11 @@ func TestNetdevVethEventsReachNATS(t *testing.T) {
 		}
 		seqs[e.Seq] = true
 	}
-	col.mu.Lock()
-	defer col.mu.Unlock()
 	// The host's dots must not add subject levels.
-	if n := col.subjects["genl.netdev.mgmt.node-7_rack_example"]; n != len(evs) {
-		t.Fatalf("subjects %v, want all %d events on genl.netdev.mgmt.node-7_rack_example", col.subjects, len(evs))
+	if subjects := col.Subjects(); subjects["genl.netdev.mgmt.node-7_rack_example"] != len(evs) {
+		t.Fatalf("subjects %v, want all %d events on genl.netdev.mgmt.node-7_rack_example", subjects, len(evs))
 	}
-	for id, n := range col.ids {
+	for id, n := range col.MsgIDs() {
 		if id == "" || n != 1 {
 			t.Fatalf("Nats-Msg-Id %q seen %d times", id, n)
 		}
@@ -275,11 +189,11 @@ func TestNetdevVethEventsReachNATS(t *testing.T) {
 
 // injectBridge runs a bridge on netdev/mgmt in a fresh namespace, decoding
 // what a userspace sender multicasts there with the module's schema.
-func injectBridge(t *testing.T, cfg bridge.Config, wrap func(sink.Sink) sink.Sink) (*bridge.Bridge, *inject.Sender, *collector, func()) {
+func injectBridge(t *testing.T, cfg bridge.Config, wrap func(sink.Sink) sink.Sink) (*bridge.Bridge, *inject.Sender, *natstest.Collector, func()) {
 	t.Helper()
 	ns := netnstest.Need(t)
 	nc := startNATS(t)
-	col := collect(t, nc.ConnectedUrl(), "genl.>")
+	col := natstest.Collect(t, nc.ConnectedUrl(), "genl.>", nil)
 	var out sink.Sink = sink.NewNATS(nc, sink.NATSConfig{Logger: testLogger(t)})
 	if wrap != nil {
 		out = wrap(out)
@@ -302,9 +216,9 @@ func injectBridge(t *testing.T, cfg bridge.Config, wrap func(sink.Sink) sink.Sin
 
 // checkAccounting verifies that every sequence number 1..sent is either an
 // event the subscriber received or inside exactly one loss record.
-func checkAccounting(t *testing.T, col *collector, sent uint64) (received, lost uint64) {
+func checkAccounting(t *testing.T, col *natstest.Collector, sent uint64) (received, lost uint64) {
 	t.Helper()
-	evs, losses := col.snapshot()
+	evs, losses := col.Snapshot()
 	seen := make([]int, sent+1)
 	for _, e := range evs {
 		if e.Seq < 1 || e.Seq > sent {
@@ -348,7 +262,7 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 	// still wait in the socket: the lost ones are the newest, not those.
 	time.Sleep(300 * time.Millisecond)
 	g.release()
-	waitFor(t, 20*time.Second, "every injected event accounted for", func() bool {
+	natstest.WaitFor(t, 20*time.Second, "every injected event accounted for", func() bool {
 		st := b.Stats()
 		return st.Received+st.Lost[event.ReasonOverrun]+st.Lost[event.ReasonSeqGap] == burst && st.QueueDepth == 0
 	})
@@ -359,8 +273,8 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 	if st.Lost[event.ReasonSeqGap] != 0 || st.SocketDrops != st.Lost[event.ReasonOverrun] {
 		t.Fatalf("drops must all be overruns, counted from the kernel: %+v", st)
 	}
-	waitFor(t, 10*time.Second, "the subscriber received all records", func() bool {
-		return col.accounted() == burst
+	natstest.WaitFor(t, 10*time.Second, "the subscriber received all records", func() bool {
+		return col.Accounted() == burst
 	})
 	received, lost := checkAccounting(t, col, burst)
 	t.Logf("burst %d: received %d, overrun %d (kernel drop counter %d)", burst, received, lost, st.SocketDrops)
@@ -381,13 +295,13 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 		}
 		next += 10
 		want := next - 1
-		waitFor(t, 10*time.Second, fmt.Sprintf("round %d accounted", round), func() bool {
+		natstest.WaitFor(t, 10*time.Second, fmt.Sprintf("round %d accounted", round), func() bool {
 			st := b.Stats()
 			return st.Received+st.Lost[event.ReasonOverrun]+st.Lost[event.ReasonSeqGap] == want
 		})
-		evs, _ := col.snapshot()
-		waitFor(t, 10*time.Second, "the trickle after the overrun delivered", func() bool {
-			evs, _ = col.snapshot()
+		evs, _ := col.Snapshot()
+		natstest.WaitFor(t, 10*time.Second, "the trickle after the overrun delivered", func() bool {
+			evs, _ = col.Snapshot()
 			for _, e := range evs {
 				if e.Seq == want {
 					return true
@@ -396,8 +310,8 @@ func TestOverrunCountedExactlyAndReadingGoesOn(t *testing.T) {
 			return false
 		})
 	}
-	waitFor(t, 10*time.Second, "all loss records published", func() bool {
-		return col.accounted() == next-1
+	natstest.WaitFor(t, 10*time.Second, "all loss records published", func() bool {
+		return col.Accounted() == next-1
 	})
 	checkAccounting(t, col, next-1)
 }
@@ -414,9 +328,9 @@ func TestSequenceGapsAndResets(t *testing.T) {
 	// 1..3, then 4..6 missing (the module lost them), 7; then the
 	// sequence restarts (module reloaded) and 1..2 of the new one are missed.
 	send(1, 2, 3, 7, 3, 4)
-	waitFor(t, 5*time.Second, "6 events", func() bool { evs, _ := col.snapshot(); return len(evs) == 6 })
-	waitFor(t, 5*time.Second, "2 loss records", func() bool { _, l := col.snapshot(); return len(l) == 2 })
-	evs, losses := col.snapshot()
+	natstest.WaitFor(t, 5*time.Second, "6 events", func() bool { evs, _ := col.Snapshot(); return len(evs) == 6 })
+	natstest.WaitFor(t, 5*time.Second, "2 loss records", func() bool { _, l := col.Snapshot(); return len(l) == 2 })
+	evs, losses := col.Snapshot()
 	if losses[0].Reason != event.ReasonSeqGap || losses[0].FirstSeq != 4 || losses[0].LastSeq != 6 || losses[0].Count != 3 {
 		t.Fatalf("first loss %+v, want seq_gap 4-6", losses[0])
 	}
@@ -436,9 +350,9 @@ func TestUserspaceSendersRejectedAndCounted(t *testing.T) {
 	if err := snd.SendExmpl(1, 100); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "100 rejected", func() bool { return b.Stats().Lost[event.ReasonSenderRejected] == 100 })
+	natstest.WaitFor(t, 5*time.Second, "100 rejected", func() bool { return b.Stats().Lost[event.ReasonSenderRejected] == 100 })
 	time.Sleep(50 * time.Millisecond)
-	if evs, _ := col.snapshot(); len(evs) != 0 || b.Stats().Received != 0 {
+	if evs, _ := col.Snapshot(); len(evs) != 0 || b.Stats().Received != 0 {
 		t.Fatalf("userspace messages got through: %d events", len(evs))
 	}
 }
@@ -456,17 +370,17 @@ func TestQueueDropPolicies(t *testing.T) {
 			if err := snd.SendExmpl(1, n); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, 10*time.Second, "all read", func() bool { return b.Stats().Received == n })
+			natstest.WaitFor(t, 10*time.Second, "all read", func() bool { return b.Stats().Received == n })
 			if st := b.Stats(); st.QueueDepth != queueSize || st.Lost[event.ReasonQueueFull] != n-queueSize-1 {
 				t.Fatalf("held: queue depth %d, queue_full %d; want %d and %d", st.QueueDepth, st.Lost[event.ReasonQueueFull], queueSize, n-queueSize-1)
 			}
 			g.release()
-			waitFor(t, 10*time.Second, "all accounted at the subscriber", func() bool {
-				return col.accounted() == n
+			natstest.WaitFor(t, 10*time.Second, "all accounted at the subscriber", func() bool {
+				return col.Accounted() == n
 			})
 			// The subscriber can see a batch before Deliver returns and the
 			// bridge counts it delivered.
-			waitFor(t, 5*time.Second, "the delivered counter", func() bool {
+			natstest.WaitFor(t, 5*time.Second, "the delivered counter", func() bool {
 				return b.Stats().Delivered == queueSize+1
 			})
 			st := b.Stats()
@@ -474,7 +388,7 @@ func TestQueueDropPolicies(t *testing.T) {
 				t.Fatalf("stats %+v", st)
 			}
 			checkAccounting(t, col, n)
-			evs, losses := col.snapshot()
+			evs, losses := col.Snapshot()
 			for _, l := range losses {
 				if l.Instance != evs[0].Instance {
 					t.Fatalf("loss record %+v: want the events' instance %d", l, evs[0].Instance)

@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/inject"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
@@ -39,24 +41,13 @@ func runInternal(t *testing.T, cfg Config, rec *recorder) (*Bridge, *inject.Send
 			t.Error(err)
 		}
 	})
-	waitUntil(t, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
+	natstest.WaitFor(t, 10*time.Second, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
 	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { snd.Close() })
 	return b, snd
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }
 
 func (r *recorder) lossList() []event.Loss {
@@ -80,8 +71,8 @@ func TestMalformedIsNotCountedTwice(t *testing.T) {
 	binary.NativeEndian.PutUint16(bad[20:22], 400) // first attribute's length past the end
 	send(bad)
 	send(inject.AppendExmpl(nil, snd.FamilyID(), 3, "three"))
-	waitUntil(t, "two events", func() bool { return b.Stats().Delivered == 2 })
-	waitUntil(t, "the loss record", func() bool { return len(rec.lossList()) == 1 })
+	natstest.WaitFor(t, 10*time.Second, "two events", func() bool { return b.Stats().Delivered == 2 })
+	natstest.WaitFor(t, 10*time.Second, "the loss record", func() bool { return len(rec.lossList()) == 1 })
 	st := b.Stats()
 	if st.Lost[event.ReasonMalformed] != 1 || st.Lost[event.ReasonSeqGap] != 0 || st.Lost[event.ReasonOverrun] != 0 {
 		t.Fatalf("lost %v: want exactly one malformed", st.Lost)
@@ -106,11 +97,11 @@ func TestMarkerKeepsBridgeSequencedDropsRangeless(t *testing.T) {
 	}
 	time.Sleep(200 * time.Millisecond)
 	close(g)
-	waitUntil(t, "all accounted", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "all accounted", func() bool {
 		st := b.Stats()
 		return st.Received+st.Lost[event.ReasonOverrun] == 5000 && st.QueueDepth == 0
 	})
-	waitUntil(t, "loss records delivered", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "loss records delivered", func() bool {
 		var n uint64
 		for _, l := range rec.lossList() {
 			n += l.Count
@@ -158,7 +149,7 @@ func TestStopWhileBlockedCountsTheReadBatch(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	waitUntil(t, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
+	natstest.WaitFor(t, 10*time.Second, "joined", func() bool { return b.Subscriptions()[0].State == StateJoined })
 	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
 	if err != nil {
 		t.Fatal(err)
@@ -170,7 +161,7 @@ func TestStopWhileBlockedCountsTheReadBatch(t *testing.T) {
 	}
 	// One event in the sink, queueSize in the queue, one in the reader's
 	// hands: it is blocked, with the rest of its read batch and of the socket.
-	waitUntil(t, "the reader blocked", func() bool {
+	natstest.WaitFor(t, 10*time.Second, "the reader blocked", func() bool {
 		st := b.Stats()
 		return st.QueueDepth == queueSize && st.Received == queueSize+2
 	})

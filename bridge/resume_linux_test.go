@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/inject"
@@ -53,7 +55,7 @@ func TestRestartReportsTheGapFromTheStream(t *testing.T) {
 		if err := snd.SendExmpl(first, n); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 10*time.Second, "events and loss records delivered", func() bool {
+		natstest.WaitFor(t, 10*time.Second, "events and loss records delivered", func() bool {
 			st := b.Stats()
 			return st.Delivered == uint64(n) && st.LossRecords == losses
 		})

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/inject"
@@ -16,10 +18,10 @@ import (
 
 // shutdownBridge runs a bridge whose sink holds deliveries, queues n events,
 // then ends Run's context and returns how long Run took to return.
-func shutdownBridge(t *testing.T, n int, timeout time.Duration, releaseAfter time.Duration) (*bridge.Bridge, *collector, time.Duration) {
+func shutdownBridge(t *testing.T, n int, timeout time.Duration, releaseAfter time.Duration) (*bridge.Bridge, *natstest.Collector, time.Duration) {
 	ns := netnstest.Need(t)
 	nc := startNATS(t)
-	col := collect(t, nc.ConnectedUrl(), "genl.>")
+	col := natstest.Collect(t, nc.ConnectedUrl(), "genl.>", nil)
 	g := newGate(sink.NewNATS(nc, sink.NATSConfig{Logger: testLogger(t)}))
 	b, err := bridge.New(bridge.Config{
 		Subscriptions:         []bridge.Subscription{{Family: "netdev", Group: "mgmt", Decoder: bridge.DecodeExmpl}},
@@ -34,7 +36,7 @@ func shutdownBridge(t *testing.T, n int, timeout time.Duration, releaseAfter tim
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- b.Run(ctx) }()
-	waitFor(t, 5*time.Second, "joined", func() bool { return b.Subscriptions()[0].State == bridge.StateJoined })
+	natstest.WaitFor(t, 5*time.Second, "joined", func() bool { return b.Subscriptions()[0].State == bridge.StateJoined })
 	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
 	if err != nil {
 		t.Fatal(err)
@@ -43,7 +45,7 @@ func shutdownBridge(t *testing.T, n int, timeout time.Duration, releaseAfter tim
 	if err := snd.SendExmpl(1, n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 5*time.Second, "all read", func() bool { return b.Stats().Received == uint64(n) })
+	natstest.WaitFor(t, 5*time.Second, "all read", func() bool { return b.Stats().Received == uint64(n) })
 	start := time.Now()
 	cancel() // SIGTERM
 	if releaseAfter >= 0 {
@@ -67,7 +69,7 @@ func TestShutdownDeliversQueuedEvents(t *testing.T) {
 	if st.Delivered != n || st.Lost[event.ReasonPublishFailed] != 0 {
 		t.Fatalf("stats after shutdown %+v", st)
 	}
-	waitFor(t, 5*time.Second, "subscriber has all", func() bool { evs, _ := col.snapshot(); return len(evs) == n })
+	natstest.WaitFor(t, 5*time.Second, "subscriber has all", func() bool { evs, _ := col.Snapshot(); return len(evs) == n })
 	checkAccounting(t, col, n)
 	t.Logf("delivered %d queued events in %v after the stop", n, took)
 }

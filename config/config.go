@@ -19,6 +19,8 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/kelseyhightower/envconfig"
@@ -382,8 +384,8 @@ func (c *Config) UsesJetStream() bool {
 }
 
 // Auth gathers the NATS authentication settings.
-func (c *Config) Auth() sink.Auth {
-	return sink.Auth{CredsFile: c.NATSCreds, NKeySeedFile: c.NATSNKeySeed, Token: c.NATSToken, TokenFile: c.NATSTokenFile,
+func (c *Config) Auth() natsconn.Auth {
+	return natsconn.Auth{CredsFile: c.NATSCreds, NKeySeedFile: c.NATSNKeySeed, Token: c.NATSToken, TokenFile: c.NATSTokenFile,
 		User: c.NATSUser, Password: c.NATSPassword, PasswordFile: c.NATSPasswordFile,
 		TLSCA: c.NATSTLSCA, TLSCert: c.NATSTLSCert, TLSKey: c.NATSTLSKey}
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
@@ -74,7 +76,7 @@ func TestMetricsAndHealthOfARunningBridge(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: srv.URL(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}

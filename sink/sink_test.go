@@ -6,13 +6,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
+	"github.com/genlbridge/genlbridge/natsconn"
 
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
@@ -21,7 +22,7 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func quiet() *slog.Logger { return natstest.Logger() }
 
 func TestToken(t *testing.T) {
 	for in, want := range map[string]string{
@@ -70,75 +71,13 @@ func sampleBatch(n int) *sink.Batch {
 	return b
 }
 
-// freePort returns a loopback port nothing listens on now.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
-func startServer(t *testing.T, port int, opts func(*server.Options)) *broker.Server {
-	t.Helper()
-	srv, err := broker.Start(broker.Config{Listen: fmt.Sprintf("127.0.0.1:%d", port), Options: opts})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return srv
-}
-
-type received struct {
-	mu   sync.Mutex
-	msgs []*nats.Msg
-}
-
-func subscribe(t *testing.T, url string) *received {
-	t.Helper()
-	nc, err := nats.Connect(url, nats.MaxReconnects(-1), nats.ReconnectWait(50*time.Millisecond))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	r := &received{}
-	if _, err := nc.Subscribe("genl.>", func(m *nats.Msg) {
-		r.mu.Lock()
-		r.msgs = append(r.msgs, m)
-		r.mu.Unlock()
-	}); err != nil {
-		t.Fatal(err)
-	}
-	nc.Flush()
-	return r
-}
-
-func (r *received) wait(t *testing.T, n int) []*nats.Msg {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		r.mu.Lock()
-		got := append([]*nats.Msg(nil), r.msgs...)
-		r.mu.Unlock()
-		if len(got) >= n {
-			return got
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d messages, want %d", len(got), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // serverAndSubscriber starts a server with a subscriber on genl.> and
 // connects to it the way the bridge does; all end with the test.
-func serverAndSubscriber(t *testing.T) (*received, *nats.Conn) {
+func serverAndSubscriber(t *testing.T) (*natstest.Collector, *nats.Conn) {
 	t.Helper()
-	srv := startServer(t, 0, nil)
-	t.Cleanup(srv.Shutdown)
-	sub := subscribe(t, srv.URL())
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	srv := natstest.StartServer(t, 0, nil)
+	sub := natstest.Collect(t, srv.URL(), "genl.>", nil)
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: srv.URL(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -154,7 +93,7 @@ func TestNATSPerEventMessages(t *testing.T) {
 	if err := s.Deliver(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	msgs := sub.wait(t, 4)
+	msgs := sub.WaitMessages(4, 10*time.Second)
 	// The loss record goes first, on its own subject.
 	if msgs[0].Subject != "genl.CONTROL_EXMPL.EXMPL_GRP.h_one.loss" {
 		t.Fatalf("loss subject %q", msgs[0].Subject)
@@ -198,9 +137,9 @@ func TestNATSOversizedEventGivenUpAlone(t *testing.T) {
 		}
 	}
 	// Per event: events 0 and 2; batched: [0] and [2] (the big one splits the run).
-	msgs := sub.wait(t, 4)
+	msgs := sub.WaitMessages(4, 10*time.Second)
 	time.Sleep(50 * time.Millisecond)
-	if msgs = sub.wait(t, 4); len(msgs) != 4 {
+	if msgs = sub.WaitMessages(4, 10*time.Second); len(msgs) != 4 {
 		t.Fatalf("%d messages, want 4", len(msgs))
 	}
 	for _, m := range msgs {
@@ -211,10 +150,10 @@ func TestNATSOversizedEventGivenUpAlone(t *testing.T) {
 }
 
 func TestNATSBatchedMessagesSplitBelowMaxPayload(t *testing.T) {
-	srv := startServer(t, 0, func(o *server.Options) { o.MaxPayload = 8 << 10 })
+	srv := natstest.StartServer(t, 0, func(o *server.Options) { o.MaxPayload = 8 << 10 })
 	defer srv.Shutdown()
-	sub := subscribe(t, srv.URL())
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	sub := natstest.Collect(t, srv.URL(), "genl.>", nil)
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: srv.URL(), Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +167,7 @@ func TestNATSBatchedMessagesSplitBelowMaxPayload(t *testing.T) {
 	if msgs < 9 || msgs > 20 {
 		t.Fatalf("%d messages for 200 events under an 8 KiB limit", msgs)
 	}
-	got := sub.wait(t, int(msgs))
+	got := sub.WaitMessages(int(msgs), 10*time.Second)
 	var seqs []uint64
 	for _, m := range got {
 		if len(m.Data) > 8<<10 {
@@ -253,11 +192,11 @@ func TestNATSBatchedMessagesSplitBelowMaxPayload(t *testing.T) {
 }
 
 func TestNATSSurvivesBrokerOutage(t *testing.T) {
-	port := freePort(t)
-	srv := startServer(t, port, nil)
+	port := natstest.FreePort(t)
+	srv := natstest.StartServer(t, port, nil)
 	url := srv.URL()
-	sub := subscribe(t, url)
-	nc, err := sink.Connect(sink.ConnConfig{URL: url, Logger: quiet()})
+	sub := natstest.Collect(t, url, "genl.>", nil)
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: url, Logger: quiet()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -266,7 +205,7 @@ func TestNATSSurvivesBrokerOutage(t *testing.T) {
 	if err := s.Deliver(context.Background(), sampleBatch(5)); err != nil {
 		t.Fatal(err)
 	}
-	sub.wait(t, 5)
+	sub.WaitMessages(5, 10*time.Second)
 
 	// The broker goes away: Deliver keeps the batch and retries instead of dropping it.
 	srv.Shutdown()
@@ -277,7 +216,7 @@ func TestNATSSurvivesBrokerOutage(t *testing.T) {
 		t.Fatalf("Deliver returned %v while the broker was down", err)
 	case <-time.After(500 * time.Millisecond):
 	}
-	srv2 := startServer(t, port, nil)
+	srv2 := natstest.StartServer(t, port, nil)
 	defer srv2.Shutdown()
 	select {
 	case err := <-done:
@@ -336,7 +275,7 @@ func benchNATS(b *testing.B, batched bool) {
 		b.Fatal(err)
 	}
 	defer srv.Shutdown()
-	nc, err := sink.Connect(sink.ConnConfig{URL: srv.URL(), Logger: quiet()})
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: srv.URL(), Logger: quiet()})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go"
@@ -31,11 +33,11 @@ func measureJSBare(n int) (*point, error) {
 		return nil, err
 	}
 	defer srv.Shutdown()
-	sub, err := subscribe(srv.URL())
+	sub, err := natstest.Count(srv.URL(), "genl.>", sampleEvery)
 	if err != nil {
 		return nil, err
 	}
-	defer sub.close()
+	defer sub.Close()
 	nc, err := nats.Connect(srv.URL())
 	if err != nil {
 		return nil, err
@@ -70,12 +72,12 @@ func measureJSBare(n int) (*point, error) {
 	}
 	acked := time.Now()
 	for {
-		if d, _ := sub.counts(); d >= uint64(n) || time.Since(acked) > 2*time.Second {
+		if d, _ := sub.Counts(); d >= uint64(n) || time.Since(acked) > 2*time.Second {
 			break
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	end := sub.lastTime()
+	end := sub.Last()
 	if end.Before(acked) {
 		end = acked
 	}
@@ -88,7 +90,7 @@ func measureJSBare(n int) (*point, error) {
 	if err != nil {
 		return nil, err
 	}
-	received, _ := sub.counts()
+	received, _ := sub.Counts()
 	if info.State.Msgs != uint64(n) {
 		return nil, fmt.Errorf("stream stored %d of %d", info.State.Msgs, n)
 	}

@@ -32,9 +32,12 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"time"
+
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
+
+	"github.com/genlbridge/genlbridge/internal/natstest"
 
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/internal/inject"
@@ -233,25 +236,8 @@ type point struct {
 type child struct {
 	cmd     *exec.Cmd
 	stdout  *bufio.Reader
-	stderr  *lineBuffer
+	stderr  *syncbuf.Buffer
 	metrics string // URL of /metrics for a bridge
-}
-
-type lineBuffer struct {
-	mu  sync.Mutex
-	buf strings.Builder
-}
-
-func (l *lineBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *lineBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
 }
 
 func freePort() int {
@@ -264,7 +250,7 @@ func freePort() int {
 }
 
 func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL string, env []string) (*child, error) {
-	c := &child{stderr: &lineBuffer{}}
+	c := &child{stderr: &syncbuf.Buffer{}}
 	switch mode {
 	case "raw":
 		c.cmd = exec.Command(self, "raw", ns.Path)
@@ -385,12 +371,12 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		return nil, err
 	}
 	defer srv.Shutdown()
-	var sub *subscriber
+	var sub *natstest.Counter
 	if mode != "raw" {
-		if sub, err = subscribe(srv.URL()); err != nil {
+		if sub, err = natstest.Count(srv.URL(), "genl.>", sampleEvery); err != nil {
 			return nil, err
 		}
-		defer sub.close()
+		defer sub.Close()
 	}
 	ch, err := startChild(self, o, mode, ns, srv.URL(), env)
 	if err != nil {
@@ -419,7 +405,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	if sub != nil {
 		last, lastChange := uint64(0), time.Now()
 		for {
-			d, l := sub.counts()
+			d, l := sub.Counts()
 			if d+l >= uint64(n) {
 				break
 			}
@@ -447,9 +433,9 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	}
 	var end time.Time
 	if sub != nil {
-		p.Delivered, _ = sub.counts()
-		end = sub.lastTime()
-		p.Latencies = sub.latencies()
+		p.Delivered, _ = sub.Counts()
+		end = sub.Last()
+		p.Latencies = sub.Latencies()
 		if ch.metrics == "" {
 			p.LostCounted = 0 // the naive pipeline counts nothing
 		}

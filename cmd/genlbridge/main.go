@@ -11,8 +11,9 @@ import (
 	"os"
 	"strings"
 
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/config"
-	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats.go"
 )
 
@@ -129,7 +130,7 @@ func serverFlag(fs *flag.FlagSet) *string {
 // when they are there (readable by root only).
 func connectTool(url, name string) (*nats.Conn, error) {
 	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
-	a := sink.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
+	a := natsconn.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
 		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
 		PasswordFile: env("NATS_PASSWORD_FILE"), TLSCA: env("NATS_TLS_CA"), TLSCert: env("NATS_TLS_CERT"), TLSKey: env("NATS_TLS_KEY")}
 	opts, err := a.Options()

@@ -6,9 +6,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/jstest"
@@ -162,7 +163,7 @@ func TestReplay(t *testing.T) {
 		events, losses, _ := templatesFromEnv()
 		ctx, cancel := context.WithCancel(context.Background())
 		defer cancel()
-		var stdout syncBuffer
+		var stdout syncbuf.Buffer
 		o := &replayOptions{stream: "Rfalse", events: events, losses: losses, host: "h3", follow: true, raw: true}
 		done := make(chan error, 1)
 		go func() { _, err := replay(ctx, nc, o, &stdout, &stdout); done <- err }()
@@ -196,22 +197,4 @@ func TestReplay(t *testing.T) {
 			t.Fatalf("%q", buf.String())
 		}
 	})
-}
-
-// syncBuffer is a bytes.Buffer for one writer and one reader goroutine.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

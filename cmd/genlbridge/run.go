@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"syscall"
 
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/config"
@@ -106,7 +108,7 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 		}
 		log.Info("connecting to nats", "url", url, "auth", authName)
 		var closing atomic.Bool // we close the connection: that is no failure
-		nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log,
+		nc, err := natsconn.Connect(natsconn.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log,
 			WriteTimeout: cfg.FlushTimeout,
 			OnClosed: func(err error) {
 				if closing.Load() {
@@ -127,7 +129,7 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 		monOpts.Connected = monitor.NATSConnected(nc)
 		if cfg.UsesJetStream() {
 			// The stream is provisioned and read (Resume) before the first event.
-			if err := sink.WaitConnected(ctx, nc, log); err != nil {
+			if err := natsconn.WaitConnected(ctx, nc, log); err != nil {
 				return closedCause(ctx, err)
 			}
 			jc := cfg.JetStream()

@@ -4,9 +4,10 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
 
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/nats-io/nats.go"
@@ -22,7 +23,7 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 	defer srv.Shutdown()
 	const n = 20000
 	var out bytes.Buffer
-	var errb lockedBuffer
+	var errb syncbuf.Buffer
 	done := make(chan int, 1)
 	go func() {
 		done <- mainErr([]string{"tail", "--server", srv.URL(), "--count", fmt.Sprint(n), "--timeout", "30s", "--json", "genl.>"}, &out, &errb)
@@ -52,21 +53,4 @@ func TestTailKeepsUpWithABurst(t *testing.T) {
 	if lines := strings.Count(out.String(), "\n"); lines != n {
 		t.Fatalf("%d lines, want %d; stderr: %s", lines, n, errb.String())
 	}
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -13,27 +13,24 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/proctest"
+
+	"github.com/genlbridge/genlbridge/internal/natstest"
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
-	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 // Logger logs to stderr with -v, nowhere otherwise.
-func Logger() *slog.Logger {
-	if testing.Verbose() {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
+func Logger() *slog.Logger { return natstest.Logger() }
 
 // Start runs an embedded server with JetStream and a file store in a temp
 // dir, and connects to it the way the bridge does.
@@ -47,10 +44,10 @@ func Start(t testing.TB) (*broker.Server, *nats.Conn) {
 	return srv, Connect(t, srv.URL())
 }
 
-// Connect dials url with sink.Connect, closed at the end of the test.
+// Connect dials url with natsconn.Connect, closed at the end of the test.
 func Connect(t testing.TB, url string) *nats.Conn {
 	t.Helper()
-	nc, err := sink.Connect(sink.ConnConfig{URL: url, Name: t.Name(), Logger: Logger()})
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: url, Name: t.Name(), Logger: Logger()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -116,32 +113,11 @@ func ReadStream(t testing.TB, nc *nats.Conn, stream string) Records {
 	return r
 }
 
-var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
-)
-
 // ServerBinary builds nats-server from the module dependency, once per
 // test binary, and returns its path.
 func ServerBinary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "jstest-nats-server-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "nats-server")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/nats-io/nats-server/v2")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build nats-server: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return proctest.Build(t, "github.com/nats-io/nats-server/v2")
 }
 
 // Process is a nats-server process with JetStream, on a fixed port and

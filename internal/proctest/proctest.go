@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -25,66 +24,74 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/genlbridge/genlbridge/internal/natstest"
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
 )
 
 var (
-	buildOnce sync.Once
-	binPath   string
-	buildErr  error
+	buildMu sync.Mutex
+	built   = map[string]string{} // import path -> binary
 )
+
+// Build builds the command at import path pkg once per test binary (with
+// CGO_ENABLED=0) and returns the binary's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := built[pkg]; ok {
+		return p
+	}
+	dir, err := os.MkdirTemp("", "proctest-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, filepath.Base(strings.TrimSuffix(pkg, "/v2")))
+	cmd := exec.Command("go", "build", "-o", bin, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v: %s", pkg, err, out)
+	}
+	built[pkg] = bin
+	return bin
+}
 
 // Binary builds the genlbridge binary once per test binary and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "proctest-genlbridge-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		binPath = filepath.Join(dir, "genlbridge")
-		cmd := exec.Command("go", "build", "-o", binPath, "github.com/genlbridge/genlbridge/cmd/genlbridge")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build genlbridge: %v: %s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return binPath
+	return Build(t, "github.com/genlbridge/genlbridge/cmd/genlbridge")
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
-func FreePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func FreePort(t testing.TB) int { return natstest.FreePort(t) }
 
 // Bridge is a running `genlbridge run` process.
 type Bridge struct {
 	t    testing.TB
 	cmd  *exec.Cmd
-	log  syncBuffer
+	log  syncbuf.Buffer
 	addr string // metrics and health, host:port
 
 	done    chan struct{}
 	waitErr error
 }
 
-// Start runs `genlbridge run` with env (KEY=value settings) on top of a
-// clean environment (PATH only), JSON logs and a metrics address of its own,
-// and waits until it serves /healthz. It fails the test if the process
-// exits first.
+// Start runs `genlbridge run` (built by Binary) with env (KEY=value
+// settings) on top of a clean environment (PATH only), JSON logs and a
+// metrics address of its own, and waits until it serves /healthz. It fails
+// the test if the process exits first.
 func Start(t testing.TB, env ...string) *Bridge {
 	t.Helper()
+	return StartBinary(t, Binary(t), env...)
+}
+
+// StartBinary is Start with the genlbridge binary at bin (the VM's guest
+// has no go command).
+func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
+	t.Helper()
 	b := &Bridge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), done: make(chan struct{})}
-	b.cmd = exec.Command(Binary(t), "run")
+	b.cmd = exec.Command(bin, "run")
 	b.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_LOG_FORMAT=json", "GENLBRIDGE_HTTP_ADDR=" + b.addr}, env...)
 	var w io.Writer = &b.log
 	if testing.Verbose() {
@@ -113,6 +120,30 @@ func Start(t testing.TB, env ...string) *Bridge {
 		return resp.StatusCode == http.StatusOK
 	})
 	return b
+}
+
+// Stop sends SIGTERM and fails the test unless the process exits with
+// status 0 within timeout (it is killed then). It returns how long it took.
+func (b *Bridge) Stop(timeout time.Duration) time.Duration {
+	b.t.Helper()
+	if !b.Running() {
+		b.t.Errorf("genlbridge had exited before SIGTERM: %v", b.waitErr)
+		return 0
+	}
+	start := time.Now()
+	b.Signal(syscall.SIGTERM)
+	select {
+	case <-b.done:
+	case <-time.After(timeout):
+		_ = b.cmd.Process.Kill()
+		<-b.done
+		b.t.Errorf("genlbridge did not exit within %s of SIGTERM; killed", timeout)
+		return time.Since(start)
+	}
+	if b.waitErr != nil {
+		b.t.Errorf("genlbridge exited with %v after SIGTERM, want status 0", b.waitErr)
+	}
+	return time.Since(start)
 }
 
 // Running reports whether the process has not exited.
@@ -155,6 +186,22 @@ func (b *Bridge) Wait(timeout time.Duration) int {
 
 // Log returns everything the process printed so far.
 func (b *Bridge) Log() string { return b.log.String() }
+
+// LogRecord returns the last JSON log record whose msg is msg (nil: none).
+func (b *Bridge) LogRecord(msg string) map[string]any {
+	recs := b.LogRecords(msg)
+	if len(recs) == 0 {
+		return nil
+	}
+	return recs[len(recs)-1]
+}
+
+// LogTime is the time field of a JSON log record.
+func LogTime(rec map[string]any) (time.Time, bool) {
+	s, _ := rec["time"].(string)
+	ts, err := time.Parse(time.RFC3339Nano, s)
+	return ts, err == nil
+}
 
 // LogRecords returns the JSON log records whose msg is msg, in order.
 func (b *Bridge) LogRecords(msg string) []map[string]any {
@@ -284,23 +331,6 @@ func ParseMetrics(r io.Reader) (Metrics, error) {
 		m[line[:i]] = v
 	}
 	return m, sc.Err()
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 type prefixed struct {

@@ -1,4 +1,9 @@
-package sink
+// Package natsconn dials NATS for genlbridge: the daemon's long-lived
+// connection (Connect: waiting for a server that is not up yet, refusing at
+// once one that refuses us, reconnecting, buffering nothing) and the
+// authentication settings it shares with the tools tail and replay (Auth).
+// It holds no state of its own; a *nats.Conn it returns is the caller's.
+package natsconn
 
 import (
 	"context"

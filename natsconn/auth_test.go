@@ -1,7 +1,6 @@
-package sink_test
+package natsconn_test
 
 import (
-	"context"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -17,7 +16,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/genlbridge/genlbridge/sink"
+	"github.com/genlbridge/genlbridge/internal/natstest"
+
+	"github.com/genlbridge/genlbridge/natsconn"
+
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nkeys"
@@ -137,23 +139,23 @@ func TestAuthMethods(t *testing.T) {
 	cases := []struct {
 		name   string
 		server func(*server.Options)
-		good   sink.Auth
-		bad    sink.Auth
+		good   natsconn.Auth
+		bad    natsconn.Auth
 		badErr string
 	}{
 		{"token", func(o *server.Options) { o.Authorization = "s3cret-token" },
-			sink.Auth{TokenFile: write(t, "token", "s3cret-token\n")}, sink.Auth{Token: "wrong"}, "authorization violation"},
+			natsconn.Auth{TokenFile: write(t, "token", "s3cret-token\n")}, natsconn.Auth{Token: "wrong"}, "authorization violation"},
 		{"user/password", func(o *server.Options) { o.Username, o.Password = "bridge", "pa55" },
-			sink.Auth{User: "bridge", PasswordFile: write(t, "pw", "pa55")}, sink.Auth{User: "bridge", Password: "nope"}, "authorization violation"},
+			natsconn.Auth{User: "bridge", PasswordFile: write(t, "pw", "pa55")}, natsconn.Auth{User: "bridge", Password: "nope"}, "authorization violation"},
 		{"nkey", func(o *server.Options) { o.Nkeys = []*server.NkeyUser{{Nkey: pub}} },
-			sink.Auth{NKeySeedFile: seedFile}, sink.Auth{NKeySeedFile: write(t, "other.nk", string(otherSeed))}, "authorization violation"},
-		{"jwt creds", jwtOpts, sink.Auth{CredsFile: creds}, sink.Auth{}, "authorization violation"},
-		{"tls", tlsOpts(false), sink.Auth{TLSCA: p.ca}, sink.Auth{}, "certificate"},
-		{"mtls", tlsOpts(true), sink.Auth{TLSCA: p.ca, TLSCert: p.clientCert, TLSKey: p.clientKey}, sink.Auth{TLSCA: p.ca}, ""},
+			natsconn.Auth{NKeySeedFile: seedFile}, natsconn.Auth{NKeySeedFile: write(t, "other.nk", string(otherSeed))}, "authorization violation"},
+		{"jwt creds", jwtOpts, natsconn.Auth{CredsFile: creds}, natsconn.Auth{}, "authorization violation"},
+		{"tls", tlsOpts(false), natsconn.Auth{TLSCA: p.ca}, natsconn.Auth{}, "certificate"},
+		{"mtls", tlsOpts(true), natsconn.Auth{TLSCA: p.ca, TLSCert: p.clientCert, TLSKey: p.clientKey}, natsconn.Auth{TLSCA: p.ca}, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			srv := startServer(t, 0, c.server)
+			srv := natstest.StartServer(t, 0, c.server)
 			defer srv.Shutdown()
 			url := srv.URL()
 			if strings.HasPrefix(c.name, "tls") || c.name == "mtls" {
@@ -163,12 +165,15 @@ func TestAuthMethods(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			nc, err := sink.Connect(sink.ConnConfig{URL: url, Options: opts, Logger: quiet()})
+			nc, err := natsconn.Connect(natsconn.ConnConfig{URL: url, Options: opts, Logger: natstest.Logger()})
 			if err != nil {
 				t.Fatalf("%s: %v", c.good, err)
 			}
-			s := sink.NewNATS(nc, sink.NATSConfig{Logger: quiet()})
-			if err := s.Deliver(context.Background(), sampleBatch(3)); err != nil {
+			// A round trip through the authenticated connection.
+			if err := nc.Publish("genl.x", []byte("{}")); err != nil {
+				t.Fatal(err)
+			}
+			if err := nc.FlushTimeout(5 * time.Second); err != nil {
 				t.Fatal(err)
 			}
 			nc.Close()
@@ -178,7 +183,7 @@ func TestAuthMethods(t *testing.T) {
 				t.Fatal(err)
 			}
 			start := time.Now()
-			_, err = sink.Connect(sink.ConnConfig{URL: url, Options: opts, Logger: quiet()})
+			_, err = natsconn.Connect(natsconn.ConnConfig{URL: url, Options: opts, Logger: natstest.Logger()})
 			if err == nil {
 				t.Fatalf("wrong credentials (%s) accepted", c.bad)
 			}
@@ -195,33 +200,33 @@ func TestAuthMethods(t *testing.T) {
 
 func TestAuthOptionErrors(t *testing.T) {
 	for _, c := range []struct {
-		a    sink.Auth
+		a    natsconn.Auth
 		want string
 	}{
-		{sink.Auth{CredsFile: "/nonexistent.creds"}, "credentials file"},
-		{sink.Auth{NKeySeedFile: "/nonexistent.nk"}, "nkey seed file"},
-		{sink.Auth{TokenFile: "/nonexistent"}, "token file"},
-		{sink.Auth{Password: "x"}, "without a user"},
-		{sink.Auth{TLSCert: "/a.pem"}, "both its certificate and its key"},
-		{sink.Auth{TLSCA: "/nonexistent-ca.pem"}, "TLS CA file"},
+		{natsconn.Auth{CredsFile: "/nonexistent.creds"}, "credentials file"},
+		{natsconn.Auth{NKeySeedFile: "/nonexistent.nk"}, "nkey seed file"},
+		{natsconn.Auth{TokenFile: "/nonexistent"}, "token file"},
+		{natsconn.Auth{Password: "x"}, "without a user"},
+		{natsconn.Auth{TLSCert: "/a.pem"}, "both its certificate and its key"},
+		{natsconn.Auth{TLSCA: "/nonexistent-ca.pem"}, "TLS CA file"},
 	} {
 		if _, err := c.a.Options(); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%+v: err %v, want %q", c.a, err, c.want)
 		}
 	}
-	if s := (sink.Auth{Token: "hunter2", User: "u", Password: "p"}).String(); strings.Contains(s, "hunter2") || s != "token+user/password" {
+	if s := (natsconn.Auth{Token: "hunter2", User: "u", Password: "p"}).String(); strings.Contains(s, "hunter2") || s != "token+user/password" {
 		t.Errorf("String() = %q", s)
 	}
 }
 
 func TestConnectWaitsForAServerThatIsNotUpYet(t *testing.T) {
-	port := freePort(t)
-	nc, err := sink.Connect(sink.ConnConfig{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Logger: quiet()})
+	port := natstest.FreePort(t)
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Logger: natstest.Logger()})
 	if err != nil {
 		t.Fatalf("no server yet must not be an error: %v", err)
 	}
 	defer nc.Close()
-	srv := startServer(t, port, nil)
+	srv := natstest.StartServer(t, port, nil)
 	defer srv.Shutdown()
 	deadline := time.Now().Add(10 * time.Second)
 	for !nc.IsConnected() {
@@ -236,7 +241,7 @@ func TestConnectWaitsForAServerThatIsNotUpYet(t *testing.T) {
 // name says: it is waited for, not taken for a TLS refusal.
 func TestConnectWaitsThroughDNSFailure(t *testing.T) {
 	start := time.Now()
-	nc, err := sink.Connect(sink.ConnConfig{URL: "tls://nats-tls-certificate.invalid:4222", Logger: quiet()})
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: "tls://nats-tls-certificate.invalid:4222", Logger: natstest.Logger()})
 	if err != nil {
 		t.Fatalf("an unresolvable host must be waited for, not refused: %v", err)
 	}

@@ -1,4 +1,4 @@
-package sink
+package natsconn
 
 import (
 	"errors"

@@ -1,0 +1,135 @@
+package sink
+
+import (
+	"strconv"
+
+	"github.com/genlbridge/genlbridge/event"
+)
+
+// The encoder turns a batch into NATS messages for both NATS sinks.
+
+type subjectKey struct{ family, group, host string }
+
+// message is one NATS message that a batch becomes: its subject, where its
+// Nats-Msg-Id and payload lie in the encoder's buffer, and which records it
+// carries (Losses[first], or Events[first:last+1]).
+type message struct {
+	subject            string
+	idStart, idEnd     int
+	dataStart, dataEnd int
+	loss               bool
+	first, last        int
+}
+
+// name adds the records the message carries to de's undelivered ones.
+func (m *message) name(de *DeliveryError) {
+	for r := m.first; r <= m.last; r++ {
+		if m.loss {
+			de.UndeliveredLosses = append(de.UndeliveredLosses, r)
+		} else {
+			de.UndeliveredEvents = append(de.UndeliveredEvents, r)
+		}
+	}
+}
+
+func (m *message) kind() string {
+	switch {
+	case m.loss:
+		return "loss record"
+	case m.first != m.last:
+		return "batch"
+	}
+	return "event"
+}
+
+// encoder turns a batch into messages, for the NATS and JetStream sinks
+// alike: loss records first, one message each, then the events, one message
+// each or (batched) one newline-delimited JSON message per run of events
+// with the same subject, split below the server's payload limit.
+type encoder struct {
+	subject, lossSubject Template
+	batched              bool
+
+	subjects map[subjectKey]string
+	// buf holds every message's id and payload, msgs describes them; both
+	// are valid until the next encode.
+	buf  []byte
+	msgs []message
+}
+
+func newEncoder(subject, lossSubject Template, batched bool) encoder {
+	return encoder{subject: subject, lossSubject: lossSubject, batched: batched, subjects: map[subjectKey]string{}}
+}
+
+func (c *encoder) subjectOf(t *Template, family, group, host string) string {
+	k := subjectKey{family, group, host}
+	if t == &c.lossSubject {
+		k.family = "\x00" + family
+	}
+	if sub, ok := c.subjects[k]; ok {
+		return sub
+	}
+	if len(c.subjects) > 4096 {
+		clear(c.subjects)
+	}
+	sub := t.Subject(family, group, host)
+	c.subjects[k] = sub
+	return sub
+}
+
+// id and data return a message's Nats-Msg-Id and payload.
+func (c *encoder) id(m *message) []byte { return c.buf[m.idStart:m.idEnd] }
+
+func (c *encoder) data(m *message) []byte { return c.buf[m.dataStart:m.dataEnd] }
+
+// encode fills buf and msgs from b. maxPayload is the server's limit.
+func (c *encoder) encode(b *Batch, maxPayload int) {
+	c.buf, c.msgs = c.buf[:0], c.msgs[:0]
+	for i := range b.Losses {
+		l := &b.Losses[i]
+		m := message{subject: c.subjectOf(&c.lossSubject, l.Family, l.Group, l.Host), idStart: len(c.buf), loss: true, first: i, last: i}
+		c.buf = LossMsgID(c.buf, l)
+		m.idEnd, m.dataStart = len(c.buf), len(c.buf)
+		c.buf = event.AppendLossJSON(c.buf, l)
+		m.dataEnd = len(c.buf)
+		c.msgs = append(c.msgs, m)
+	}
+	if !c.batched {
+		for i := range b.Events {
+			e := &b.Events[i]
+			m := message{subject: c.subjectOf(&c.subject, e.Family, e.Group, e.Host), idStart: len(c.buf), first: i, last: i}
+			c.buf = MsgID(c.buf, e)
+			m.idEnd, m.dataStart = len(c.buf), len(c.buf)
+			c.buf = event.AppendJSON(c.buf, e)
+			m.dataEnd = len(c.buf)
+			c.msgs = append(c.msgs, m)
+		}
+		return
+	}
+	limit := max(maxPayload-1024, 4096)
+	for i := 0; i < len(b.Events); {
+		first := &b.Events[i]
+		m := message{subject: c.subjectOf(&c.subject, first.Family, first.Group, first.Host), dataStart: len(c.buf), first: i}
+		j := i
+		for ; j < len(b.Events); j++ {
+			e := &b.Events[j]
+			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host {
+				break
+			}
+			n := len(c.buf)
+			c.buf = append(event.AppendJSON(c.buf, e), '\n')
+			if len(c.buf)-m.dataStart > limit && j > i {
+				c.buf = c.buf[:n]
+				break
+			}
+		}
+		m.last, m.dataEnd, m.idStart = j-1, len(c.buf), len(c.buf)
+		// The id names the range of sequences the message holds.
+		c.buf = MsgID(c.buf, first)
+		c.buf = append(c.buf, '-')
+		c.buf = strconv.AppendUint(c.buf, b.Events[j-1].Seq, 10)
+		m.idEnd = len(c.buf)
+		c.msgs = append(c.msgs, m)
+		i = j
+	}
+}
