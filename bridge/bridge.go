@@ -26,6 +26,9 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/opt"
+
+	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
 )
 
@@ -120,16 +123,16 @@ type Bridge struct {
 // New checks cfg and returns a Bridge that delivers to s.
 func New(cfg Config, s sink.Sink) (*Bridge, error) {
 	d := Defaults()
-	orDefault(&cfg.ReceiveBuffer, d.ReceiveBuffer)
-	orDefault(&cfg.QueueSize, d.QueueSize)
-	orDefault(&cfg.QueuePolicy, d.QueuePolicy)
-	orDefault(&cfg.BatchEvents, d.BatchEvents)
-	orDefault(&cfg.BatchBytes, d.BatchBytes)
-	orDefault(&cfg.Linger, d.Linger)
-	orDefault(&cfg.ReadBatch, d.ReadBatch)
-	orDefault(&cfg.ResyncInterval, d.ResyncInterval)
-	orDefault(&cfg.ShutdownTimeout, d.ShutdownTimeout)
-	orDefault(&cfg.Logger, slog.Default())
+	opt.Default(&cfg.ReceiveBuffer, d.ReceiveBuffer)
+	opt.Default(&cfg.QueueSize, d.QueueSize)
+	opt.Default(&cfg.QueuePolicy, d.QueuePolicy)
+	opt.Default(&cfg.BatchEvents, d.BatchEvents)
+	opt.Default(&cfg.BatchBytes, d.BatchBytes)
+	opt.Default(&cfg.Linger, d.Linger)
+	opt.Default(&cfg.ReadBatch, d.ReadBatch)
+	opt.Default(&cfg.ResyncInterval, d.ResyncInterval)
+	opt.Default(&cfg.ShutdownTimeout, d.ShutdownTimeout)
+	opt.Default(&cfg.Logger, slog.Default())
 	if s == nil {
 		return nil, errors.New("no sink")
 	}
@@ -164,7 +167,10 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 	for _, sub := range cfg.Subscriptions {
 		c := &subControl{Subscription: sub, state: StateWaiting}
 		b.ctrl = append(b.ctrl, c)
-		b.readers = append(b.readers, &reader{b: b, ctl: c, decoder: sub.decoder()})
+		r := &reader{b: b, ctl: c, decoder: sub.decoder()}
+		r.seq = sequencer{tmpl: event.Loss{Host: cfg.Host, BootID: cfg.BootID, Family: sub.Family, Group: sub.Group},
+			runInstance: uint64(b.startNS), losses: l}
+		b.readers = append(b.readers, r)
 	}
 	return b, nil
 }
@@ -175,7 +181,7 @@ func (b *Bridge) Subscriptions() []SubscriptionStatus {
 	for i, s := range b.ctrl {
 		out[i] = s.status()
 		out[i].Received = b.readers[i].received.Load()
-		out[i].SocketDrops = b.readers[i].socketDrops.Load()
+		out[i].SocketDrops = b.readers[i].seq.socketDrops.Load()
 	}
 	return out
 }
@@ -221,7 +227,7 @@ func (b *Bridge) Stats() Stats {
 	for _, r := range b.readers {
 		st.Read += r.read.Load()
 		st.Received += r.received.Load()
-		st.SocketDrops += r.socketDrops.Load()
+		st.SocketDrops += r.seq.socketDrops.Load()
 		st.Ignored += r.ignored.Load()
 	}
 	return st
@@ -247,53 +253,4 @@ func BootID() string {
 		return ""
 	}
 	return strings.TrimSpace(string(b))
-}
-
-// resumePoint is what Config.Resume said for a subscription.
-type resumePoint struct {
-	ok       bool
-	bootID   string
-	instance uint64
-	seq      uint64
-}
-
-// reader is one subscription's receive side: its socket and the state that
-// only its goroutine touches, plus counters anyone may read.
-type reader struct {
-	b       *Bridge
-	ctl     *subControl
-	decoder string
-	sockState
-
-	read        atomic.Uint64
-	received    atomic.Uint64
-	socketDrops atomic.Uint64
-	ignored     atomic.Uint64
-
-	// Sequence tracking (reader goroutine only).
-	kernelSeq bool   // the family has shown a kernel sequence
-	haveSeq   bool   // lastSeq is meaningful
-	fresh     bool   // a marker said the next registration's sequence starts at 1
-	lastSeq   uint64 // last kernel sequence seen
-	bridgeSeq uint64 // counter for families without a sequence
-	instance  uint64 // identifies the family registration the sequence belongs to
-	resume    resumePoint
-	// Drop attribution (reader goroutine only): drops read from the kernel
-	// but not yet published, and drops published ahead of the sequence gap
-	// that will show them.
-	dropsSeen      uint32
-	pendingDrops   uint64
-	aheadReported  uint64
-	malformedAhead uint64 // malformed messages the next gap accounts for
-	// givenUp: the shutdown deadline passed while an event waited for queue
-	// space; every event read from then on is counted, not queued.
-	givenUp bool
-}
-
-// orDefault sets *v to d when *v is the zero value.
-func orDefault[T comparable](v *T, d T) {
-	var zero T
-	if *v == zero {
-		*v = d
-	}
 }

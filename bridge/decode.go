@@ -61,8 +61,8 @@ func msgType(msg []byte) uint16 { return binary.NativeEndian.Uint16(msg[4:6]) }
 // decodeMessage decodes one generic netlink message (netlink header included)
 // into e, filling Cmd, Version and the payload fields for the given decoder
 // (DecodeExmpl or DecodeGeneric). It does not touch the metadata fields. It
-// copies the message text and attribute bytes into the arena a; a generic
-// event also allocates its Attrs slice.
+// copies the message text, the attribute bytes and a generic event's Attrs
+// slice into the arena a: an event costs no allocation of its own.
 func decodeMessage(msg []byte, decoder string, e *event.Event, a *arena) error {
 	if len(msg) < nlmsgHdrLen+genlHdrLen {
 		return fmt.Errorf("%w: %d bytes, shorter than the genl header", errMalformed, len(msg))
