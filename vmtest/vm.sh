@@ -34,6 +34,14 @@ need() {
 		die "$1 is missing (Debian package $2; make vm-deps installs it)"
 }
 
+# apt_install PKG...: install the packages; the package lists may be missing
+# or stale on a new machine.
+apt_install() {
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get install -y --no-install-recommends "$@" ||
+		{ apt-get update && apt-get install -y --no-install-recommends "$@"; }
+}
+
 # tools: install the package of every missing tool, then check them all.
 cmd_tools() {
 	missing=
@@ -43,10 +51,8 @@ cmd_tools() {
 	done
 	if [ -n "$missing" ]; then
 		echo "vm-deps: installing$missing (for tools the VM test calls)"
-		export DEBIAN_FRONTEND=noninteractive
 		# shellcheck disable=SC2086
-		apt-get install -y --no-install-recommends $missing ||
-			{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+		apt_install $missing
 	fi
 	for t in $TOOLS; do need "${t%%:*}" "${t#*:}"; done
 }
@@ -62,11 +68,8 @@ cmd_deps() {
 	done
 	if [ -n "$missing" ]; then
 		echo "vm-deps: installing$missing"
-		export DEBIAN_FRONTEND=noninteractive
-		# The package lists may be missing or stale on a new machine.
 		# shellcheck disable=SC2086
-		apt-get install -y --no-install-recommends $missing ||
-			{ apt-get update && apt-get install -y --no-install-recommends $missing; }
+		apt_install $missing
 	else
 		echo "vm-deps: all installed:$(printf ' %s' "$@")"
 	fi
