@@ -10,7 +10,7 @@
 # capability: see deploy/README.md. No file capabilities are set here: they
 # would not apply under no_new_privs (allowPrivilegeEscalation: false).
 
-# The Go version of go.mod (deploy/deploy_test.go checks they agree).
+# The Go version of go.mod (deploy/docker_test.go checks they agree).
 ARG GO_VERSION=1.26.8
 
 FROM --platform=$BUILDPLATFORM golang:${GO_VERSION}-bookworm AS build
