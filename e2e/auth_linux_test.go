@@ -13,6 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
+
 	"github.com/genlbridge/genlbridge/internal/jstest"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
 	"github.com/genlbridge/genlbridge/internal/proctest"
@@ -132,7 +134,7 @@ func TestEmbeddedServerRequiresCredentials(t *testing.T) {
 	// tail, with the same data directory, finds the credentials.
 	tail := exec.Command(proctest.Binary(t), "tail", "--server", url, "--count", "2", "--timeout", "30s")
 	tail.Env = []string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_DATA_DIR=" + dataDir}
-	var out, errOut strings.Builder
+	var out, errOut syncbuf.Buffer
 	tail.Stdout, tail.Stderr = &out, &errOut
 	if err := tail.Start(); err != nil {
 		t.Fatal(err)

@@ -109,7 +109,10 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 func refused(err error) bool {
 	for _, e := range []error{nats.ErrAuthorization, nats.ErrAuthExpired, nats.ErrAuthRevoked, nats.ErrAccountAuthExpired,
 		nats.ErrNkeysNotSupported, nats.ErrTokenAlreadySet, nats.ErrSecureConnRequired, nats.ErrSecureConnWanted,
-		nats.ErrClientCertOrRootCAsRequired, nats.ErrUserButNoSigCB, nats.ErrNkeyButNoSigCB} {
+		nats.ErrClientCertOrRootCAsRequired, nats.ErrUserButNoSigCB, nats.ErrNkeyButNoSigCB,
+		// The TLS handshake with a server we reached failed, or the server
+		// closed the connection right after it (it refused our certificate).
+		nats.ErrTLS} {
 		if errors.Is(err, e) {
 			return true
 		}
