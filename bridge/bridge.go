@@ -18,6 +18,7 @@
 package bridge
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -30,6 +31,7 @@ import (
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
+	"github.com/genlbridge/genlbridge/ynl"
 )
 
 // Config is what a Bridge needs. The zero value of a field takes the
@@ -37,6 +39,9 @@ import (
 type Config struct {
 	// Subscriptions to join; at least one.
 	Subscriptions []Subscription
+	// Specs are the YNL specs that decode the subscriptions' families (see
+	// Subscription.Decoder); nil: only the embedded CONTROL_EXMPL spec.
+	Specs *ynl.Registry
 	// Host and BootID are stamped on every event.
 	Host   string
 	BootID string
@@ -165,9 +170,18 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 	b.bat = &batcher{q: q, ledger: l, sink: s, maxEvents: cfg.BatchEvents, maxBytes: cfg.BatchBytes, linger: cfg.Linger,
 		log: cfg.Logger, observe: cfg.OnDelivered}
 	for _, sub := range cfg.Subscriptions {
-		c := &subControl{Subscription: sub, state: StateWaiting}
+		fam, origin, err := resolveDecoder(sub, cfg.Specs)
+		if err != nil {
+			return nil, err
+		}
+		c := &subControl{Subscription: sub, state: StateWaiting, spec: fam, specOrigin: origin}
 		b.ctrl = append(b.ctrl, c)
-		r := &reader{b: b, ctl: c, decoder: sub.decoder()}
+		if fam != nil {
+			cfg.Logger.Info("decoding with a YNL spec", "subscription", sub.String(), "spec", origin, "format", cmp.Or(fam.Format, event.FormatYNL))
+		} else {
+			cfg.Logger.Info("decoding generically (no YNL spec of the family)", "subscription", sub.String())
+		}
+		r := &reader{b: b, ctl: c, dec: newMsgDecoder(fam, sub.Group)}
 		r.seq = sequencer{tmpl: event.Loss{Host: cfg.Host, BootID: cfg.BootID, Family: sub.Family, Group: sub.Group},
 			runInstance: uint64(b.startNS), losses: l}
 		b.readers = append(b.readers, r)
@@ -182,6 +196,9 @@ func (b *Bridge) Subscriptions() []SubscriptionStatus {
 		out[i] = s.status()
 		out[i].Received = b.readers[i].received.Load()
 		out[i].SocketDrops = b.readers[i].seq.socketDrops.Load()
+		d := b.readers[i].dec
+		out[i].RawUnknown, out[i].RawBadLength, out[i].RawTooDeep = d.rawUnknown.Load(), d.rawBadLength.Load(), d.rawTooDeep.Load()
+		out[i].Fallback = d.fallback.Load()
 	}
 	return out
 }

@@ -10,6 +10,9 @@ import (
 	"syscall"
 	"time"
 
+	"strings"
+
+	"github.com/genlbridge/genlbridge/ynl"
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
 )
@@ -56,6 +59,11 @@ const (
 type subControl struct {
 	Subscription
 	m member
+	// spec decodes the family (nil: generically), from specOrigin;
+	// specChecked: its groups were compared with the kernel's once.
+	spec        *ynl.Family
+	specOrigin  string
+	specChecked bool
 
 	mu         sync.Mutex
 	state      string
@@ -72,16 +80,25 @@ type SubscriptionStatus struct {
 	FamilyID uint16
 	GroupID  uint32
 	Joins    int
+	// Spec is the file of the YNL spec that decodes the family ("": none,
+	// generic).
+	Spec string
 	// Received and SocketDrops count this subscription's events read and
 	// the kernel's drops on its socket.
 	Received    uint64
 	SocketDrops uint64
+	// RawUnknown, RawBadLength and RawTooDeep count attributes the spec
+	// could not decode, kept raw in their events: unknown to it, of a
+	// length that does not fit their type, nested too deep. Fallback
+	// counts messages of a cmd the spec has no message for, decoded
+	// generically.
+	RawUnknown, RawBadLength, RawTooDeep, Fallback uint64
 }
 
 func (s *subControl) status() SubscriptionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return SubscriptionStatus{Subscription: s.Subscription, State: s.state, FamilyID: s.familyID, GroupID: s.groupID, Joins: s.joins}
+	return SubscriptionStatus{Subscription: s.Subscription, State: s.state, FamilyID: s.familyID, GroupID: s.groupID, Joins: s.joins, Spec: s.specOrigin}
 }
 
 // leaveAll leaves the subscription's group if it is joined, and marks it
@@ -320,6 +337,7 @@ func (c *controller) resolve(s *subControl, later bool) {
 	if s.state == StateJoined && s.groupID == gid && s.familyID == f.ID {
 		return
 	}
+	c.checkSpec(s, f)
 	fresh := later || s.joins > 0
 	if s.state == StateJoined {
 		// Registered again with other IDs without a notification we saw.
@@ -344,6 +362,41 @@ func (c *controller) resolve(s *subControl, later bool) {
 	s.mu.Unlock()
 	c.log.Info("joined", "subscription", s.String(), "family_id", f.ID, "group_id", gid, "version", f.Version, "rejoin", joins > 1)
 	c.signal()
+}
+
+// checkSpec logs, once per subscription, how the family's spec fits the
+// running kernel: groups the spec names that the kernel does not have (a
+// spec of a newer kernel), and a subscribed group for which the spec
+// decodes nothing (its events decode generically).
+func (c *controller) checkSpec(s *subControl, f genetlink.Family) {
+	if s.spec == nil || s.specChecked {
+		return
+	}
+	s.specChecked = true
+	have := map[string]bool{}
+	for _, g := range f.Groups {
+		have[g.Name] = true
+	}
+	var missing []string
+	for _, g := range s.spec.Groups() {
+		if !have[g] && g != ynl.GroupAny {
+			missing = append(missing, g)
+		}
+	}
+	if len(missing) > 0 {
+		c.log.Info("the family's spec names groups this kernel does not have", "subscription", s.String(), "spec", s.specOrigin,
+			"groups", strings.Join(missing, ","))
+	}
+	decodes := false
+	for _, n := range s.spec.Notifications() {
+		if n.Group == s.Group || n.Group == ynl.GroupAny {
+			decodes = true
+			break
+		}
+	}
+	if !decodes {
+		c.log.Warn("the family's spec decodes no message of the subscribed group: its events are generic", "subscription", s.String(), "spec", s.specOrigin)
+	}
 }
 
 func (c *controller) signal() {

@@ -1,26 +1,34 @@
 package bridge
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"sync/atomic"
 	"unsafe"
 
 	"github.com/genlbridge/genlbridge/event"
-	"github.com/genlbridge/genlbridge/exmpl"
+	"github.com/genlbridge/genlbridge/ynl"
 )
 
-// Decoder names, as written after a colon in a subscription ("netdev/mgmt:exmpl").
+// Decoder names, as written after a colon in a subscription ("netdev/mgmt:generic").
 const (
-	// DecodeAuto picks DecodeExmpl for the CONTROL_EXMPL family and DecodeGeneric otherwise.
+	// DecodeAuto decodes with the family's YNL spec when the registry has
+	// one (CONTROL_EXMPL always has), and generically otherwise.
 	DecodeAuto = "auto"
-	// DecodeExmpl decodes the CONTROL_EXMPL schema, and the seed's 50-byte
-	// payload when attribute 1 comes alone.
+	// DecodeYNL decodes with the family's YNL spec; without one the bridge
+	// does not start.
+	DecodeYNL = "ynl"
+	// DecodeExmpl decodes with the CONTROL_EXMPL spec whatever the family
+	// (tests inject the module's events into other groups), and the seed's
+	// 50-byte payload when attribute 1 comes alone.
 	DecodeExmpl = "exmpl"
 	// DecodeGeneric keeps every attribute as type number -> bytes.
 	DecodeGeneric = "generic"
 )
+
+// Decoders lists the decoder names.
+var Decoders = []string{DecodeAuto, DecodeYNL, DecodeExmpl, DecodeGeneric}
 
 // Netlink and generic netlink header sizes and constants.
 const (
@@ -58,22 +66,72 @@ func nextMessage(b []byte) (msg, rest []byte, err error) {
 // msgType returns the nlmsg_type of a message split by nextMessage.
 func msgType(msg []byte) uint16 { return binary.NativeEndian.Uint16(msg[4:6]) }
 
-// decodeMessage decodes one generic netlink message (netlink header included)
-// into e, filling Cmd, Version and the payload fields for the given decoder
-// (DecodeExmpl or DecodeGeneric). It does not touch the metadata fields. It
-// copies the message text, the attribute bytes and a generic event's Attrs
-// slice into the arena a: an event costs no allocation of its own.
-func decodeMessage(msg []byte, decoder string, e *event.Event, a *arena) error {
+// msgDecoder decodes one subscription's messages: with its family's
+// compiled spec (the format exmpl keeps genlbridge's exmpl schema), or
+// generically. Its Output is reused by the reader's goroutine, which alone
+// calls decode; the counters may be read by any.
+type msgDecoder struct {
+	group *ynl.Group // nil: generic
+	exmpl bool       // the family's format is exmpl
+	out   ynl.Output
+
+	rawUnknown   atomic.Uint64 // attributes the spec does not know, kept raw
+	rawBadLength atomic.Uint64 // attributes whose length does not fit their type, kept raw
+	rawTooDeep   atomic.Uint64 // nests deeper than the decoder follows, kept raw
+	fallback     atomic.Uint64 // messages of a cmd the spec has no message for, decoded generically
+}
+
+func newMsgDecoder(f *ynl.Family, group string) *msgDecoder {
+	d := &msgDecoder{}
+	if f != nil {
+		d.group, d.exmpl = f.Group(group), f.Format == ynl.FormatExmpl
+	}
+	return d
+}
+
+// decode decodes one generic netlink message (netlink header included)
+// into e, filling Cmd, Version and the payload fields. It does not touch
+// the metadata fields, except Seq (and Jiffies, KernelNS) when the
+// family's spec maps attributes to them. It copies what e keeps of the
+// message into the arena a: an event costs no allocation of its own.
+func (d *msgDecoder) decode(msg []byte, e *event.Event, a *arena) error {
 	if len(msg) < nlmsgHdrLen+genlHdrLen {
 		return fmt.Errorf("%w: %d bytes, shorter than the genl header", errMalformed, len(msg))
 	}
 	e.Cmd = msg[nlmsgHdrLen]
 	e.Version = msg[nlmsgHdrLen+1]
-	attrs := msg[nlmsgHdrLen+genlHdrLen:]
-	if decoder == DecodeExmpl {
-		return decodeExmpl(attrs, e, a)
+	payload := msg[nlmsgHdrLen+genlHdrLen:]
+	if d.group == nil {
+		return decodeGeneric(payload, e, a)
 	}
-	return decodeGeneric(attrs, e, a)
+	m := d.group.Lookup(e.Cmd)
+	if m == nil {
+		d.fallback.Add(1)
+		return decodeGeneric(payload, e, a)
+	}
+	o := &d.out
+	o.Reset()
+	if err := m.Decode(o, payload); err != nil {
+		return fmt.Errorf("%w: %v", errMalformed, err)
+	}
+	e.Seq, e.Jiffies, e.KernelNS = o.Seq, o.Jiffies, o.KernelNS
+	e.Msg = a.string(o.Msg)
+	if d.exmpl {
+		e.Format = event.FormatExmpl
+		if o.Seed {
+			e.Format = event.FormatSeed
+		}
+		return nil
+	}
+	e.Format, e.Op = event.FormatYNL, m.Name
+	e.Fields = a.bytes(o.JSON)
+	if len(o.Raw) > 0 {
+		e.Raw = a.bytes(o.Raw)
+		d.rawUnknown.Add(uint64(o.Unknown))
+		d.rawBadLength.Add(uint64(o.BadLength))
+		d.rawTooDeep.Add(uint64(o.TooDeep))
+	}
+	return nil
 }
 
 // nextAttr splits the first attribute off b, checking its length as the
@@ -129,79 +187,6 @@ func decodeGeneric(b []byte, e *event.Event, a *arena) error {
 	})
 }
 
-func decodeExmpl(b []byte, e *event.Event, a *arena) error {
-	var msg []byte
-	haveMsg, other := false, false
-	for len(b) > 0 {
-		t, data, rest, err := nextAttr(b)
-		if err != nil {
-			return err
-		}
-		b = rest
-		typ := t & nlaTypeMask
-		switch typ {
-		case exmpl.AttrMsg:
-			msg, haveMsg = data, true
-		case exmpl.AttrJiffies, exmpl.AttrSeq, exmpl.AttrTimestamp:
-			if len(data) != 8 {
-				return fmt.Errorf("%w: attribute %d has %d bytes, want 8", errMalformed, typ, len(data))
-			}
-			v := binary.NativeEndian.Uint64(data)
-			switch typ {
-			case exmpl.AttrJiffies:
-				e.Jiffies = v
-			case exmpl.AttrSeq:
-				e.Seq = v
-			default:
-				e.KernelNS = int64(v)
-			}
-			other = true
-		default:
-			// PAD and attributes newer than this bridge: not part of the schema.
-			other = true
-		}
-	}
-	if i := bytes.IndexByte(msg, 0); i >= 0 {
-		msg = msg[:i]
-	}
-	e.Msg = a.string(msg)
-	if haveMsg && !other {
-		// The seed's format: attribute 1 alone, jiffies only in the text.
-		e.Format = event.FormatSeed
-		e.Jiffies = parseSeedJiffies(msg)
-		return nil
-	}
-	e.Format = event.FormatExmpl
-	return nil
-}
-
-// seedPrefix is the text before the number in the seed's events.
-var seedPrefix = []byte("at jiffies ")
-
-// parseSeedJiffies returns N from "Hello from kernel at jiffies N", or 0.
-func parseSeedJiffies(msg []byte) uint64 {
-	i := bytes.LastIndex(msg, seedPrefix)
-	if i < 0 {
-		return 0
-	}
-	var v uint64
-	digits := msg[i+len(seedPrefix):]
-	if len(digits) == 0 || len(digits) > 20 {
-		return 0
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0
-		}
-		d := uint64(c - '0')
-		if v > (1<<64-1-d)/10 {
-			return 0
-		}
-		v = v*10 + d
-	}
-	return v
-}
-
 // arenaBlock is the size of the blocks an arena carves strings from.
 const arenaBlock = 64 << 10
 
@@ -240,6 +225,14 @@ func (a *arena) alloc(n int) []byte {
 	start := len(a.block)
 	a.block = a.block[:start+n]
 	return a.block[start : start : start+n]
+}
+
+// bytes returns a copy of b (nil for an empty b).
+func (a *arena) bytes(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return append(a.alloc(len(b)), b...)
 }
 
 // string returns a string with b's bytes.

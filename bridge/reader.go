@@ -6,9 +6,9 @@ import "sync/atomic"
 // system), its sequencer and the state that only its goroutine touches,
 // plus counters anyone may read. Its I/O loop is in reader_linux.go.
 type reader struct {
-	b       *Bridge
-	ctl     *subControl
-	decoder string
+	b   *Bridge
+	ctl *subControl
+	dec *msgDecoder
 	sockState
 	seq sequencer
 

@@ -160,7 +160,7 @@ func (r *reader) process(ctx context.Context, out []dgram, now time.Time, recvNS
 				continue
 			}
 			*ev = event.Event{Host: b.cfg.Host, BootID: b.cfg.BootID, Family: r.ctl.Family, Group: r.ctl.Group, RecvNS: recvNS}
-			if err := decodeMessage(msg, r.decoder, ev, &r.arena); err != nil {
+			if err := r.dec.decode(msg, ev, &r.arena); err != nil {
 				r.seq.Malformed(now)
 				continue
 			}

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/genlbridge/genlbridge/exmpl"
@@ -12,7 +13,7 @@ import (
 type Subscription struct {
 	Family  string
 	Group   string
-	Decoder string // DecodeAuto, DecodeExmpl or DecodeGeneric
+	Decoder string // DecodeAuto, DecodeYNL, DecodeExmpl or DecodeGeneric
 }
 
 // String returns the subscription in the form ParseSubscription reads.
@@ -21,17 +22,6 @@ func (s Subscription) String() string {
 		return s.Family + "/" + s.Group
 	}
 	return s.Family + "/" + s.Group + ":" + s.Decoder
-}
-
-// decoder resolves DecodeAuto.
-func (s Subscription) decoder() string {
-	if s.Decoder == "" || s.Decoder == DecodeAuto {
-		if s.Family == exmpl.FamilyName {
-			return DecodeExmpl
-		}
-		return DecodeGeneric
-	}
-	return s.Decoder
 }
 
 // ParseSubscription reads "family/group" or "family/group:decoder".
@@ -48,12 +38,10 @@ func ParseSubscription(v string) (Subscription, error) {
 	}
 	s := Subscription{Family: fam, Group: grp, Decoder: DecodeAuto}
 	if hasDec {
-		switch dec {
-		case DecodeAuto, DecodeExmpl, DecodeGeneric:
-			s.Decoder = dec
-		default:
-			return Subscription{}, fmt.Errorf("subscription %q: decoder %q: want %s, %s or %s", v, dec, DecodeAuto, DecodeExmpl, DecodeGeneric)
+		if !slices.Contains(Decoders, dec) {
+			return Subscription{}, fmt.Errorf("subscription %q: decoder %q: want one of %s", v, dec, strings.Join(Decoders, ", "))
 		}
+		s.Decoder = dec
 	}
 	return s, nil
 }

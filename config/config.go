@@ -35,7 +35,8 @@ const Prefix = "GENLBRIDGE"
 // (the nats CLI's own) change the daemon. Without GENLBRIDGE_ and
 // lower-cased with dashes, the tag is the field's flag.
 type Config struct {
-	Subscribe []string `envconfig:"GENLBRIDGE_SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; append :exmpl or :generic to force a decoder"`
+	Subscribe []string `envconfig:"GENLBRIDGE_SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; each decodes with its family's YNL spec when one is found, else generically; append :ynl (a spec is required), :generic or :exmpl to choose"`
+	SpecDirs  []string `envconfig:"GENLBRIDGE_SPEC_DIRS" desc:"directories of YNL specs (*.yaml, *.yaml.gz) and genlbridge overrides (*.override.yaml), comma-separated; they win over /usr/share/ynl/specs, Debian's linux-doc-* specs (newest first) and the specs built in, in that order; a file in them that does not parse stops the start"`
 
 	NATSURL        string `envconfig:"GENLBRIDGE_NATS_URL" desc:"NATS server URL(s), comma-separated; empty: run an embedded server"`
 	EmbeddedListen string `envconfig:"GENLBRIDGE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`
@@ -43,7 +44,7 @@ type Config struct {
 	EmbeddedAuth   bool   `envconfig:"GENLBRIDGE_EMBEDDED_AUTH" default:"true" desc:"the embedded server admits only the nkey it generates at first start in DATA_DIR/nats-user.nk (readable by root only), which tail, replay and the bridge use; false: any local process may connect, publish and read"`
 
 	Sink         Choice        `envconfig:"GENLBRIDGE_SINK" default:"auto" choices:"auto,nats,jetstream,stdout" desc:"where events go: nats (core NATS subjects), jetstream (a stream, acknowledged and deduplicated), stdout (JSON lines, for debugging); auto: jetstream with the embedded server, nats with GENLBRIDGE_NATS_URL"`
-	Subject      string        `envconfig:"GENLBRIDGE_SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host})"`
+	Subject      string        `envconfig:"GENLBRIDGE_SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host}, {op}: the message's name, e.g. dev-add-ntf, or its command number when it has none)"`
 	LossSubject  string        `envconfig:"GENLBRIDGE_LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
 	MessageMode  Choice        `envconfig:"GENLBRIDGE_MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
 	FlushTimeout time.Duration `envconfig:"GENLBRIDGE_FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
@@ -335,14 +336,21 @@ func (c *Config) check() error {
 	if c.NATSUser == "" && (c.NATSPassword != "" || c.NATSPasswordFile != "") {
 		return badValue(Prefix+"_NATS_USER", "", "a password needs a user")
 	}
+	for _, d := range c.SpecDirs {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			return badValue(Prefix+"_SPEC_DIRS", strings.Join(c.SpecDirs, ","), "want existing directories: "+d+" is not one")
+		}
+	}
 	if _, err := c.Subscriptions(); err != nil {
 		return badValue(Prefix+"_SUBSCRIBE", strings.Join(c.Subscribe, ","), err.Error())
 	}
 	if _, err := sink.ParseTemplate(c.Subject); err != nil {
 		return badValue(Prefix+"_SUBJECT", c.Subject, err.Error())
 	}
-	if _, err := sink.ParseTemplate(c.LossSubject); err != nil {
+	if lt, err := sink.ParseTemplate(c.LossSubject); err != nil {
 		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, err.Error())
+	} else if lt.HasOp() {
+		return badValue(Prefix+"_LOSS_SUBJECT", c.LossSubject, "a loss record has no {op}: use {family}, {group} and {host}")
 	}
 	if c.UsesJetStream() {
 		if err := c.checkStream(); err != nil {

@@ -20,7 +20,8 @@ func (f fakeSource) Stats() bridge.Stats { return bridge.Stats{Lost: map[string]
 func (f fakeSource) Subscriptions() []bridge.SubscriptionStatus {
 	var out []bridge.SubscriptionStatus
 	for _, s := range f.subs {
-		out = append(out, bridge.SubscriptionStatus{Subscription: s, State: bridge.StateJoined})
+		// With a spec, so that the YNL decoding metrics are exported too.
+		out = append(out, bridge.SubscriptionStatus{Subscription: s, State: bridge.StateJoined, Spec: "embedded/kmod/control_exmpl.yaml"})
 	}
 	return out
 }

@@ -100,7 +100,7 @@ func TestStream(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		probe := tmpl.Subject("CONTROL_EXMPL", "EXMPL_GRP", "node-1")
+		probe := tmpl.Subject("CONTROL_EXMPL", "EXMPL_GRP", "node-1", "do")
 		ok := false
 		for _, f := range st.Subjects {
 			ok = ok || server.SubjectMatchesFilter(probe, f)

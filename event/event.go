@@ -17,6 +17,9 @@ const (
 	FormatSeed = "seed"
 	// FormatGeneric keeps every attribute as type number -> bytes.
 	FormatGeneric = "generic"
+	// FormatYNL is decoded with the family's YNL spec: Op names the
+	// message, Fields holds its attributes by name.
+	FormatYNL = "ynl"
 )
 
 // Sequence sources.
@@ -51,9 +54,20 @@ type Event struct {
 	// RecvNS is when the bridge read the event from its socket, ns since the epoch.
 	RecvNS int64  `json:"recv_ns"`
 	Format string `json:"format"`
-	Msg    string `json:"msg,omitempty"`
-	// Attrs holds every attribute of a FormatGeneric event, in wire order.
-	Attrs []Attr `json:"attrs,omitempty"`
+	// Op is the name of a FormatYNL event's message, its spec's operation
+	// (e.g. "dev-add-ntf").
+	Op  string `json:"op,omitempty"`
+	Msg string `json:"msg,omitempty"`
+	// Attrs holds every attribute of a FormatGeneric event, in wire order:
+	// JSON "attrs", an array of {"type":N,"data":"<base64>"}.
+	Attrs []Attr `json:"-"`
+	// Fields holds a FormatYNL event's attributes by their spec's names, as
+	// the text of one JSON object: JSON "attrs".
+	Fields []byte `json:"-"`
+	// Raw lists the attributes of a FormatYNL event its spec could not
+	// decode (unknown, or of a length that does not fit their type), as
+	// the text of one JSON array of {"path","type","data"}: JSON "raw".
+	Raw []byte `json:"-"`
 }
 
 // Attr is one netlink attribute kept as it was on the wire. Type includes the

@@ -1,7 +1,10 @@
 package event
 
 import (
+	"bytes"
 	"encoding/base64"
+	"encoding/json"
+	"fmt"
 	"strconv"
 	"unicode/utf8"
 )
@@ -41,9 +44,22 @@ func AppendJSON(dst []byte, e *Event) []byte {
 	dst = strconv.AppendInt(dst, e.RecvNS, 10)
 	dst = append(dst, `,"format":`...)
 	dst = appendString(dst, e.Format)
+	if e.Op != "" {
+		dst = append(dst, `,"op":`...)
+		dst = appendString(dst, e.Op)
+	}
 	if e.Msg != "" {
 		dst = append(dst, `,"msg":`...)
 		dst = appendString(dst, e.Msg)
+	}
+	if len(e.Fields) > 0 {
+		// Already JSON: the spec-driven decoder wrote it.
+		dst = append(dst, `,"attrs":`...)
+		dst = append(dst, e.Fields...)
+	}
+	if len(e.Raw) > 0 {
+		dst = append(dst, `,"raw":`...)
+		dst = append(dst, e.Raw...)
 	}
 	if len(e.Attrs) > 0 {
 		dst = append(dst, `,"attrs":[`...)
@@ -144,6 +160,38 @@ func appendString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
+// MarshalJSON is AppendJSON, for encoding/json.
+func (e Event) MarshalJSON() ([]byte, error) { return AppendJSON(nil, &e), nil }
+
+// UnmarshalJSON reads what AppendJSON writes: "attrs" is a FormatGeneric
+// event's array of attributes, or a FormatYNL event's object (kept as
+// text in Fields), "raw" kept as text in Raw.
+func (e *Event) UnmarshalJSON(b []byte) error {
+	type plain Event // without these methods
+	var v struct {
+		plain
+		Attrs json.RawMessage `json:"attrs"`
+		Raw   json.RawMessage `json:"raw"`
+	}
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	*e = Event(v.plain)
+	switch a := bytes.TrimSpace(v.Attrs); {
+	case len(a) == 0 || string(a) == "null":
+	case a[0] == '{':
+		e.Fields = bytes.Clone(a)
+	default:
+		if err := json.Unmarshal(a, &e.Attrs); err != nil {
+			return fmt.Errorf("attrs: %w", err)
+		}
+	}
+	if r := bytes.TrimSpace(v.Raw); len(r) > 0 && string(r) != "null" {
+		e.Raw = bytes.Clone(r)
+	}
+	return nil
+}
+
 // Envelope decodes either record type from its JSON form, for consumers such
 // as tail and replay. Type is "event" or "loss".
 type Envelope struct {
@@ -154,6 +202,27 @@ type Envelope struct {
 	FirstSeq uint64 `json:"first_seq,omitempty"`
 	LastSeq  uint64 `json:"last_seq,omitempty"`
 	TimeNS   int64  `json:"time_ns,omitempty"`
+}
+
+// UnmarshalJSON decodes both parts: Event's own method would otherwise
+// take the whole object and leave the loss fields unread.
+func (v *Envelope) UnmarshalJSON(b []byte) error {
+	var rest struct {
+		Type     string `json:"type"`
+		Reason   string `json:"reason"`
+		Count    uint64 `json:"count"`
+		FirstSeq uint64 `json:"first_seq"`
+		LastSeq  uint64 `json:"last_seq"`
+		TimeNS   int64  `json:"time_ns"`
+	}
+	if err := json.Unmarshal(b, &rest); err != nil {
+		return err
+	}
+	if err := v.Event.UnmarshalJSON(b); err != nil {
+		return err
+	}
+	v.Type, v.Reason, v.Count, v.FirstSeq, v.LastSeq, v.TimeNS = rest.Type, rest.Reason, rest.Count, rest.FirstSeq, rest.LastSeq, rest.TimeNS
+	return nil
 }
 
 // Loss returns the loss record an Envelope of Type "loss" holds.

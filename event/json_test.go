@@ -68,6 +68,13 @@ func TestAppendJSONEquivalence(t *testing.T) {
 	g.Attrs = []Attr{{Type: 1, Data: []byte{1, 0, 0, 0}}, {Type: 0x8000 | 3, Data: []byte{}}, {Type: 2, Data: []byte("x\x00y")}}
 	roundTrip(t, g)
 
+	y := sampleEvent()
+	y.Format, y.Msg, y.SeqSource, y.Jiffies, y.KernelNS, y.Op = FormatYNL, "", SeqBridge, 0, 0, "dev-add-ntf"
+	y.Family, y.Group = "netdev", "mgmt"
+	y.Fields = []byte(`{"ifindex":3,"xdp-features":["basic","redirect"],"big":18446744073709551615}`)
+	y.Raw = []byte(`[{"path":"","type":17,"data":"AQI="}]`)
+	roundTrip(t, y)
+
 	for _, s := range []string{"", "quote\" back\\ slash", "ctl\x00\x01\x1f\t\r\n", "<html>&amp;", "ünï©ødé ✓ 𝄞",
 		"bad \xff\xfe utf8", "line\u2028sep\u2029", strings.Repeat("é", 300)} {
 		x := sampleEvent()

@@ -148,6 +148,11 @@ var (
 		"1 while the subscription's group is joined, 0 while it waits for its family.", []string{"subscription"}, nil)
 	descJoins = prometheus.NewDesc("genlbridge_subscription_joins_total",
 		"Times the subscription's group was joined (re-joins after a module reload included).", []string{"subscription"}, nil)
+	descRawAttrs = prometheus.NewDesc("genlbridge_ynl_attributes_raw_total",
+		"Attributes the subscription's YNL spec could not decode, kept raw in their events (\"raw\"), by reason: unknown (the spec does not know it), bad_length (its length does not fit its type), too_deep (nested deeper than the decoder follows).",
+		[]string{"subscription", "reason"}, nil)
+	descFallback = prometheus.NewDesc("genlbridge_ynl_generic_fallback_total",
+		"Messages of a command the subscription's YNL spec has no message for, published in the generic form.", []string{"subscription"}, nil)
 	descPublished = prometheus.NewDesc("genlbridge_events_published_total",
 		"Events the sink delivered.", nil, nil)
 	descLossRecords = prometheus.NewDesc("genlbridge_loss_records_published_total",
@@ -171,7 +176,7 @@ var (
 type statsCollector struct{ m *Monitor }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descPublished,
+	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descRawAttrs, descFallback, descPublished,
 		descLossRecords, descLossFailed, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected, descStopped} {
 		ch <- d
 	}
@@ -203,6 +208,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSocketDrops, prometheus.CounterValue, float64(s.SocketDrops), name)
 		ch <- prometheus.MustNewConstMetric(descJoined, prometheus.GaugeValue, joined, name)
 		ch <- prometheus.MustNewConstMetric(descJoins, prometheus.CounterValue, float64(s.Joins), name)
+		if s.Spec != "" {
+			ch <- prometheus.MustNewConstMetric(descRawAttrs, prometheus.CounterValue, float64(s.RawUnknown), name, "unknown")
+			ch <- prometheus.MustNewConstMetric(descRawAttrs, prometheus.CounterValue, float64(s.RawBadLength), name, "bad_length")
+			ch <- prometheus.MustNewConstMetric(descRawAttrs, prometheus.CounterValue, float64(s.RawTooDeep), name, "too_deep")
+			ch <- prometheus.MustNewConstMetric(descFallback, prometheus.CounterValue, float64(s.Fallback), name)
+		}
 	}
 	st := src.Stats()
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Delivered))

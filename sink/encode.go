@@ -8,7 +8,10 @@ import (
 
 // The encoder turns a batch into NATS messages for both NATS sinks.
 
-type subjectKey struct{ family, group, host string }
+type subjectKey struct {
+	family, group, host, op string
+	loss                    bool
+}
 
 // message is one NATS message that a batch becomes: its subject, where its
 // Nats-Msg-Id and payload lie in the encoder's buffer, and which records it
@@ -49,6 +52,7 @@ func (m *message) kind() string {
 type encoder struct {
 	subject, lossSubject Template
 	batched              bool
+	withOp               bool // subject has {op}
 
 	subjects map[subjectKey]string
 	// buf holds every message's id and payload, msgs describes them; both
@@ -58,23 +62,29 @@ type encoder struct {
 }
 
 func newEncoder(subject, lossSubject Template, batched bool) encoder {
-	return encoder{subject: subject, lossSubject: lossSubject, batched: batched, subjects: map[subjectKey]string{}}
+	return encoder{subject: subject, lossSubject: lossSubject, batched: batched, withOp: subject.HasOp(), subjects: map[subjectKey]string{}}
 }
 
-func (c *encoder) subjectOf(t *Template, family, group, host string) string {
-	k := subjectKey{family, group, host}
-	if t == &c.lossSubject {
-		k.family = "\x00" + family
-	}
+func (c *encoder) subjectOf(t *Template, family, group, host, op string) string {
+	k := subjectKey{family: family, group: group, host: host, op: op, loss: t == &c.lossSubject}
 	if sub, ok := c.subjects[k]; ok {
 		return sub
 	}
 	if len(c.subjects) > 4096 {
 		clear(c.subjects)
 	}
-	sub := t.Subject(family, group, host)
+	sub := t.Subject(family, group, host, op)
 	c.subjects[k] = sub
 	return sub
+}
+
+// opOf is e's {op} when the event template has one, else "" (so that it
+// splits neither the subject cache nor batched messages).
+func (c *encoder) opOf(e *event.Event) string {
+	if !c.withOp {
+		return ""
+	}
+	return OpToken(e)
 }
 
 // id and data return a message's Nats-Msg-Id and payload.
@@ -87,7 +97,7 @@ func (c *encoder) encode(b *Batch, maxPayload int) {
 	c.buf, c.msgs = c.buf[:0], c.msgs[:0]
 	for i := range b.Losses {
 		l := &b.Losses[i]
-		m := message{subject: c.subjectOf(&c.lossSubject, l.Family, l.Group, l.Host), idStart: len(c.buf), loss: true, first: i, last: i}
+		m := message{subject: c.subjectOf(&c.lossSubject, l.Family, l.Group, l.Host, ""), idStart: len(c.buf), loss: true, first: i, last: i}
 		c.buf = LossMsgID(c.buf, l)
 		m.idEnd, m.dataStart = len(c.buf), len(c.buf)
 		c.buf = event.AppendLossJSON(c.buf, l)
@@ -97,7 +107,7 @@ func (c *encoder) encode(b *Batch, maxPayload int) {
 	if !c.batched {
 		for i := range b.Events {
 			e := &b.Events[i]
-			m := message{subject: c.subjectOf(&c.subject, e.Family, e.Group, e.Host), idStart: len(c.buf), first: i, last: i}
+			m := message{subject: c.subjectOf(&c.subject, e.Family, e.Group, e.Host, c.opOf(e)), idStart: len(c.buf), first: i, last: i}
 			c.buf = MsgID(c.buf, e)
 			m.idEnd, m.dataStart = len(c.buf), len(c.buf)
 			c.buf = event.AppendJSON(c.buf, e)
@@ -109,11 +119,11 @@ func (c *encoder) encode(b *Batch, maxPayload int) {
 	limit := max(maxPayload-1024, 4096)
 	for i := 0; i < len(b.Events); {
 		first := &b.Events[i]
-		m := message{subject: c.subjectOf(&c.subject, first.Family, first.Group, first.Host), dataStart: len(c.buf), first: i}
+		m := message{subject: c.subjectOf(&c.subject, first.Family, first.Group, first.Host, c.opOf(first)), dataStart: len(c.buf), first: i}
 		j := i
 		for ; j < len(b.Events); j++ {
 			e := &b.Events[j]
-			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host {
+			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host || c.opOf(e) != c.opOf(first) {
 				break
 			}
 			n := len(c.buf)

@@ -22,7 +22,7 @@ func (s *JetStream) LastEvent(ctx context.Context, family, group, host string) (
 	if s.stream == nil {
 		return ev, false, errors.New("the stream cannot be read")
 	}
-	m, err := s.stream.GetLastMsgForSubject(ctx, s.cfg.Subject.Subject(family, group, host))
+	m, err := s.stream.GetLastMsgForSubject(ctx, s.eventFilter(family, group, host))
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return ev, false, nil
 	}
@@ -34,6 +34,15 @@ func (s *JetStream) LastEvent(ctx context.Context, family, group, host string) (
 		return ev, false, fmt.Errorf("stream message %d on %s: %w", m.Sequence, m.Subject, err)
 	}
 	return evs[len(evs)-1], true, nil
+}
+
+// eventFilter is the subject of host's family/group's events: with {op} in
+// the template, a filter that matches every op.
+func (s *JetStream) eventFilter(family, group, host string) string {
+	if s.cfg.Subject.HasOp() {
+		return s.cfg.Subject.Filter(family, group, host, "")
+	}
+	return s.cfg.Subject.Subject(family, group, host, "")
 }
 
 // storedEvents appends the events of one stored message (one JSON record,
@@ -60,7 +69,7 @@ func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string
 	if err != nil || !ok || last.SeqSource != event.SeqKernel {
 		return last, ok, err
 	}
-	subject := s.cfg.Subject.Subject(family, group, host)
+	subject := s.eventFilter(family, group, host)
 	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return last, true, err

@@ -45,13 +45,28 @@ func TestTemplate(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := tpl.Subject("CONTROL_EXMPL", "EXMPL_GRP", "node.example.com"); got != "genl.CONTROL_EXMPL.EXMPL_GRP.node_example_com" {
+	if got := tpl.Subject("CONTROL_EXMPL", "EXMPL_GRP", "node.example.com", ""); got != "genl.CONTROL_EXMPL.EXMPL_GRP.node_example_com" {
 		t.Fatalf("subject %q", got)
 	}
-	if got := tpl.Subject("fam", "g>", "*"); got != "genl.fam.g_._" {
+	if got := tpl.Subject("fam", "g>", "*", ""); got != "genl.fam.g_._" {
 		t.Fatalf("subject %q", got)
 	}
-	if got := tpl.Filter("CONTROL_EXMPL", "", "node.example.com"); got != "genl.CONTROL_EXMPL.*.node_example_com" {
+	if got := tpl.Filter("CONTROL_EXMPL", "", "node.example.com", ""); got != "genl.CONTROL_EXMPL.*.node_example_com" {
+		t.Fatalf("filter %q", got)
+	}
+	// {op}: the message's name, or the command number without one.
+	byOp, err := sink.ParseTemplate("genl.{family}.{group}.{host}.{op}")
+	if err != nil || !byOp.HasOp() || tpl.HasOp() {
+		t.Fatalf("{op} template: %v, HasOp %v %v", err, byOp.HasOp(), tpl.HasOp())
+	}
+	created, exmplEv := event.Event{Op: "created", Cmd: 1}, event.Event{Cmd: 1}
+	if got := byOp.Subject("mptcp_pm", "mptcp_pm_events", "n1", sink.OpToken(&created)); got != "genl.mptcp_pm.mptcp_pm_events.n1.created" {
+		t.Fatalf("subject %q", got)
+	}
+	if got := byOp.Subject("CONTROL_EXMPL", "EXMPL_GRP", "n1", sink.OpToken(&exmplEv)); got != "genl.CONTROL_EXMPL.EXMPL_GRP.n1.1" {
+		t.Fatalf("subject %q", got)
+	}
+	if got := byOp.Filter("mptcp_pm", "", "", "created"); got != "genl.mptcp_pm.*.*.created" {
 		t.Fatalf("filter %q", got)
 	}
 	for _, bad := range []string{"", "genl.>", "genl.*.{host}", "genl..{host}", "genl.{nope}", "genl.{host", "genl. x"} {

@@ -91,7 +91,7 @@ func (s *JetStream) provision(ctx context.Context) error {
 // checkSubjects checks that subjects capture what the templates make.
 func (s *JetStream) checkSubjects(subjects []string) error {
 	for _, t := range []Template{s.cfg.Subject, s.cfg.LossSubject} {
-		probe := t.Subject("f", "g", "h")
+		probe := t.Subject("f", "g", "h", "o")
 		ok := false
 		for _, f := range subjects {
 			ok = ok || server.SubjectMatchesFilter(probe, f)

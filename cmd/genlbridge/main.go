@@ -25,7 +25,8 @@ Usage:
   genlbridge run [flags]            run the bridge (embedded NATS when no URL is set)
   genlbridge tail [flags] [subject] print events from NATS (default subject genl.>)
   genlbridge replay [flags]         read events back from the JetStream stream (by time, sequence, host...)
-  genlbridge families [--json]      list generic netlink families and multicast groups
+  genlbridge families [--json]      list generic netlink families, their multicast groups and what decodes them
+  genlbridge spec check FILE...     check YNL specs and overrides, say what they decode
   genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
   genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
   genlbridge version
@@ -58,6 +59,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		err = cmdFamilies(args[1:], stdout, stderr)
 	case "send":
 		err = cmdSend(args[1:], stdout, stderr)
+	case "spec":
+		err = cmdSpec(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "genlbridge", version)
 	case "help", "-h", "--help":

@@ -51,6 +51,15 @@ func TestFormatRecord(t *testing.T) {
 			t.Errorf("%q lacks %q", got, want)
 		}
 	}
+	ynl := `{"type":"event","host":"h","family":"ethtool","group":"monitor","cmd":39,"seq":7,"seq_src":"bridge","format":"ynl","op":"features-ntf",` +
+		`"attrs":{"header":{"dev-index":3,"dev-name":"va"},"active":{"nomask":true,"bits":{"bit":[{"index":0,"name":"sg"},{"index":5,"name":"rx gro"}]}},"flags":["a","b"],"none":[]},` +
+		`"raw":[{"path":"","type":99,"data":"AQ=="}]}`
+	got = formatRecord([]byte(ynl))
+	want := `h ethtool/monitor features-ntf seq=7(bridge) header.dev-index=3 header.dev-name=va active.nomask=true ` +
+		`active.bits.bit.0.index=0 active.bits.bit.0.name=sg active.bits.bit.1.index=5 active.bits.bit.1.name="rx gro" flags=a,b none= (1 attributes raw)`
+	if !strings.HasSuffix(got, want) {
+		t.Errorf("ynl line\n %q\nwant suffix\n %q", got, want)
+	}
 	loss := `{"type":"loss","host":"h","boot_id":"b","family":"f","group":"g","reason":"overrun","count":3,"first_seq":4,"last_seq":6,"time_ns":1}`
 	if got := formatRecord([]byte(loss)); !strings.Contains(got, "LOSS h f/g overrun count=3 seq=4-6") {
 		t.Errorf("loss line %q", got)

@@ -148,9 +148,9 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 	if err != nil {
 		return 0, err
 	}
-	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{o.events.Filter(o.family, o.group, o.host)}}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{o.events.Filter(o.family, o.group, o.host, "")}}
 	if !o.noLosses {
-		cc.FilterSubjects = append(cc.FilterSubjects, o.losses.Filter(o.family, o.group, o.host))
+		cc.FilterSubjects = append(cc.FilterSubjects, o.losses.Filter(o.family, o.group, o.host, ""))
 	}
 	switch {
 	case o.seq > 0:

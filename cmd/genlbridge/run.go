@@ -52,10 +52,15 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 	ctx, cancel := context.WithCancelCause(parent)
 	defer cancel(nil)
 
-	// The metrics and health address is taken first, so that a busy port
+	// Specs first: one that does not parse stops the start before anything runs.
+	reg, err := loadSpecs(cfg.SpecDirs, log)
+	if err != nil {
+		return err
+	}
+
+	// The metrics and health address is taken next, so that a busy port
 	// stops the start before anything else happens.
 	var httpL net.Listener
-	var err error
 	if cfg.HTTPAddr != "" {
 		if httpL, err = monitor.Listen(cfg.HTTPAddr); err != nil {
 			return err
@@ -158,6 +163,7 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 	subs, _ := cfg.Subscriptions()
 	bc := bridge.Config{
 		Subscriptions:         subs,
+		Specs:                 reg,
 		Host:                  cfg.NodeName,
 		ReceiveBuffer:         int(cfg.ReceiveBuffer),
 		AllowUserspaceSenders: cfg.AllowUserspaceSenders,

@@ -109,6 +109,23 @@ func formatRecord(line []byte) string {
 		return b.String()
 	}
 	e := &v.Event
+	if e.Format == event.FormatYNL {
+		// op key=value ...: the message's name, then its attributes.
+		fmt.Fprintf(&b, "%s %s %s/%s %s seq=%d", stamp(e.RecvNS), e.Host, e.Family, e.Group, e.Op, e.Seq)
+		if e.SeqSource == event.SeqBridge {
+			b.WriteString("(bridge)")
+		}
+		for _, kv := range flatten(e.Fields) {
+			b.WriteByte(' ')
+			b.WriteString(kv)
+		}
+		if len(e.Raw) > 0 {
+			var raw []json.RawMessage
+			_ = json.Unmarshal(e.Raw, &raw)
+			fmt.Fprintf(&b, " (%d attributes raw)", len(raw))
+		}
+		return b.String()
+	}
 	fmt.Fprintf(&b, "%s %s %s/%s cmd=%d seq=%d", stamp(e.RecvNS), e.Host, e.Family, e.Group, e.Cmd, e.Seq)
 	if e.SeqSource == event.SeqBridge {
 		b.WriteString("(bridge)")
@@ -126,6 +143,97 @@ func formatRecord(line []byte) string {
 		fmt.Fprintf(&b, " a%d=%x", a.Type, a.Data)
 	}
 	return b.String()
+}
+
+// flatten turns a JSON object into key=value words, in its order: nested
+// objects' keys joined with dots, arrays of scalars joined with commas,
+// arrays of anything else indexed (key.0.sub=...). Strings with spaces or
+// quotes are quoted. What does not parse is returned as one word.
+func flatten(obj []byte) []string {
+	dec := json.NewDecoder(bytes.NewReader(obj))
+	dec.UseNumber()
+	n, err := readNode(dec)
+	if err != nil {
+		return []string{string(obj)}
+	}
+	var out []string
+	n.words("", &out)
+	return out
+}
+
+// jsonNode is a JSON value with its object keys in order.
+type jsonNode struct {
+	scalar string     // a scalar's text, when keys and items are nil
+	keys   []string   // an object's keys, in order
+	vals   []jsonNode // an object's values, or an array's items
+	array  bool
+}
+
+func readNode(dec *json.Decoder) (jsonNode, error) {
+	tok, err := dec.Token()
+	if err != nil {
+		return jsonNode{}, err
+	}
+	switch tok {
+	case json.Delim('{'), json.Delim('['):
+		n := jsonNode{array: tok == json.Delim('['), vals: []jsonNode{}}
+		for dec.More() {
+			if !n.array {
+				k, err := dec.Token()
+				if err != nil {
+					return n, err
+				}
+				n.keys = append(n.keys, fmt.Sprint(k))
+			}
+			v, err := readNode(dec)
+			if err != nil {
+				return n, err
+			}
+			n.vals = append(n.vals, v)
+		}
+		_, err := dec.Token() // the closing delimiter
+		return n, err
+	}
+	switch v := tok.(type) {
+	case string:
+		if v == "" || strings.ContainsAny(v, " \t\"=") {
+			return jsonNode{scalar: strconv.Quote(v)}, nil
+		}
+		return jsonNode{scalar: v}, nil
+	case nil:
+		return jsonNode{scalar: "null"}, nil
+	default:
+		return jsonNode{scalar: fmt.Sprint(v)}, nil
+	}
+}
+
+func (n jsonNode) words(prefix string, out *[]string) {
+	join := func(k string) string {
+		if prefix == "" {
+			return k
+		}
+		return prefix + "." + k
+	}
+	switch {
+	case n.vals == nil:
+		*out = append(*out, prefix+"="+n.scalar)
+	case !n.array:
+		for i, k := range n.keys {
+			n.vals[i].words(join(k), out)
+		}
+	default:
+		items := make([]string, 0, len(n.vals))
+		for _, v := range n.vals {
+			if v.vals != nil {
+				for i, v := range n.vals {
+					v.words(join(strconv.Itoa(i)), out)
+				}
+				return
+			}
+			items = append(items, v.scalar)
+		}
+		*out = append(*out, prefix+"="+strings.Join(items, ","))
+	}
 }
 
 func stamp(ns int64) string {
