@@ -50,9 +50,15 @@ fmt-check:
 unit: deps
 	$(GO) test -race -count=1 -timeout 20m ./...
 
+# Each fuzzer runs FUZZTIME: the bridge's decoder, the JSON encoder, and the
+# YNL engine's spec loader (arbitrary YAML), decoder (arbitrary messages
+# against every shipped spec) and exmpl schema (against the old decoder).
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bridge
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) ./event
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzExmpl$$' -fuzztime $(FUZZTIME) ./ynl
 
 # demo: the README's first command is part of what CI proves; it fails
 # unless its burst ends fully accounted (received + reported lost).
@@ -62,7 +68,7 @@ test: deps vet fmt-check fuzz vm-test demo unit
 # table on stdout, build/bench/results.json and build/bench/chart.png.
 BENCH_FLAGS ?=
 bench: build
-	$(GO) test -run '^$$' -bench . -benchmem ./event ./bridge ./sink
+	$(GO) test -run '^$$' -bench . -benchmem ./event ./bridge ./ynl ./sink
 	$(GO) build -o build/genlbench ./cmd/genlbench
 	build/genlbench -bridge $(BIN) -out build/bench $(BENCH_FLAGS)
 

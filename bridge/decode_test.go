@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/exmpl"
@@ -395,6 +396,55 @@ func BenchmarkDecodeExmpl(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+func BenchmarkDecodeNetdevDevAdd(b *testing.B) {
+	d := decoderFor(b, "netdev", "mgmt", DecodeAuto)
+	msg := netdevDevAdd(b, 3)
+	b.ReportAllocs()
+	var e event.Event
+	var a arena
+	for b.Loop() {
+		e = event.Event{}
+		if err := d.decode(msg, &e, &a); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkDecodeSideBySide decodes an exmpl event and netdev's
+// dev-add-ntf in turns, 64 of each per round, and reports both costs and
+// their ratio (target: netdev within 3x of exmpl), measured in one run so
+// that the machine's load weighs on both alike.
+func BenchmarkDecodeSideBySide(b *testing.B) {
+	ex := decoderFor(b, exmpl.FamilyName, exmpl.GroupName, DecodeAuto)
+	nd := decoderFor(b, "netdev", "mgmt", DecodeAuto)
+	exMsg := genlMessage(30, 1, 1, exmplAttrs(b, "Hello from kernel at jiffies 4295000123", 4295000123, 77, 1795000000000000001))
+	ndMsg := netdevDevAdd(b, 3)
+	var e event.Event
+	var a arena
+	var exT, ndT time.Duration
+	const round = 64
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		for range round {
+			e = event.Event{}
+			_ = ex.decode(exMsg, &e, &a)
+		}
+		t1 := time.Now()
+		for range round {
+			e = event.Event{}
+			_ = nd.decode(ndMsg, &e, &a)
+		}
+		t2 := time.Now()
+		exT += t1.Sub(t0)
+		ndT += t2.Sub(t1)
+	}
+	n := float64(b.N * round)
+	b.ReportMetric(float64(exT.Nanoseconds())/n, "exmpl-ns/event")
+	b.ReportMetric(float64(ndT.Nanoseconds())/n, "netdev-ns/event")
+	b.ReportMetric(float64(ndT)/float64(exT), "netdev/exmpl")
 }
 
 func BenchmarkDecodeGeneric(b *testing.B) {

@@ -5,6 +5,7 @@ import (
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func sampleEvent() Event {
@@ -131,4 +132,49 @@ func BenchmarkEncodingJSON(b *testing.B) {
 		n = len(out)
 	}
 	b.SetBytes(int64(n))
+}
+
+// ynlEvent is netdev's dev-add-ntf as the bridge publishes it.
+func ynlEvent() Event {
+	e := sampleEvent()
+	e.Family, e.Group, e.Format, e.Op, e.Msg, e.SeqSource, e.Jiffies, e.KernelNS = "netdev", "mgmt", FormatYNL, "dev-add-ntf", "", SeqBridge, 0, 0
+	e.Fields = []byte(`{"ifindex":3,"xdp-features":["basic","redirect","ndo-xmit"],"xdp-zc-max-segs":1,"xdp-rx-metadata-features":["timestamp","hash"],"xsk-features":[]}`)
+	return e
+}
+
+func BenchmarkAppendJSONYNL(b *testing.B) {
+	e := ynlEvent()
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = AppendJSON(buf[:0], &e)
+	}
+}
+
+// BenchmarkAppendJSONSideBySide writes an exmpl event and a ynl event
+// (netdev dev-add-ntf) in turns and reports both costs and their ratio
+// (target: the ynl event within 2x of the exmpl one), from one run.
+func BenchmarkAppendJSONSideBySide(b *testing.B) {
+	ex, y := sampleEvent(), ynlEvent()
+	buf := make([]byte, 0, 1024)
+	var exT, yT time.Duration
+	const round = 64
+	b.ReportAllocs()
+	for b.Loop() {
+		t0 := time.Now()
+		for range round {
+			buf = AppendJSON(buf[:0], &ex)
+		}
+		t1 := time.Now()
+		for range round {
+			buf = AppendJSON(buf[:0], &y)
+		}
+		t2 := time.Now()
+		exT += t1.Sub(t0)
+		yT += t2.Sub(t1)
+	}
+	n := float64(b.N * round)
+	b.ReportMetric(float64(exT.Nanoseconds())/n, "exmpl-ns/event")
+	b.ReportMetric(float64(yT.Nanoseconds())/n, "ynl-ns/event")
+	b.ReportMetric(float64(yT)/float64(exT), "ynl/exmpl")
 }

@@ -85,6 +85,9 @@ func TestMetricsAndHealthOfARunningBridge(t *testing.T) {
 	b, err := bridge.New(bridge.Config{
 		Subscriptions: []bridge.Subscription{{Family: "netdev", Group: "mgmt"}},
 		NetNS:         ns.FD(), Logger: quiet(), OnDelivered: mon.OnDelivered,
+		// At the end the server stops before the bridge: events still
+		// queued then (late netdev notifications) wait this long, not 10s.
+		ShutdownTimeout: 500 * time.Millisecond,
 	}, sink.NewNATS(nc, sink.NATSConfig{Logger: quiet(), RetryMax: 50 * time.Millisecond, FlushTimeout: 200 * time.Millisecond}))
 	if err != nil {
 		t.Fatal(err)

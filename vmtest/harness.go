@@ -39,6 +39,9 @@ const (
 	DoneMarker = "VMTEST-DONE"
 	// MetricMarker starts a line of measurements printed by a guest test.
 	MetricMarker = "VMTEST-METRIC"
+	// PowerButtonMarker is a guest test asking the host to press the VM's
+	// ACPI power button (qemu's system_powerdown, through its monitor).
+	PowerButtonMarker = "VMTEST-PRESS-POWER-BUTTON"
 )
 
 // Paths inside the initramfs.
@@ -50,6 +53,12 @@ const (
 	GuestBridgePath = "/genlbridge"
 	// GuestDemoPath holds DemoScript.
 	GuestDemoPath = "/demo.sh"
+	// GuestButtonPath holds the kernel's ACPI button driver (button.ko),
+	// when vm.sh fetched it.
+	GuestButtonPath = "/button.ko"
+	// GuestKernelSpecs holds the kernel's YNL specs (Debian's
+	// linux-doc-6.12), in the 6.12 kernel's VM only: the 6.1 one has none.
+	GuestKernelSpecs = "/usr/share/doc/linux-doc-6.12/Documentation/netlink/specs"
 )
 
 // InitScript is the initramfs's /init. Kernel command-line words without a

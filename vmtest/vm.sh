@@ -26,7 +26,7 @@ die() { echo "vm.sh: $*" >&2; exit 1; }
 
 # The commands these scripts and the VM test call, each with the Debian
 # package that has it.
-TOOLS="modinfo:kmod qemu-system-x86_64:qemu-system-x86 busybox:busybox-static dpkg-deb:dpkg tar:tar make:make gcc:gcc ip:iproute2"
+TOOLS="modinfo:kmod qemu-system-x86_64:qemu-system-x86 busybox:busybox-static dpkg-deb:dpkg tar:tar xz:xz-utils make:make gcc:gcc ip:iproute2"
 
 # need CMD PKG: fail, naming the command and its package, when CMD is missing.
 need() {
@@ -91,11 +91,12 @@ cmd_kvers() {
 	for m in "$@"; do kver "$m"; done
 }
 
-# fetch_vmlinuz KVER DIR: DIR/vmlinuz from the linux-image package of the same
-# version as the installed headers.
+# fetch_vmlinuz KVER DIR: DIR/vmlinuz, and DIR/button.ko (the ACPI button
+# driver, whose power button events the VM test reads; uncompressed), from
+# the linux-image package of the same version as the installed headers.
 fetch_vmlinuz() {
 	k=$1 dir=$2
-	[ -s "$dir/vmlinuz" ] && return 0
+	[ -s "$dir/vmlinuz" ] && [ -s "$dir/button.ko" ] && return 0
 	need dpkg-deb dpkg
 	need tar tar
 	ver=$(dpkg-query -W -f='${Version}' "linux-headers-$k" 2>/dev/null) ||
@@ -116,10 +117,16 @@ fetch_vmlinuz() {
 	[ -n "$deb" ] || die "cannot download linux-image-$k (headers version $ver): run apt-get update; if the ABI moved on, upgrade the headers meta packages (apt-get install --only-upgrade linux-headers-...)"
 	tmp=$dir/.extract
 	rm -rf "$tmp" && mkdir -p "$tmp"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" "./boot/vmlinuz-$k"
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards "./boot/vmlinuz-$k" "*/drivers/acpi/button.ko*"
 	mv "$tmp/boot/vmlinuz-$k" "$dir/vmlinuz"
+	button=$(find "$tmp" -name 'button.ko*' | head -n1)
+	[ -n "$button" ] || die "$(basename "$deb") has no drivers/acpi/button.ko"
+	case "$button" in
+	*.xz) need xz xz-utils; xz -dc "$button" >"$dir/button.ko" ;;
+	*) cp "$button" "$dir/button.ko" ;;
+	esac
 	rm -rf "$tmp" "$deb"
-	echo "vm-kernels: $dir/vmlinuz from $(basename "$deb")"
+	echo "vm-kernels: $dir/vmlinuz and button.ko from $(basename "$deb")"
 }
 
 # build_kmod KVER DIR: DIR/genl_exmpl.ko built against linux-headers-KVER.

@@ -12,6 +12,7 @@ package vmtest
 // accounting in vm_burst_test.go.
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -410,5 +411,97 @@ func TestBridgeSeedPayload(t *testing.T) {
 	if em.Format != gevent.FormatSeed || em.Msg != "emitted in the seed's format" || em.Jiffies != 0 {
 		t.Errorf("emitted event: format %q msg %q jiffies %d", em.Format, em.Msg, em.Jiffies)
 	}
+	stopBridge(t, b)
+}
+
+// TestBridgeSpecFamilies: families decoded by name in the VM, with the
+// embedded specs alone (6.1: no kernel spec on the machine) or with the
+// kernel's (6.12: linux-doc-6.12's specs named by GENLBRIDGE_SPEC_DIRS, so
+// that its nlctrl spec wins): nlctrl's notifications of the module's
+// unload and load, the module's events through its spec, and acpi_event's
+// event for a press of the ACPI power button (qemu's system_powerdown, on
+// the host's monitor).
+func TestBridgeSpecFamilies(t *testing.T) {
+	bridgeTest(t, "period_ms=0")
+	if _, err := os.Stat(GuestButtonPath); err != nil {
+		t.Fatalf("%s: the ACPI button driver is not in the VM (vm.sh fetches it)", GuestButtonPath)
+	}
+	if out, err := exec.Command("insmod", GuestButtonPath).CombinedOutput(); err != nil && !strings.Contains(string(out), "File exists") {
+		t.Fatalf("insmod %s: %v: %s", GuestButtonPath, err, out)
+	}
+	settings := []string{"GENLBRIDGE_SUBSCRIBE=acpi_event/acpi_mc_group,nlctrl/notify,CONTROL_EXMPL/EXMPL_GRP"}
+	specs := "embedded"
+	if _, err := os.Stat(GuestKernelSpecs); err == nil {
+		settings = append(settings, "GENLBRIDGE_SPEC_DIRS="+GuestKernelSpecs)
+		specs = "linux-doc-6.12"
+	}
+	b := startBridge(t, settings...)
+	c := subscribeAll(t)
+	for _, sub := range []string{"acpi_event/acpi_mc_group", "nlctrl/notify", subscription} {
+		b.WaitMetrics(20*time.Second, sub+" joined", func(m proctest.Metrics) bool {
+			return m.Get("genlbridge_subscription_joined", "subscription="+sub) == 1
+		})
+	}
+	for _, rec := range b.LogRecords("decoding with a YNL spec") {
+		t.Logf("%v decodes with %v", rec["subscription"], rec["spec"])
+	}
+	attrs := func(r *natstest.Record) map[string]any {
+		var m map[string]any
+		if err := json.Unmarshal(r.Fields, &m); err != nil {
+			t.Fatalf("%s %s: attrs %s: %v", r.Family, r.Op, r.Fields, err)
+		}
+		if len(r.Raw) > 0 {
+			t.Errorf("%s %s: raw attributes %s", r.Family, r.Op, r.Raw)
+		}
+		return m
+	}
+	byOp := func(family, op string) func(*natstest.Record) bool {
+		return func(r *natstest.Record) bool { return r.Family == family && r.Op == op }
+	}
+
+	// nlctrl: the module goes and comes back.
+	if err := rmmod(); err != nil {
+		t.Fatal(err)
+	}
+	insmod(t, "period_ms=0")
+	del := c.WaitEvents(0, 1, 10*time.Second, byOp("nlctrl", "delfamily"))
+	add := c.WaitEvents(0, 1, 10*time.Second, byOp("nlctrl", "newfamily"))
+	if len(del) == 0 || len(add) == 0 {
+		t.Fatalf("nlctrl: %d delfamily, %d newfamily events after rmmod and insmod", len(del), len(add))
+	}
+	for _, r := range []*natstest.Record{&del[0], &add[0]} {
+		a := attrs(r)
+		if a["family-name"] != exmpl.FamilyName || a["family-id"] == nil {
+			t.Errorf("nlctrl %s: attrs %s, want family-name %s and its id", r.Op, r.Fields, exmpl.FamilyName)
+		}
+	}
+	groups, _ := attrs(&add[0])["mcast-groups"].([]any)
+	if len(groups) != 1 || groups[0].(map[string]any)["name"] != exmpl.GroupName {
+		t.Errorf("nlctrl newfamily: mcast-groups %v, want [%s]", groups, exmpl.GroupName)
+	}
+	t.Logf("nlctrl (%s specs): %s %s; %s %s", specs, del[0].Op, del[0].Fields, add[0].Op, add[0].Fields)
+
+	// The module's events, through its spec: the exmpl schema.
+	waitJoins(t, b, 2, 10*time.Second)
+	if out, err := exec.Command(bridgeBinary(t), "send", "emit", "through the spec").CombinedOutput(); err != nil {
+		t.Fatalf("send emit: %v\n%s", err, out)
+	}
+	em := c.WaitEvents(0, 1, 10*time.Second, func(r *natstest.Record) bool { return r.Family == exmpl.FamilyName })
+	if len(em) != 1 || em[0].Format != gevent.FormatExmpl || em[0].Msg != "through the spec" || em[0].Seq == 0 || em[0].Op != "" {
+		t.Fatalf("the module's event: %+v, want format exmpl, its msg and seq, no op", em)
+	}
+
+	// acpi_event: the host presses the power button.
+	fmt.Println(PowerButtonMarker)
+	ev := c.WaitEvents(0, 1, 30*time.Second, byOp("acpi_event", "event"))
+	if len(ev) == 0 {
+		t.Fatalf("no acpi_event event within 30s of asking for the power button; dmesg:\n%s", dmesg(t))
+	}
+	e, _ := attrs(&ev[0])["event"].(map[string]any)
+	if e["device-class"] != "button/power" || !strings.HasPrefix(fmt.Sprint(e["bus-id"]), "LNXPWRBN") || e["type"] == nil || e["data"] == nil {
+		t.Errorf("acpi_event event %s: want device-class button/power, bus-id LNXPWRBN:*, type and data", ev[0].Fields)
+	}
+	t.Logf("acpi_event: %s %s", ev[0].Op, ev[0].Fields)
+	metric(t, "bridge_spec_families specs=%s nlctrl=%s,%s acpi=%s", specs, del[0].Op, add[0].Op, ev[0].Fields)
 	stopBridge(t, b)
 }

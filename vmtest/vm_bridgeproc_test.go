@@ -96,6 +96,18 @@ func natsAuth(t *testing.T, opts ...nats.Option) []nats.Option {
 	return append(opts, o)
 }
 
+// subscribeAll subscribes to genl.> on the bridge's server, keeping every
+// record of every family and checking each has a Nats-Msg-Id.
+func subscribeAll(t *testing.T) *natstest.Collector {
+	t.Helper()
+	return natstest.Collect(t, natsURL, "genl.>", func(r *natstest.Record) string {
+		if r.MsgID == "" {
+			return "no Nats-Msg-Id header"
+		}
+		return ""
+	}, natsAuth(t, nats.Name("vmtest"))...)
+}
+
 // subscribe subscribes to genl.> on the bridge's server, keeping every
 // record and checking that events and loss records come on this host's
 // subjects with a Nats-Msg-Id.

@@ -29,6 +29,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,6 +130,11 @@ func kernels(t *testing.T, dir string) []string {
 	return out
 }
 
+func exists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
 func TestVM(t *testing.T) {
 	c := loadConfig(t)
 	for _, p := range []string{c.guestTest, c.bb} {
@@ -163,6 +169,17 @@ func TestVM(t *testing.T) {
 			files := map[string]string{GuestTestPath: c.guestTest, GuestKoPath: ko}
 			if bridge != "" {
 				files[GuestBridgePath] = bridge
+			}
+			if button := filepath.Join(kdir, "button.ko"); exists(button) {
+				files[GuestButtonPath[1:]] = button
+			}
+			// The kernel's own specs in the 6.12 VM (the 6.1 one has none).
+			if strings.HasPrefix(kver, "6.12") {
+				specs, _ := filepath.Glob(GuestKernelSpecs + "/*.yaml.gz")
+				for _, f := range specs {
+					files[GuestKernelSpecs[1:]+"/"+filepath.Base(f)] = f
+				}
+				t.Logf("%d kernel specs from %s in the VM", len(specs), GuestKernelSpecs)
 			}
 			if err := writeInitramfs(initrd, c.bb, InitScript, files, nil); err != nil {
 				t.Fatal(err)
@@ -276,10 +293,14 @@ type vmRun struct {
 // command line and the lines that matter (markers, test results).
 func runQEMU(logf func(string, ...any), onLine func(string), c vmConfig, accel, vmlinuz, initrd, logPath string, timeout time.Duration, words []string) (vmRun, error) {
 	var r vmRun
+	// The monitor, for the power button a guest test may ask for.
+	monSock := filepath.Join(filepath.Dir(logPath), "monitor.sock")
+	_ = os.Remove(monSock)
 	args := []string{
 		"-kernel", vmlinuz, "-initrd", initrd,
 		"-append", "console=ttyS0 quiet panic=-1 " + strings.Join(words, " "),
 		"-nographic", "-no-reboot", "-m", c.mem, "-smp", c.smp, "-nic", "none",
+		"-monitor", "unix:" + monSock + ",server=on,wait=off",
 	}
 	switch accel {
 	case "kvm":
@@ -324,6 +345,8 @@ func runQEMU(logf func(string, ...any), onLine func(string), c vmConfig, accel, 
 				onLine(line)
 			}
 			switch {
+			case strings.Contains(line, PowerButtonMarker):
+				logf("guest: %s: pressing the power button (system_powerdown): %v", line, pressPowerButton(monSock))
 			case strings.Contains(line, InitMarker):
 				r.initAt = time.Since(start)
 				logf("guest: %s (host %.2fs)", line, r.initAt.Seconds())
@@ -344,6 +367,32 @@ func runQEMU(logf func(string, ...any), onLine func(string), c vmConfig, accel, 
 		return r, fmt.Errorf("qemu: %v", werr)
 	}
 	return r, perr
+}
+
+// pressPowerButton sends system_powerdown to qemu's monitor: an ACPI power
+// button press, which the guest's button driver reports as an acpi_event.
+func pressPowerButton(sock string) error {
+	conn, err := net.DialTimeout("unix", sock, 5*time.Second)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	if _, err := conn.Write([]byte("system_powerdown\n")); err != nil {
+		return err
+	}
+	// Read the monitor's banner and echo, so that the command is taken
+	// before the connection closes.
+	buf := make([]byte, 4096)
+	got := ""
+	for !strings.Contains(got, "system_powerdown") {
+		n, err := conn.Read(buf)
+		if err != nil {
+			return fmt.Errorf("after %q: %w", got, err)
+		}
+		got += string(buf[:n])
+	}
+	return nil
 }
 
 // probeKVM boots the kernel under KVM with an initramfs that only prints the

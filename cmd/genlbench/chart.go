@@ -21,6 +21,7 @@ var palette = map[string]color.RGBA{
 	"raw":          {0x44, 0x44, 0x44, 0xff},
 	"bridge-batch": {0x1f, 0x77, 0xb4, 0xff},
 	"bridge-event": {0x2c, 0xa0, 0x2c, 0xff},
+	"bridge-ynl":   {0x17, 0xbe, 0xcf, 0xff},
 	"bridge-js":    {0x94, 0x67, 0xbd, 0xff},
 	"naive":        {0xd6, 0x27, 0x28, 0xff},
 	"js-bare":      {0xff, 0x7f, 0x0e, 0xff},
@@ -89,7 +90,7 @@ func drawChart(r *results, path string) error {
 	}
 	ys := func(v float64) int { return y1 - int(float64(y1-y0)*v/maxY) }
 	legend := 0
-	for _, mode := range []string{"raw", "bridge-batch", "bridge-event", "bridge-js", "naive"} {
+	for _, mode := range []string{"raw", "bridge-batch", "bridge-event", "bridge-ynl", "bridge-js", "naive"} {
 		col, ok := palette[mode]
 		if !ok {
 			continue

@@ -76,7 +76,7 @@ type options struct {
 
 func run() error {
 	var o options
-	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-js,naive,js-bare", "pipelines to measure")
+	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,naive,js-bare", "pipelines to measure")
 	rates := flag.String("rates", "10000,100000,400000,0", "offered rates in events/s; 0 is as fast as possible")
 	flag.StringVar(&o.bridge, "bridge", "build/genlbridge", "the genlbridge binary")
 	flag.StringVar(&o.out, "out", "build/bench", "directory for results.json and chart.png")
@@ -268,6 +268,9 @@ func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL s
 			fmt.Sprintf("GENLBRIDGE_HTTP_ADDR=127.0.0.1:%d", port),
 		)
 		switch mode {
+		case "bridge-ynl":
+			// netdev's own messages, decoded by the embedded netdev spec.
+			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SUBSCRIBE=netdev/mgmt:ynl")
 		case "bridge-batch":
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_MESSAGE_MODE=batch")
 		case "bridge-js":
@@ -395,8 +398,12 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	}
 	defer snd.Close()
 
+	send := snd.SendExmpl
+	if mode == "bridge-ynl" {
+		send = snd.SendNetdevDevAdd
+	}
 	start := time.Now()
-	if err := pace(snd, rate, n); err != nil {
+	if err := pace(send, rate, n); err != nil {
 		return nil, err
 	}
 	sendEnd := time.Now()
@@ -468,7 +475,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 
 // pace sends n events at rate per second (0: as fast as possible), in
 // sendmmsg batches, catching up every millisecond.
-func pace(snd *inject.Sender, rate, n int) error {
+func pace(send func(first uint64, n int) error, rate, n int) error {
 	const chunk = 256
 	start := time.Now()
 	sent := 0
@@ -482,7 +489,7 @@ func pace(snd *inject.Sender, rate, n int) error {
 			continue
 		}
 		k := min(want-sent, chunk)
-		if err := snd.SendExmpl(uint64(sent+1), k); err != nil {
+		if err := send(uint64(sent+1), k); err != nil {
 			return err
 		}
 		sent += k
@@ -516,7 +523,7 @@ func genOnly(nsPath, rateS, countS string) error {
 	}
 	defer snd.Close()
 	start := time.Now()
-	if err := pace(snd, rate, n); err != nil {
+	if err := pace(snd.SendExmpl, rate, n); err != nil {
 		return err
 	}
 	fmt.Printf("sent %d in %v (%.0f/s)\n", n, time.Since(start), float64(n)/time.Since(start).Seconds())

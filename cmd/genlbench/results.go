@@ -107,6 +107,10 @@ func (r *results) summarize() {
 		r.Ratios = append(r.Ratios, ratio{Name: name, Value: v, Target: target, Holds: holds})
 	}
 	raw, batch, naive := get("raw", 0), get("bridge-batch", 0), get("naive", 0)
+	if ev, y := get("bridge-event", 0), get("bridge-ynl", 0); ev != nil && y != nil {
+		v := y.EventsPerSec / ev.EventsPerSec
+		add("bridge-ynl (netdev spec) / bridge-event (exmpl) (max rate)", ">= 0.9", v, v >= 0.9)
+	}
 	if raw != nil && batch != nil {
 		v := batch.EventsPerSec / raw.EventsPerSec
 		add("bridge-batch / raw ceiling (max rate)", ">= 0.85", v, v >= 0.85)

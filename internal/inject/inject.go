@@ -130,6 +130,33 @@ func AppendExmpl(dst []byte, familyID uint16, seq uint64, msg string) []byte {
 	return dst
 }
 
+// AppendNetdevDevAdd appends one netdev NETDEV_CMD_DEV_ADD_NTF message to
+// dst, as the kernel sends it for a veth: ifindex, xdp-features (basic,
+// redirect, ndo-xmit), xdp-zc-max-segs, xdp-rx-metadata-features
+// (timestamp, hash) and xsk-features.
+func AppendNetdevDevAdd(dst []byte, familyID uint16, ifindex uint32) []byte {
+	start := len(dst)
+	dst = binary.NativeEndian.AppendUint32(dst, 0) // length, below
+	dst = binary.NativeEndian.AppendUint16(dst, familyID)
+	dst = binary.NativeEndian.AppendUint16(dst, 0)
+	dst = binary.NativeEndian.AppendUint32(dst, ifindex)
+	dst = binary.NativeEndian.AppendUint32(dst, 0)
+	dst = append(dst, 2 /* NETDEV_CMD_DEV_ADD_NTF */, 1, 0, 0)
+	var v [8]byte
+	binary.NativeEndian.PutUint32(v[:4], ifindex)
+	dst = appendAttr(dst, 1 /* NETDEV_A_DEV_IFINDEX */, v[:4])
+	binary.NativeEndian.PutUint64(v[:], 7)
+	dst = appendAttr(dst, 3 /* NETDEV_A_DEV_XDP_FEATURES */, v[:])
+	binary.NativeEndian.PutUint32(v[:4], 1)
+	dst = appendAttr(dst, 4 /* NETDEV_A_DEV_XDP_ZC_MAX_SEGS */, v[:4])
+	binary.NativeEndian.PutUint64(v[:], 3)
+	dst = appendAttr(dst, 5 /* NETDEV_A_DEV_XDP_RX_METADATA_FEATURES */, v[:])
+	binary.NativeEndian.PutUint64(v[:], 0)
+	dst = appendAttr(dst, 6 /* NETDEV_A_DEV_XSK_FEATURES */, v[:])
+	binary.NativeEndian.PutUint32(dst[start:], uint32(len(dst)-start))
+	return dst
+}
+
 func appendAttr(dst []byte, typ uint16, data []byte) []byte {
 	dst = binary.NativeEndian.AppendUint16(dst, uint16(4+len(data)))
 	dst = binary.NativeEndian.AppendUint16(dst, typ)
@@ -152,6 +179,21 @@ func (s *Sender) Send(msg []byte) error {
 // SendExmpl multicasts events with sequence numbers first..first+n-1, with
 // sendmmsg in batches of up to 256. Each message's text is "event SEQ".
 func (s *Sender) SendExmpl(first uint64, n int) error {
+	return s.sendMany(first, n, func(dst []byte, seq uint64) []byte {
+		return AppendExmpl(dst, s.familyID, seq, "event "+strconv.FormatUint(seq, 10))
+	})
+}
+
+// SendNetdevDevAdd multicasts n netdev dev-add-ntf messages
+// (AppendNetdevDevAdd) for ifindexes first..first+n-1, as SendExmpl does.
+func (s *Sender) SendNetdevDevAdd(first uint64, n int) error {
+	return s.sendMany(first, n, func(dst []byte, seq uint64) []byte {
+		return AppendNetdevDevAdd(dst, s.familyID, uint32(seq))
+	})
+}
+
+// sendMany sends n messages made by appendMsg for first..first+n-1.
+func (s *Sender) sendMany(first uint64, n int, appendMsg func(dst []byte, seq uint64) []byte) error {
 	const batch = 256
 	for n > 0 {
 		k := min(n, batch)
@@ -159,7 +201,7 @@ func (s *Sender) SendExmpl(first uint64, n int) error {
 		offs := make([]int, 0, k+1)
 		for i := 0; i < k; i++ {
 			offs = append(offs, len(s.buf))
-			s.buf = AppendExmpl(s.buf, s.familyID, first+uint64(i), "event "+strconv.FormatUint(first+uint64(i), 10))
+			s.buf = appendMsg(s.buf, first+uint64(i))
 		}
 		offs = append(offs, len(s.buf))
 		if err := s.sendmmsg(offs); err != nil {

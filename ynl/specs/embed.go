@@ -21,14 +21,16 @@
 //     drivers/acpi/event.c.
 //   - VFS_DQUOT.yaml: disk quota warnings (events).
 //   - NET_DM.yaml: drop monitor alerts, summary and per packet (events).
+//   - nlctrl.yaml: the generic netlink controller's notifications of
+//     families and groups appearing and going (notify).
 //
 // Files named <family>.override.yaml are genlbridge's own format, not YNL:
 // they say which messages of which group decode with which operation,
 // attribute set or enum of a family's spec, for the specs that do not say
 // (the kernel's 6.12 specs of mptcp_pm, ethtool, devlink, team and nlctrl
 // name no notification for their groups). There are overrides for
-// mptcp_pm, ethtool, devlink, team, nlctrl and CONTROL_EXMPL; devlink,
-// team and nlctrl have no spec here and take the kernel's one (linux-doc).
+// mptcp_pm, ethtool, devlink, team, nlctrl and CONTROL_EXMPL; devlink and
+// team have no spec here and take the kernel's one (linux-doc).
 //
 // README.md tells what each family's events mean, which network namespaces
 // they reach and how to subscribe to them.
