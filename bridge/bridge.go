@@ -178,6 +178,9 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 		b.ctrl = append(b.ctrl, c)
 		if fam != nil {
 			cfg.Logger.Info("decoding with a YNL spec", "subscription", sub.String(), "spec", origin, "format", cmp.Or(fam.Format, event.FormatYNL))
+			for _, w := range fam.Warnings() {
+				cfg.Logger.Warn("the spec has what this decoder does not know", "subscription", sub.String(), "warning", w)
+			}
 		} else {
 			cfg.Logger.Info("decoding generically (no YNL spec of the family)", "subscription", sub.String())
 		}

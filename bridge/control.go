@@ -369,8 +369,8 @@ func (c *controller) resolve(s *subControl, later bool) {
 // spec of a newer kernel), and a subscribed group for which the spec
 // decodes nothing (its events decode generically).
 func (c *controller) checkSpec(s *subControl, f genetlink.Family) {
-	if s.spec == nil || s.specChecked {
-		return
+	if s.spec == nil || s.specChecked || s.spec.Name != s.Family {
+		return // none, done, or another family's (:exmpl on a test group)
 	}
 	s.specChecked = true
 	have := map[string]bool{}

@@ -2,7 +2,9 @@ package ynl
 
 import (
 	"fmt"
+	"math/bits"
 	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -20,6 +22,7 @@ type compiler struct {
 	busy     map[string]bool // structs and subsets being resolved
 	sets     map[string]*AttributeSet
 	resolved map[string][]*Attribute
+	byName   map[string]map[string]*Attribute // a main set's attributes by name, for its subsets
 	csets    map[string]*attrSet
 	ops      map[string]*Operation
 	msgs     map[*Operation]*Message
@@ -28,6 +31,10 @@ type compiler struct {
 	prerendered int
 	// cells counts the entries of the sets' tables.
 	cells int
+	// work counts the steps of the loops over a family's elements (subset
+	// lookups, groups added, meta attributes checked), for the tests that
+	// check they stay linear in the spec's size.
+	work int
 }
 
 // Compile resolves a spec, and the override for its family if ov is not
@@ -38,7 +45,13 @@ type compiler struct {
 // is not generic netlink is an *Error wrapping ErrUnsupportedProtocol.
 // Properties this package cannot decode (an unknown attribute type, a nest
 // without nested-attributes) are not errors: such attributes decode as
-// binary. Compile does not modify s or ov and is safe for concurrent use.
+// binary. What would let a few bytes of a message make much JSON, or a spec
+// make Compile work long, is an *Error too: a binary, string or pad struct
+// member without a positive len, a struct without members used as a
+// member, fixed header or attribute's struct, structs nested more than 16
+// deep, more than 256 multi-attr attributes in one set, more than 1024
+// multicast groups. Compile does not modify s or ov and is safe for
+// concurrent use.
 func Compile(s *Spec, ov *Override) (*Family, error) {
 	switch s.Protocol {
 	case ProtocolGenetlink, ProtocolGenetlinkC, ProtocolGenetlinkLegacy:
@@ -48,6 +61,10 @@ func Compile(s *Spec, ov *Override) (*Family, error) {
 	if ov != nil && ov.Family != s.Name {
 		return nil, errorAt(ov.Pos, "override is for family %s, spec %s is %s", ov.Family, s.File, s.Name)
 	}
+	return newCompiler(s, ov).compile(ov)
+}
+
+func newCompiler(s *Spec, ov *Override) *compiler {
 	c := &compiler{
 		s:        s,
 		defs:     map[string]*Definition{},
@@ -56,6 +73,7 @@ func Compile(s *Spec, ov *Override) (*Family, error) {
 		busy:     map[string]bool{},
 		sets:     map[string]*AttributeSet{},
 		resolved: map[string][]*Attribute{},
+		byName:   map[string]map[string]*Attribute{},
 		csets:    map[string]*attrSet{},
 		ops:      map[string]*Operation{},
 		msgs:     map[*Operation]*Message{},
@@ -65,6 +83,12 @@ func Compile(s *Spec, ov *Override) (*Family, error) {
 	if ov != nil {
 		c.fam.Format, c.fam.Meta = ov.Format, ov.Meta
 	}
+	return c
+}
+
+// compile is Compile once the protocol and the override's family are checked.
+func (c *compiler) compile(ov *Override) (*Family, error) {
+	s := c.s
 	for _, d := range s.Definitions {
 		if _, dup := c.defs[d.Name]; dup {
 			return nil, errorAt(d.Pos, "definition %s defined twice", d.Name)
@@ -159,12 +183,19 @@ func (c *compiler) enum(name string, at Pos) (*enumTab, *Definition, error) {
 // that a hostile spec cannot make Compile use much memory.
 const maxPrerendered = 1 << 20
 
+// sliceSize is what a []byte's header takes, counted in the budget with
+// the bytes it points to.
+const sliceSize = 24
+
 // flagSets renders the flag lists of e for every value, when its bits fit
-// in maxFlagSetBits and the family's budget allows.
+// in maxFlagSetBits and the family's budget allows. The size is counted
+// before anything is rendered; over the budget, e's flags are rendered at
+// decode time (appendFlagList), which does not allocate either.
 func (c *compiler) flagSets(e *enumTab) {
-	if e.flagSets != nil {
+	if e.flagsTried {
 		return
 	}
+	e.flagsTried = true
 	width := 0
 	for i := range e.bits {
 		if e.bits[i] != nil {
@@ -174,14 +205,51 @@ func (c *compiler) flagSets(e *enumTab) {
 	if width > maxFlagSetBits {
 		return
 	}
-	sets := make([][]byte, 1<<width)
+	n := 1 << width
+	size := 0
+	for v := range n {
+		size += flagListLen(e, uint64(v))
+	}
+	if c.prerendered+size+n*sliceSize > maxPrerendered {
+		return
+	}
+	c.prerendered += size + n*sliceSize
+	buf := make([]byte, 0, size)
+	sets := make([][]byte, n)
 	for v := range sets {
-		sets[v] = appendFlagList(nil, e, uint64(v))
-		if c.prerendered += len(sets[v]); c.prerendered > maxPrerendered {
-			return
-		}
+		start := len(buf)
+		buf = appendFlagList(buf, e, uint64(v))
+		sets[v] = buf[start:len(buf):len(buf)]
 	}
 	e.flagSets = sets
+}
+
+// flagListLen is len(appendFlagList(nil, e, v)), without rendering it.
+func flagListLen(e *enumTab, v uint64) int {
+	n, names := 2, 0 // the brackets
+	var unknown uint64
+	for v != 0 {
+		i := bits.TrailingZeros64(v)
+		bit := uint64(1) << i
+		v &^= bit
+		if name := e.bits[i]; name != nil {
+			if names > 0 {
+				n++
+			}
+			n += len(name)
+			names++
+		} else {
+			unknown |= bit
+		}
+	}
+	if unknown != 0 {
+		if names > 0 {
+			n++
+		}
+		var digits [20]byte
+		n += len(strconv.AppendUint(digits[:0], unknown, 10))
+	}
+	return n
 }
 
 func compactLast(v []enumVal) []enumVal {
@@ -210,7 +278,7 @@ func (c *compiler) structType(name string, at Pos) (*structType, error) {
 	}
 	c.busy[key] = true
 	defer delete(c.busy, key)
-	st := &structType{name: name}
+	st := &structType{name: name, depth: 1}
 	for _, m := range d.Members {
 		cm := member{key: appendKey(nil, m.Name), order: parseOrder(m.ByteOrder), hint: parseHint(m.DisplayHint)}
 		k, ok := kindNames[m.Type]
@@ -218,12 +286,23 @@ func (c *compiler) structType(name string, at Pos) (*structType, error) {
 		case ok && k.size() > 0:
 			cm.kind, cm.size = k, k.size()
 		case m.Type == "binary" && m.Struct != "":
-			inner, err := c.structType(m.Struct, m.refs.at("struct", m.Pos))
+			at := m.refs.at("struct", m.Pos)
+			inner, err := c.usedStruct(m.Struct, at)
 			if err != nil {
 				return nil, err
 			}
+			// The decoder's depth bounds the JSON's too.
+			if inner.depth >= maxDepth {
+				return nil, errorAt(at, "struct %s: structs nest more than %d deep", name, maxDepth)
+			}
+			st.depth = max(st.depth, inner.depth+1)
 			cm.kind, cm.st, cm.size = kindBinary, inner, inner.size
 		case m.Type == "binary" || m.Type == "string" || m.Type == "pad":
+			// Every member takes a byte at least, so that the JSON of a
+			// struct stays within a multiple of the bytes it decodes.
+			if m.Len <= 0 {
+				return nil, errorAt(m.Pos, "struct %s member %s: %s needs a positive len", name, m.Name, m.Type)
+			}
 			cm.kind, cm.size = kindBinary, int(m.Len)
 			if m.Type == "string" {
 				cm.kind = kindString
@@ -256,6 +335,17 @@ func (c *compiler) structType(name string, at Pos) (*structType, error) {
 	return st, nil
 }
 
+// usedStruct returns the compiled struct definition name for a use that
+// decodes bytes with it (a member, a fixed header, an attribute's struct):
+// it must have members, else it would write JSON from no bytes at all.
+func (c *compiler) usedStruct(name string, at Pos) (*structType, error) {
+	st, err := c.structType(name, at)
+	if err == nil && st.size == 0 {
+		return nil, errorAt(at, "struct %s has no members: it cannot be a member, a fixed header or an attribute's struct", name)
+	}
+	return st, err
+}
+
 // attributes returns the attributes of a set with their numbers and, in a
 // subset, the main set's properties under the subset's own.
 func (c *compiler) attributes(set *AttributeSet) ([]*Attribute, error) {
@@ -280,14 +370,19 @@ func (c *compiler) attributes(set *AttributeSet) ([]*Attribute, error) {
 	if err != nil {
 		return nil, err
 	}
+	names := c.byName[main.Name]
+	if names == nil {
+		names = make(map[string]*Attribute, len(full))
+		for _, b := range full {
+			c.work++
+			names[b.Name] = b // the last of a name, as in nlspec.py
+		}
+		c.byName[main.Name] = names
+	}
 	var out []*Attribute
 	for _, a := range set.Attributes {
-		var base *Attribute
-		for _, b := range full {
-			if b.Name == a.Name {
-				base = b
-			}
-		}
+		c.work++
+		base := names[a.Name]
 		if base == nil {
 			return nil, errorAt(a.Pos, "attribute %s of subset %s is not in %s", a.Name, set.Name, set.SubsetOf)
 		}
@@ -371,9 +466,10 @@ func (c *compiler) compileSet(set *AttributeSet) error {
 			continue // unused, or a number the wire cannot carry
 		}
 		if ca.multi {
-			if multi < 64 {
-				ca.multiBit = 1 << multi
+			if multi == maxMulti {
+				return errorAt(a.Pos, "attribute set %s has more than %d multi-attr attributes", set.Name, maxMulti)
 			}
+			ca.multiWord, ca.multiBit = uint8(multi/64), 1<<(multi%64)
 			multi++
 		}
 		cs.attrs[a.Value] = ca // a later attribute of the same number wins, as in nlspec.py
@@ -406,6 +502,9 @@ func (c *compiler) attr(set *AttributeSet, a *Attribute) (*attr, error) {
 	if !ca.multi {
 		ca.size = int8(k.size())
 	}
+	if k == kindUint || k == kindSint {
+		ca.hint = hintNone // ynl.py ignores display hints on uint and sint
+	}
 	if a.Enum != "" {
 		e, d, err := c.enum(a.Enum, a.refs.at("enum", a.Pos))
 		if err != nil {
@@ -416,12 +515,21 @@ func (c *compiler) attr(set *AttributeSet, a *Attribute) (*attr, error) {
 			c.flagSets(e)
 		}
 		if ca.flags && ca.size != 0 && !k.signed() && e.flagSets != nil {
-			keyed := make([][]byte, len(e.flagSets))
-			for v, list := range e.flagSets {
-				keyed[v] = append(slices.Clip(ca.key), list...)
-				c.prerendered += len(keyed[v])
+			// Counted before anything is rendered; over the budget the
+			// attribute's key and flags are written apart at decode time.
+			size := len(e.flagSets) * (len(ca.key) + sliceSize)
+			for _, list := range e.flagSets {
+				size += len(list)
 			}
-			if c.prerendered <= maxPrerendered {
+			if c.prerendered+size <= maxPrerendered {
+				c.prerendered += size
+				buf := make([]byte, 0, size)
+				keyed := make([][]byte, len(e.flagSets))
+				for v, list := range e.flagSets {
+					start := len(buf)
+					buf = append(append(buf, ca.key...), list...)
+					keyed[v] = buf[start:len(buf):len(buf)]
+				}
 				ca.keyed = keyed
 			}
 		}
@@ -446,7 +554,10 @@ func (c *compiler) attr(set *AttributeSet, a *Attribute) (*attr, error) {
 			return nil, errorAt(a.Pos, "attribute %s: nest-type-value needs nested-attributes", a.Name)
 		}
 		ca.nested, err = nested()
-		ca.levels = max(1, len(a.TypeValue))
+		ca.levels = len(a.TypeValue)
+		if ca.levels == 0 {
+			ca.kind = kindNest // no type levels: ynl.py decodes the nest itself
+		}
 	case kindIndexedArray:
 		sub := a.SubType
 		if sub == "" {
@@ -463,10 +574,13 @@ func (c *compiler) attr(set *AttributeSet, a *Attribute) (*attr, error) {
 		default:
 			sk = kindBinary
 		}
+		if sk == kindUint || sk == kindSint {
+			ca.hint = hintNone // as for uint and sint attributes
+		}
 		ca.sub = sk
 	case kindBinary:
 		if a.Struct != "" {
-			ca.st, err = c.structType(a.Struct, a.refs.at("struct", a.Pos))
+			ca.st, err = c.usedStruct(a.Struct, a.refs.at("struct", a.Pos))
 		} else if sk, ok := kindNames[a.SubType]; ok && sk.size() > 0 {
 			ca.sub = sk
 		}
@@ -510,7 +624,7 @@ func (c *compiler) checkOp(op *Operation) error {
 		}
 	}
 	if op.FixedHeader != "" {
-		if _, err := c.structType(op.FixedHeader, op.refs.at("fixed-header", c.s.Operations.refs.at("fixed-header", op.Pos))); err != nil {
+		if _, err := c.usedStruct(op.FixedHeader, op.refs.at("fixed-header", c.s.Operations.refs.at("fixed-header", op.Pos))); err != nil {
 			return err
 		}
 	}
@@ -542,7 +656,7 @@ func (c *compiler) message(name, setName string, setPos Pos, fixedHeader string,
 	}
 	m := &Message{Name: name, AttributeSet: setName, fam: c.fam, top: set, set: set, exmpl: c.fam.Format == FormatExmpl}
 	if fixedHeader != "" {
-		st, err := c.structType(fixedHeader, fixedPos)
+		st, err := c.usedStruct(fixedHeader, fixedPos)
 		if err != nil {
 			return nil, err
 		}
@@ -571,13 +685,25 @@ type cmdSlots [256]slot
 func (c *compiler) buildTables(ov *Override) error {
 	s := c.s
 	var groups []string
-	addGroup := func(g string) {
-		if g != GroupAny && !slices.Contains(groups, g) {
-			groups = append(groups, g)
+	known := map[string]bool{}
+	// addGroup adds group g, named at at, once; the maxGroups+1st is an
+	// error before its tables are made.
+	addGroup := func(g string, at Pos) error {
+		c.work++
+		if g == GroupAny || known[g] {
+			return nil
 		}
+		if len(groups) == maxGroups {
+			return errorAt(at, "family %s has more than %d multicast groups", s.Name, maxGroups)
+		}
+		known[g] = true
+		groups = append(groups, g)
+		return nil
 	}
 	for _, g := range s.McastGroups {
-		addGroup(g.Name)
+		if err := addGroup(g.Name, g.Pos); err != nil {
+			return err
+		}
 	}
 	specHasGroups := len(groups) > 0
 	specGroup := map[string]*cmdSlots{}
@@ -592,15 +718,18 @@ func (c *compiler) buildTables(ov *Override) error {
 		}
 		tab := &specAny
 		if op.Mcgrp != "" {
-			addGroup(op.Mcgrp)
+			if err := addGroup(op.Mcgrp, op.refs.at("mcgrp", op.Pos)); err != nil {
+				return err
+			}
 			if tab = specGroup[op.Mcgrp]; tab == nil {
 				tab = new(cmdSlots)
 				specGroup[op.Mcgrp] = tab
 			}
 		}
-		if sl := &tab[op.RspValue]; !sl.set {
-			*sl = slot{m: m, pos: op.Pos, set: true}
-		}
+		// A later notification of the same id wins, as in nlspec.py's
+		// rsp_by_value, and as a later attribute of the same number and a
+		// later enum entry of the same value do.
+		tab[op.RspValue] = slot{m: m, pos: op.Pos, set: true}
 	}
 	ovGroup := map[string]*cmdSlots{}
 	var ovStar cmdSlots
@@ -610,10 +739,12 @@ func (c *compiler) buildTables(ov *Override) error {
 		for _, e := range ov.Notifications {
 			gpos := e.refs.at("group", e.Pos)
 			if e.Group != GroupAny {
-				if specHasGroups && !slices.Contains(groups, e.Group) {
+				if specHasGroups && !known[e.Group] {
 					return errorAt(gpos, "group %s is not a multicast group of %s (%s)", e.Group, s.Name, strings.Join(groups, ", "))
 				}
-				addGroup(e.Group)
+				if err := addGroup(e.Group, gpos); err != nil {
+					return err
+				}
 			}
 			put := func(cmd uint8, m *Message, at Pos) error {
 				tab := &ovStar
@@ -688,9 +819,6 @@ func (c *compiler) buildTables(ov *Override) error {
 			}
 		}
 	}
-	if len(groups) > maxGroups {
-		return errorAt(s.Pos, "family %s has more than %d multicast groups", s.Name, maxGroups)
-	}
 	fill := func(name string, sg, og *cmdSlots, oa slot) *Group {
 		g := &Group{Name: name}
 		levels := []*cmdSlots{og, &ovStar, sg, &specAny}
@@ -746,14 +874,24 @@ func (c *compiler) applyMeta(ov *Override) error {
 		{roleKernelNS, ov.Meta.KernelNS, "kernel-ns"},
 		{roleMsg, ov.Meta.Msg, "msg"},
 	}
+	// Each set once, however many messages use it.
+	var sets []*attrSet
+	seen := map[*attrSet]bool{}
+	for _, m := range c.fam.messages {
+		if !seen[m.set] {
+			seen[m.set] = true
+			sets = append(sets, m.set)
+		}
+	}
 	for _, r := range roles {
 		if r.name == "" {
 			continue
 		}
 		at := ov.refs.at("meta."+r.key, ov.Pos)
 		found := false
-		for _, m := range c.fam.messages {
-			for _, a := range m.set.attrs {
+		for _, set := range sets {
+			for _, a := range set.attrs {
+				c.work++
 				if a == nil || a.name != r.name {
 					continue
 				}
@@ -768,7 +906,7 @@ func (c *compiler) applyMeta(ov *Override) error {
 					ok = (a.kind == kindString || a.kind == kindBinary && a.st == nil && a.sub == kindUnknown) && !a.multi
 				}
 				if !ok {
-					return errorAt(at, "meta %s: attribute %s of set %s cannot be the event's %s", r.key, r.name, m.set.name, r.key)
+					return errorAt(at, "meta %s: attribute %s of set %s cannot be the event's %s", r.key, r.name, set.name, r.key)
 				}
 			}
 		}

@@ -17,11 +17,14 @@ type Output struct {
 	// JSON gets one JSON object per Decode: the fixed header's members, then
 	// the attributes by their spec names, in wire order. Nests are objects,
 	// multi-attrs and indexed-arrays arrays, nest-type-values objects keyed
-	// by the type numbers, bitfield32s {"value":..,"selector":..}, flags
+	// by the type numbers (without type-value, a plain nest's object, as
+	// ynl.py has it), bitfield32s {"value":..,"selector":..}, flags
 	// true, strings up to their first NUL, binaries hex strings (or
 	// their display hint's text, or a struct's object, or a sub-type's array
 	// of numbers), enums names (an unknown value as its number), flags
-	// enums lists of names (unknown bits appended as one number). A
+	// enums lists of names (unknown bits appended as one number), integers
+	// numbers or their display hint's text, except uint and sint, whose
+	// hints ynl.py ignores. A
 	// non-multi attribute that repeats is written each time; JSON readers
 	// keep the last, as ynl.py does. Nothing for format exmpl.
 	JSON []byte
@@ -147,7 +150,7 @@ func appendAttrKey(dst []byte, a *attr, first bool) []byte {
 // attrs writes the attributes of b, decoded with set, as members of the
 // JSON object the caller opened; first says whether nothing precedes them.
 func (d *decoder) attrs(dst []byte, set *attrSet, b []byte, off int, first bool) ([]byte, error) {
-	var done uint64 // multi-attrs written, by multiBit
+	var done [maxMulti / 64]uint64 // multi-attrs written, by multiWord and multiBit
 	for i := 0; i < len(b); {
 		if len(b)-i < 4 {
 			return dst, errTrailing(len(b)-i, off+i)
@@ -197,10 +200,11 @@ func (d *decoder) attrs(dst []byte, set *attrSet, b []byte, off int, first bool)
 			}
 		case a.kind == kindPad:
 		case a.multi:
-			if done&a.multiBit != 0 || a.multiBit == 0 && seen(b[:i], t) {
+			w := a.multiWord % (maxMulti / 64)
+			if done[w]&a.multiBit != 0 {
 				break // written with the first of its kind
 			}
-			done |= a.multiBit
+			done[w] |= a.multiBit
 			var err error
 			if dst, first, err = d.multi(dst, a, t, b, i, off, first); err != nil {
 				return dst, err
@@ -221,18 +225,6 @@ func (d *decoder) attrs(dst []byte, set *attrSet, b []byte, off int, first bool)
 		i = n
 	}
 	return dst, nil
-}
-
-// seen reports whether b, already checked, has an attribute of type t.
-func seen(b []byte, t uint16) bool {
-	for i := 0; i < len(b); {
-		l := int(binary.NativeEndian.Uint16(b[i:]))
-		if binary.NativeEndian.Uint16(b[i+2:])&maxAttrType == t {
-			return true
-		}
-		i += align4(l)
-	}
-	return false
 }
 
 // multi writes every attribute of type t in b from b[i:] as one array.
@@ -379,11 +371,8 @@ func (d *decoder) value(dst []byte, a *attr, data []byte, off int) ([]byte, erro
 		dst = append(dst, '}')
 	default:
 		if a.kind.integer() {
-			k := a.kind
-			if k == kindUint || k == kindSint {
-				k = autoKind(k, len(data))
-			}
-			dst = appendNumber(dst, k, a.order, data, a.enum, a.flags, a.hint)
+			// The hint of a uint or sint is none (Compile drops it).
+			dst = appendNumber(dst, autoKind(a.kind, len(data)), a.order, data, a.enum, a.flags, a.hint)
 		}
 	}
 	return dst, err
@@ -419,6 +408,8 @@ func (d *decoder) indexed(dst []byte, a *attr, data []byte, off int) ([]byte, er
 		i = n
 		ok := true
 		switch {
+		case a.sub == kindUint || a.sub == kindSint:
+			ok = len(e) == 4 || len(e) == 8
 		case a.sub.integer():
 			ok = len(e) == a.sub.size()
 		case a.sub == kindBinary:
@@ -445,7 +436,7 @@ func (d *decoder) indexed(dst []byte, a *attr, data []byte, off int) ([]byte, er
 		case a.sub == kindBinary:
 			dst = appendBytes(dst, a.hint, e)
 		default:
-			dst = appendNumber(dst, a.sub, a.order, e, a.enum, a.flags, a.hint)
+			dst = appendNumber(dst, autoKind(a.sub, len(e)), a.order, e, a.enum, a.flags, a.hint)
 		}
 	}
 	d.pop(levels)
@@ -601,9 +592,12 @@ func cutNUL(b []byte) []byte {
 	return b
 }
 
-// autoKind is the fixed-width kind a uint or sint of n bytes is.
+// autoKind is the fixed-width kind a uint or sint of n (4 or 8) bytes is;
+// any other kind is itself.
 func autoKind(k kind, n int) kind {
 	switch {
+	case k != kindUint && k != kindSint:
+		return k
 	case k == kindUint && n == 4:
 		return kindU32
 	case k == kindUint:

@@ -28,7 +28,10 @@
 // counts them (and as the UAPI headers number them), notifications decode
 // with the attribute set of the operation they notify, fixed headers'
 // members join the top-level object, binaries are hex, flags are lists of
-// names. Where this package differs it says so: indexed-arrays are plain
-// arrays, nest-type-values objects keyed by type number, unknown enum
-// values and flag bits numbers.
+// names, display hints on uint and sint are ignored, a nest-type-value
+// without type-value is a plain nest, a later notification of an id wins.
+// Where this package differs it says so: indexed-arrays are plain arrays
+// (and those of uint and sint, which ynl.py does not decode, take 4- or
+// 8-byte entries as the attributes do), nest-type-values objects keyed by
+// type number, unknown enum values and flag bits numbers.
 package ynl

@@ -59,3 +59,21 @@ func (e *Error) Unwrap() error { return e.Err }
 func errorAt(p Pos, format string, args ...any) *Error {
 	return &Error{Pos: p, Msg: fmt.Sprintf(format, args...)}
 }
+
+// SourceError is an error LoadRegistry returns about one of its sources: a
+// file in it, or the source itself (a directory that cannot be read). Source
+// is the source's index in the list LoadRegistry was given, so that a
+// caller tells its own directories' errors from the system's with
+// errors.As, whatever the directories' names. Err is the error itself,
+// whose text is the SourceError's: an *Error (file:line:col) for a file
+// that does not parse or compile, which errors.As finds through the
+// SourceError.
+type SourceError struct {
+	Source int
+	Err    error
+}
+
+func (e *SourceError) Error() string { return e.Err.Error() }
+
+// Unwrap returns Err.
+func (e *SourceError) Unwrap() error { return e.Err }

@@ -97,7 +97,7 @@ func engineExmpl(m *Message, payload []byte) (refExmpl, error) {
 
 func TestExmpl(t *testing.T) {
 	f := exmplFamily(t)
-	if f.Name != "CONTROL_EXMPL" || f.Format != FormatExmpl || !f.HasSeq() {
+	if f.Name != "CONTROL_EXMPL" || f.Format != FormatExmpl || f.Meta.Seq == "" {
 		t.Fatalf("family %+v", f)
 	}
 	m := f.Lookup("EXMPL_GRP", 1)

@@ -18,6 +18,10 @@ package ynl
 //  5. the override's "cmd: any" entry for that group;
 //  6. the override's "cmd: any" entry for group "*".
 //
+// Of two notifications or events of one id in 3 (or in 4), the later in the
+// spec wins, as in nlspec.py (rsp_by_value) and as for attributes of one
+// number and enum entries of one value.
+//
 // Notification ids are the ids of messages from the kernel: in the
 // directional model (devlink, ethtool, nlctrl) an operation's reply id,
 // counted apart from request ids as the kernel's nlspec.py counts them. A
@@ -132,10 +136,6 @@ func (f *Family) Lookup(group string, cmd uint8) *Message {
 func (f *Family) Notifications() []Notification {
 	return append([]Notification(nil), f.notifications...)
 }
-
-// HasSeq reports whether the family's events carry their own sequence
-// number (meta seq), so that a gap in it is a loss.
-func (f *Family) HasSeq() bool { return f.Meta.Seq != "" }
 
 // Message is one kind of message a family sends: how its payload decodes.
 // Immutable; safe for concurrent use.

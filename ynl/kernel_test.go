@@ -2,9 +2,7 @@ package ynl
 
 import (
 	"bufio"
-	"compress/gzip"
 	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -21,20 +19,7 @@ const uapiDir = "/usr/src/linux-headers-6.12.117+deb12-common/include/uapi/linux
 
 func readSpecFile(t testing.TB, path string) []byte {
 	t.Helper()
-	f, err := os.Open(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	var r io.Reader = f
-	if strings.HasSuffix(path, ".gz") {
-		zr, err := gzip.NewReader(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		r = zr
-	}
-	b, err := io.ReadAll(r)
+	b, err := ReadSpecFile(path)
 	if err != nil {
 		t.Fatal(err)
 	}

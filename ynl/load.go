@@ -285,7 +285,7 @@ func (r *reader) operations(n *yaml.Node, ops *Operations) error {
 	var list *yaml.Node
 	err := r.mapping(n, "operations", func(key string, v *yaml.Node) (err error) {
 		switch key {
-		case "enum-model", "msg-id-model":
+		case "enum-model": // the key nlspec.py reads (its msg_id_model)
 			ops.Model, err = r.name(v, key)
 			if err == nil && ops.Model != ModelUnified && ops.Model != ModelDirectional {
 				err = r.errf(v, "%s: want %s or %s, got %q", key, ModelUnified, ModelDirectional, ops.Model)

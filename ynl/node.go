@@ -9,9 +9,11 @@ import (
 	"go.yaml.in/yaml/v3"
 )
 
-// maxFileSize bounds a spec or override file (and a .gz after decompression).
-// The kernel's largest spec is about 100 KiB.
-const maxFileSize = 16 << 20
+// maxFileSize bounds a spec or override file (and a .gz after decompression):
+// the YAML library's node tree takes up to about 120 times a file's size
+// (measured with a file that is one long flow list), so 1 MiB stays near
+// 120 MiB while parsing. The kernel's largest specs are 100-200 KiB.
+const maxFileSize = 1 << 20
 
 // reader turns yaml.Node trees into values, every error carrying the file,
 // line and column of the node at fault. It is used by one goroutine.
@@ -215,11 +217,16 @@ func (r *reader) str(n *yaml.Node, what string) (string, error) {
 	return s.Value, nil
 }
 
-// name returns a scalar's text, which must not be empty.
+// name returns a scalar's text, which must not be empty nor longer than
+// maxNameLen bytes.
 func (r *reader) name(n *yaml.Node, what string) (string, error) {
 	s, err := r.str(n, what)
-	if err == nil && s == "" {
+	switch {
+	case err != nil:
+	case s == "":
 		err = r.errf(n, "%s: empty", what)
+	case len(s) > maxNameLen:
+		err = r.errf(n, "%s is %d bytes, longer than %d", what, len(s), maxNameLen)
 	}
 	return s, err
 }

@@ -90,17 +90,19 @@ func sortNewestFirst(dirs []string) {
 //     write some attributes otherwise (IPv4 addresses as numbers, ethtool
 //     bitsets as hex) and newer kernels' may change again;
 //  3. SystemSpecDir (/usr/share/ynl/specs): the specs the system's own ynl
-//     tools use, for the families genlbridge does not ship (devlink,
-//     dpll, team, nlctrl, ...);
+//     tools use, for the families genlbridge does not ship a spec of
+//     (devlink, dpll, team, ...; it ships its own nlctrl.yaml);
 //  4. the linux-doc packages' specs, the newest kernel first: a newer spec
 //     describes more attributes and, attribute numbers being ABI, still
 //     decodes an older kernel's messages.
 //
 // An override applies to whichever spec of its family won, from any
 // source: the kernel's specs name no group for many notifications, and the
-// embedded overrides say which for devlink, team and nlctrl too. The
-// user's directories are required (a missing one is an error), the
-// system's optional.
+// embedded overrides say which for devlink and team too, whose specs come
+// from the system. The user's directories are required (a missing one is
+// an error), the system's optional. Each Source is one index of the list,
+// in the order above: an error of LoadRegistry whose *SourceError has an
+// index below len(userDirs) is about a user's directory.
 func DefaultSources(userDirs []string, embedded ...Source) []Source {
 	var out []Source
 	for _, d := range userDirs {
@@ -208,9 +210,20 @@ type regEntry struct {
 // it. The caller decides what an error means (genlbridge's daemon stops).
 // Specs of protocol netlink-raw are not generic netlink: they are skipped
 // with a note (Notes), not an error.
+//
+// Every error is a *SourceError whose Source is the index in sources of
+// the source it is about: the source that cannot be read, the one holding
+// the file that does not read, parse or compile, the one holding a second
+// spec or override of a family, and, for an override that does not fit
+// its family's spec, the override's (the spec may be in another source;
+// the error names both files). The *Error with the file:line:col, when
+// there is one, is inside: errors.As finds it.
 func LoadRegistry(sources ...Source) (*Registry, []error) {
 	r := &Registry{families: map[string]*regEntry{}, overrides: map[string]string{}}
 	var errs []error
+	fail := func(source int, err error) {
+		errs = append(errs, &SourceError{Source: source, Err: err})
+	}
 	specs := map[string]*Spec{}
 	origins := map[string]string{}
 	overrides := map[string]*Override{}
@@ -220,7 +233,7 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 		files, err := readDir(src)
 		if err != nil {
 			if !(src.Optional && errors.Is(err, fs.ErrNotExist)) {
-				errs = append(errs, fmt.Errorf("read spec source %s: %w", src.Name, err))
+				fail(si, fmt.Errorf("read spec source %s: %w", src.Name, err))
 			}
 			continue
 		}
@@ -229,18 +242,18 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 			isOverride := strings.HasSuffix(f, ".override.yaml") || strings.HasSuffix(f, ".override.yaml.gz")
 			data, err := readFile(src, f)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("read %s: %w", origin, err))
+				fail(si, fmt.Errorf("read %s: %w", origin, err))
 				continue
 			}
 			if isOverride {
 				o, err := ParseOverride(origin, data)
 				if err != nil {
-					errs = append(errs, err)
+					fail(si, err)
 					continue
 				}
 				if prev, dup := r.overrides[o.Family]; dup {
 					if from["override "+o.Family] == si {
-						errs = append(errs, errorAt(o.Pos, "second override of family %s in %s (first: %s)", o.Family, src.Name, prev))
+						fail(si, errorAt(o.Pos, "second override of family %s in %s (first: %s)", o.Family, src.Name, prev))
 					}
 					continue
 				}
@@ -253,7 +266,7 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 				if name, proto := specHeader(origin, data); proto == ProtocolNetlinkRaw {
 					r.notes = append(r.notes, fmt.Sprintf("%s: skipped: family %s is netlink-raw, not generic netlink", origin, name))
 				} else {
-					errs = append(errs, err)
+					fail(si, err)
 				}
 				continue
 			}
@@ -263,7 +276,7 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 			}
 			if prev, dup := origins[s.Name]; dup {
 				if from["spec "+s.Name] == si {
-					errs = append(errs, errorAt(s.Pos, "second spec of family %s in %s (first: %s)", s.Name, src.Name, prev))
+					fail(si, errorAt(s.Pos, "second spec of family %s in %s (first: %s)", s.Name, src.Name, prev))
 				}
 				continue
 			}
@@ -271,7 +284,7 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 			// later source's spec of the family win.
 			f, err := Compile(s, nil)
 			if err != nil {
-				errs = append(errs, err)
+				fail(si, err)
 				continue
 			}
 			specs[s.Name], origins[s.Name], plain[s.Name] = s, origin, f
@@ -283,7 +296,7 @@ func LoadRegistry(sources ...Source) (*Registry, []error) {
 		if o := overrides[name]; o != nil {
 			f, err := Compile(s, o)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("override %s does not fit spec %s: %w", r.overrides[name], origins[name], err))
+				fail(from["override "+name], fmt.Errorf("override %s does not fit spec %s: %w", r.overrides[name], origins[name], err))
 			} else {
 				e.fam, e.override = f, r.overrides[name]
 			}
@@ -347,17 +360,37 @@ func readDir(src Source) ([]string, error) {
 	return out, nil
 }
 
-// readFile reads a file of a source, decompressing .gz, at most
-// maxFileSize bytes.
+// readFile reads a file of a source as ReadSpecFile does.
 func readFile(src Source, name string) ([]byte, error) {
 	f, err := src.FS.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	var rd io.Reader = f
-	if strings.HasSuffix(name, ".gz") {
-		zr, err := gzip.NewReader(f)
+	return readSpec(f, strings.HasSuffix(name, ".gz"))
+}
+
+// ReadSpecFile reads a spec or override file as LoadRegistry reads the
+// files of its sources: a name ending in .gz is decompressed, and a file
+// larger than 1 MiB (decompressed) is an error, so that ParseSpec and
+// ParseOverride get what LoadRegistry would give them.
+func ReadSpecFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	b, err := readSpec(f, strings.HasSuffix(path, ".gz"))
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", path, err)
+	}
+	return b, nil
+}
+
+// readSpec reads rd, gzip-compressed if gz, up to maxFileSize bytes.
+func readSpec(rd io.Reader, gz bool) ([]byte, error) {
+	if gz {
+		zr, err := gzip.NewReader(rd)
 		if err != nil {
 			return nil, err
 		}

@@ -68,7 +68,8 @@ type EnumEntry struct {
 type Member struct {
 	Pos
 	Name string
-	// Type is u8..s64, binary, string or pad (binary, string and pad take Len).
+	// Type is u8..s64, binary, string or pad. Binary, string and pad take
+	// Len, which Compile requires positive, unless a binary names a Struct.
 	Type        string
 	Len         int64
 	ByteOrder   string

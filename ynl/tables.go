@@ -6,7 +6,8 @@ package ynl
 // modified afterwards, so any number of goroutines may read them.
 
 // maxDepth bounds how deep Decode follows nests; deeper nests are kept raw.
-// It also ends a set that contains itself.
+// It also ends a set that contains itself. Compile rejects structs nested
+// deeper.
 const maxDepth = 16
 
 // maxAttrType is the largest attribute number on the wire (NLA_TYPE_MASK).
@@ -19,6 +20,15 @@ const maxCells = 1 << 18
 
 // maxGroups bounds a family's multicast groups (each has a table of 256).
 const maxGroups = 1024
+
+// maxMulti bounds the multi-attr attributes of one attribute set: Decode
+// keeps which it has written in a bitset of this many bits. The kernel's
+// specs have at most 15.
+const maxMulti = 256
+
+// maxNameLen bounds the names a spec or override gives (attributes, sets,
+// enum entries, struct members...), which Compile renders ahead as JSON.
+const maxNameLen = 256
 
 // kind is how an attribute's payload decodes.
 type kind uint8
@@ -143,11 +153,13 @@ type attr struct {
 	order byteOrder
 	hint  hint
 	multi bool
-	// multiBit is the attribute's bit in a nest's set of multi-attrs already
-	// written (0 beyond the 64th multi-attr of a set).
-	multiBit uint64
-	enum     *enumTab
-	flags    bool // enum printed as a list of names
+	// multiWord and multiBit are the attribute's bit in the set of
+	// multi-attrs of its set already written in a nest ([maxMulti/64]uint64):
+	// every multi-attr of a set has its own.
+	multiBit  uint64
+	multiWord uint8
+	enum      *enumTab
+	flags     bool // enum printed as a list of names
 	// keyed[v] is key and flag list of value v together, for an unsigned
 	// fixed-width flags attribute whose enum has flagSets.
 	keyed  [][]byte
@@ -178,8 +190,10 @@ type enumTab struct {
 	bits   [64][]byte
 	// flagSets[v] is the rendered list of flags of value v, for values
 	// below len(flagSets): a flags enum whose bits all fit in a byte is
-	// written with one copy.
-	flagSets [][]byte
+	// written with one copy (unless the family's budget ran out:
+	// flagsTried says flagSets was considered).
+	flagSets   [][]byte
+	flagsTried bool
 }
 
 // maxFlagSetBits bounds the flags enums rendered ahead for every value.
@@ -213,9 +227,12 @@ func (e *enumTab) lookup(v int64) []byte {
 
 // structType is a compiled struct definition.
 type structType struct {
-	name    string
+	name string
+	// size is the sum of the members' sizes, each at least 1: a struct
+	// used as a member, a fixed header or an attribute's struct has members.
 	size    int
 	fields  int // members that are not pad
+	depth   int // 1, plus the depth of the deepest struct member
 	members []member
 }
 

@@ -14,7 +14,7 @@ import (
 
 func cmdFamilies(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("families", stderr, func(w io.Writer) {
-		fmt.Fprintln(w, "Usage: genlbridge families [--json]\n\nLists the generic netlink families the kernel has registered, with their multicast groups, the YNL spec\nthe bridge would decode each with (GENLBRIDGE_SPEC_DIRS, /usr/share/ynl/specs, linux-doc, built in), and which messages\nof each group it decodes by name; the others are published in the generic form.")
+		fmt.Fprintln(w, "Usage: genlbridge families [--json]\n\nLists the generic netlink families the kernel has registered, with their multicast groups, the YNL spec\nthe bridge would decode each with (GENLBRIDGE_SPEC_DIRS, built in, /usr/share/ynl/specs, linux-doc), and which messages\nof each group it decodes by name; the others are published in the generic form.")
 	})
 	asJSON := fs.Bool("json", false, "print JSON")
 	if err := parse(fs, args); err != nil {

@@ -1,12 +1,11 @@
 package main
 
 import (
-	"bytes"
-	"compress/gzip"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -56,34 +55,38 @@ func checkSpecs(files, userDirs []string, w io.Writer) (int, error) {
 	var sources []ynl.Source
 	kind := map[string]string{} // file -> family it describes or completes
 	bad := map[string][]string{}
+	origin := map[string]string{} // file -> the name the registry gives it
+	var srcFile []string          // the file of each source
 	for _, f := range files {
-		data, err := os.ReadFile(f)
-		if err == nil && strings.HasSuffix(f, ".gz") {
-			data, err = gunzip(data)
-		}
+		data, err := ynl.ReadSpecFile(f)
 		if err != nil {
 			bad[f] = append(bad[f], err.Error())
 			continue
 		}
-		base := strings.TrimSuffix(filepath.Base(f), ".gz")
-		if strings.HasSuffix(base, ".override.yaml") {
+		base := filepath.Base(f)
+		if strings.Contains(base, ".override.yaml") {
 			if o, err := ynl.ParseOverride(f, data); err == nil {
 				kind[f] = o.Family
 			}
 		} else if s, err := ynl.ParseSpec(f, data); err == nil {
 			kind[f] = s.Name
 		}
-		// One source per file, named after its directory: errors cite the path given.
-		sources = append(sources, ynl.MemSource(filepath.Dir(f), map[string][]byte{base: data}))
+		// One source per file, in the given order (the first wins), its
+		// contents as read (a .gz is decompressed: the name loses .gz).
+		name := strings.TrimSuffix(base, ".gz")
+		sources = append(sources, ynl.MemSource(filepath.Dir(f), map[string][]byte{name: data}))
+		srcFile = append(srcFile, f)
+		origin[f] = path.Join(filepath.Dir(f), name)
 	}
 	reg, errs := ynl.LoadRegistry(append(sources, ynl.DefaultSources(userDirs, specs.Embedded()...)...)...)
 	for _, err := range errs {
-		for _, f := range files {
-			if mentions(err, f) {
-				bad[f] = append(bad[f], err.Error())
-			}
+		var se *ynl.SourceError
+		if errors.As(err, &se) && se.Source < len(sources) {
+			f := srcFile[se.Source]
+			bad[f] = append(bad[f], err.Error())
 		}
 	}
+	originOf := origin
 	failed := 0
 	for _, f := range files {
 		if len(bad[f]) > 0 {
@@ -98,7 +101,7 @@ func checkSpecs(files, userDirs []string, w io.Writer) (int, error) {
 		switch {
 		case !ok:
 			fmt.Fprintf(w, "%s: ok, but no spec of family %s loads (neither among the files nor on this system)\n", f, name)
-		case origin != f && !strings.Contains(f, ".override."):
+		case origin != originOf[f] && !strings.Contains(f, ".override."):
 			fmt.Fprintf(w, "%s: ok, but %s describes family %s first: the bridge would use that one\n", f, origin, name)
 		default:
 			fmt.Fprintf(w, "%s: ok: family %s (spec %s", f, name, origin)
@@ -112,15 +115,6 @@ func checkSpecs(files, userDirs []string, w io.Writer) (int, error) {
 		}
 	}
 	return failed, nil
-}
-
-// mentions says whether a registry error is about file.
-func mentions(err error, file string) bool {
-	var pe *ynl.Error
-	if errors.As(err, &pe) && pe.File == file {
-		return true
-	}
-	return strings.Contains(err.Error(), file+":") || strings.Contains(err.Error(), file+" ")
 }
 
 // describeNotifications lists what a family decodes, group by group.
@@ -138,12 +132,4 @@ func describeNotifications(f *ynl.Family) string {
 		return "nothing (no notification names a group)"
 	}
 	return strings.Join(parts, "; ")
-}
-
-func gunzip(b []byte) ([]byte, error) {
-	r, err := gzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		return nil, err
-	}
-	return io.ReadAll(io.LimitReader(r, 16<<20))
 }

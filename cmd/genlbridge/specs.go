@@ -4,8 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"path/filepath"
-	"strings"
 
 	"github.com/genlbridge/genlbridge/ynl"
 	"github.com/genlbridge/genlbridge/ynl/specs"
@@ -21,7 +19,7 @@ func loadSpecs(userDirs []string, log *slog.Logger) (*ynl.Registry, error) {
 	reg, errs := specs.Registry(userDirs)
 	var fatal []error
 	for _, err := range errs {
-		if fromDirs(err, userDirs) {
+		if fromDirs(err, len(userDirs)) {
 			fatal = append(fatal, err)
 			continue
 		}
@@ -36,19 +34,9 @@ func loadSpecs(userDirs []string, log *slog.Logger) (*ynl.Registry, error) {
 	return reg, nil
 }
 
-// fromDirs says whether err is about a file in one of dirs.
-func fromDirs(err error, dirs []string) bool {
-	file := ""
-	var pe *ynl.Error
-	if errors.As(err, &pe) {
-		file = pe.File
-	}
-	for _, d := range dirs {
-		d = filepath.Clean(d)
-		if strings.HasPrefix(file, d+string(filepath.Separator)) || strings.Contains(err.Error(), d+string(filepath.Separator)) ||
-			strings.Contains(err.Error(), "source "+d+":") {
-			return true
-		}
-	}
-	return false
+// fromDirs says whether err is about one of the first n sources (the
+// user's directories, which come first in specs.Registry's order).
+func fromDirs(err error, n int) bool {
+	var se *ynl.SourceError
+	return errors.As(err, &se) && se.Source < n
 }

@@ -16,9 +16,11 @@ func Embedded() []ynl.Source {
 }
 
 // Registry loads the registry genlbridge decodes with: the user's spec
-// directories, then the system's (/usr/share/ynl/specs, Debian's linux-doc
-// packages, newest first), then the embedded ones (see ynl.DefaultSources
-// for why in this order). The errors are per file; see ynl.LoadRegistry.
+// directories, then the embedded ones, then the system's
+// (/usr/share/ynl/specs, Debian's linux-doc packages, newest first); see
+// ynl.DefaultSources for why in this order. The errors are per file, each a
+// *ynl.SourceError whose Source counts the user's directories first; see
+// ynl.LoadRegistry.
 func Registry(userDirs []string) (*ynl.Registry, []error) {
 	return ynl.LoadRegistry(ynl.DefaultSources(userDirs, Embedded()...)...)
 }
