@@ -23,7 +23,8 @@ type batcher struct {
 	linger    time.Duration
 	log       *slog.Logger
 
-	gaveUp        bool          // logged the first failure past the deadline
+	gaveUp        atomic.Bool   // logged the first failure past the deadline
+	fullLogged    atomic.Bool   // logged that the spool is full
 	delivered     atomic.Uint64 // events the sink delivered
 	lossDelivered atomic.Uint64 // loss records the sink delivered
 	lossFailed    atomic.Uint64 // loss records the sink gave up on
@@ -41,10 +42,23 @@ func estimateSize(e *event.Event) int {
 	return n
 }
 
+// pipelined is a sink that keeps a window of batches in flight
+// (sink.JetStream): Submit returns once it has copied the batch, and done
+// reports the batch delivered, in submission order, from the sink's
+// goroutines; Flush waits for them all and gives up at its context's end.
+type pipelined interface {
+	Submit(ctx context.Context, b *sink.Batch, done func(*sink.Batch, error))
+	Flush(ctx context.Context) error
+}
+
 // run consumes the queue until it is closed and empty. Deliveries use
 // deliverCtx, which the owner cancels when the shutdown deadline passes; from
-// then on every remaining event is counted as publish_failed.
+// then on every remaining event is counted as publish_failed. With a
+// pipelined sink, run returns once every batch it submitted is done.
 func (b *batcher) run(deliverCtx context.Context) {
+	if p, ok := b.sink.(pipelined); ok {
+		defer func() { _ = p.Flush(deliverCtx) }()
+	}
 	batch := &sink.Batch{Events: make([]event.Event, 0, b.maxEvents)}
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
@@ -98,41 +112,77 @@ func (b *batcher) run(deliverCtx context.Context) {
 }
 
 // flush delivers the batch with the pending loss records in front, accounts
-// for the result and empties the batch for reuse.
+// for the result and empties the batch for reuse. A pipelined sink takes a
+// copy and reports the result later (account, from its goroutine).
 func (b *batcher) flush(ctx context.Context, batch *sink.Batch) {
 	batch.Losses = b.ledger.take(batch.Losses[:0])
 	if batch.Len() == 0 {
 		return
 	}
 	start := time.Now()
-	err := b.sink.Deliver(ctx, batch)
+	if p, ok := b.sink.(pipelined); ok {
+		p.Submit(ctx, batch, func(done *sink.Batch, err error) { b.account(ctx, done, time.Since(start), err) })
+	} else {
+		err := b.sink.Deliver(ctx, batch)
+		b.account(ctx, batch, time.Since(start), err)
+	}
+	clear(batch.Events)
+	batch.Events = batch.Events[:0]
+	clear(batch.Losses)
+	batch.Losses = batch.Losses[:0]
+}
+
+// account counts a delivered batch's records, and the loss of those the
+// sink gave up on: publish_failed, or spool_full when the node's spool
+// refused them for want of room (loss records it refused wait for room).
+// It may run on a sink's goroutine, concurrently with the batcher's.
+func (b *batcher) account(ctx context.Context, batch *sink.Batch, took time.Duration, err error) {
 	if b.observe != nil {
-		b.observe(batch, time.Since(start), err)
+		b.observe(batch, took, err)
 	}
 	b.batches.Add(1)
-	failedEvents, failedLosses := 0, 0
+	failedEvents, failedLosses, requeued := 0, 0, 0
 	if err != nil {
 		var de *sink.DeliveryError
 		if !errors.As(err, &de) {
 			de = sink.AllUndelivered(batch, err)
 		}
 		failedEvents, failedLosses = len(de.UndeliveredEvents), len(de.UndeliveredLosses)
+		reason := event.ReasonPublishFailed
+		full := errors.Is(err, sink.ErrSpoolFull)
+		if full {
+			reason = event.ReasonSpoolFull
+		}
 		now := time.Now().UnixNano()
 		for _, i := range de.UndeliveredEvents {
 			// Published later if the sink recovers; counted now either way.
-			b.ledger.add(event.LossOf(&batch.Events[i], event.ReasonPublishFailed, now), ctx.Err() == nil)
+			b.ledger.add(event.LossOf(&batch.Events[i], reason, now), ctx.Err() == nil)
 		}
-		b.lossFailed.Add(uint64(failedLosses))
-		if ctx.Err() == nil || !b.gaveUp {
+		if full && ctx.Err() == nil {
+			// Loss records the spool had no room for are not lost: they
+			// go with a later batch, once the forwarder has made room.
+			for _, i := range de.UndeliveredLosses {
+				b.ledger.requeue(batch.Losses[i])
+			}
+			requeued, failedLosses = failedLosses, 0
+		} else {
+			b.lossFailed.Add(uint64(failedLosses))
+		}
+		switch {
+		case full:
+			if !b.fullLogged.Swap(true) {
+				b.log.Warn("the spool is full: new events are counted as spool_full until the forwarder makes room", "err", err)
+			}
+		case ctx.Err() == nil || !b.gaveUp.Load():
 			// Past the deadline every batch fails: say so once; Run logs the totals.
 			b.log.Error("sink gave up on records", "events", failedEvents, "loss_records", failedLosses, "err", err)
-			b.gaveUp = ctx.Err() != nil
+			b.gaveUp.Store(ctx.Err() != nil)
+		}
+	} else if b.fullLogged.Load() && len(batch.Events) > 0 {
+		if b.fullLogged.Swap(false) {
+			b.log.Info("the spool has room again")
 		}
 	}
 	b.delivered.Add(uint64(len(batch.Events) - failedEvents))
-	b.lossDelivered.Add(uint64(len(batch.Losses) - failedLosses))
-	clear(batch.Events)
-	batch.Events = batch.Events[:0]
-	clear(batch.Losses)
-	batch.Losses = batch.Losses[:0]
+	b.lossDelivered.Add(uint64(len(batch.Losses) - failedLosses - requeued))
 }

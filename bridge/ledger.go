@@ -27,7 +27,7 @@ type ledger struct {
 }
 
 var reasonIndex = [...]string{event.ReasonOverrun, event.ReasonSeqGap, event.ReasonQueueFull,
-	event.ReasonSenderRejected, event.ReasonMalformed, event.ReasonPublishFailed}
+	event.ReasonSenderRejected, event.ReasonMalformed, event.ReasonPublishFailed, event.ReasonSpoolFull}
 
 func newLedger() *ledger { return &ledger{notify: make(chan struct{}, 1)} }
 
@@ -63,6 +63,14 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 	case l.notify <- struct{}{}:
 	default:
 	}
+}
+
+// requeue queues a record again without counting it: the sink could not
+// take it yet (the spool was full), and its events are counted already.
+func (l *ledger) requeue(rec event.Loss) {
+	l.mu.Lock()
+	l.pending = mergeLoss(l.pending, rec)
+	l.mu.Unlock()
 }
 
 func sameKey(a, b *event.Loss) bool {

@@ -36,7 +36,7 @@ const Prefix = "GENLBRIDGE"
 // lower-cased with dashes, the tag is the field's flag.
 type Config struct {
 	Subscribe []string `envconfig:"GENLBRIDGE_SUBSCRIBE" default:"CONTROL_EXMPL/EXMPL_GRP" desc:"family/group pairs to join, comma-separated; each decodes with its family's YNL spec when one is found, else generically; append :ynl (a spec is required), :generic or :exmpl to choose"`
-	SpecDirs  []string `envconfig:"GENLBRIDGE_SPEC_DIRS" desc:"directories of YNL specs (*.yaml, *.yaml.gz) and genlbridge overrides (*.override.yaml), comma-separated; they win over /usr/share/ynl/specs, Debian's linux-doc-* specs (newest first) and the specs built in, in that order; a file in them that does not parse stops the start"`
+	SpecDirs  []string `envconfig:"GENLBRIDGE_SPEC_DIRS" desc:"directories of YNL specs (*.yaml, *.yaml.gz) and genlbridge overrides (*.override.yaml), comma-separated; they win over the specs built in, then /usr/share/ynl/specs, then Debian's linux-doc-* specs (newest first); a file in them that does not parse stops the start"`
 
 	NATSURL        string `envconfig:"GENLBRIDGE_NATS_URL" desc:"NATS server URL(s), comma-separated; empty: run an embedded server"`
 	EmbeddedListen string `envconfig:"GENLBRIDGE_EMBEDDED_LISTEN" default:"127.0.0.1:4222" desc:"listen address of the embedded NATS server"`

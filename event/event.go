@@ -95,10 +95,14 @@ const (
 	// ReasonPublishFailed: the sink gave up delivering events: at shutdown,
 	// once the deadline has passed.
 	ReasonPublishFailed = "publish_failed"
+	// ReasonSpoolFull: the node's spool was full (GENLBRIDGE_SPOOL_MAX_BYTES,
+	// or its disk) while the fleet's server could not take events: new
+	// events were dropped; nothing already spooled was.
+	ReasonSpoolFull = "spool_full"
 )
 
 // Reasons lists every loss reason, for metrics and docs.
-var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed}
+var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed, ReasonSpoolFull}
 
 // Loss marks events that did not make it, published in-band next to the
 // events so consumers see holes in the stream itself. FirstSeq and LastSeq

@@ -55,8 +55,11 @@ type encoder struct {
 	withOp               bool // subject has {op}
 
 	subjects map[subjectKey]string
-	// buf holds every message's id and payload, msgs describes them; both
-	// are valid until the next encode.
+}
+
+// encoded is what a batch became: buf holds every message's id and
+// payload, msgs describes them. Its owner reuses it for the next batch.
+type encoded struct {
 	buf  []byte
 	msgs []message
 }
@@ -88,26 +91,27 @@ func (c *encoder) opOf(e *event.Event) string {
 }
 
 // id and data return a message's Nats-Msg-Id and payload.
-func (c *encoder) id(m *message) []byte { return c.buf[m.idStart:m.idEnd] }
+func (c *encoded) id(m *message) []byte { return c.buf[m.idStart:m.idEnd] }
 
-func (c *encoder) data(m *message) []byte { return c.buf[m.dataStart:m.dataEnd] }
+func (c *encoded) data(m *message) []byte { return c.buf[m.dataStart:m.dataEnd] }
 
-// encode fills buf and msgs from b. maxPayload is the server's limit.
-func (c *encoder) encode(b *Batch, maxPayload int) {
+// encode fills out from b. maxPayload is the server's limit. The encoder
+// is used by one goroutine at a time (its subject cache).
+func (enc *encoder) encode(c *encoded, b *Batch, maxPayload int) {
 	c.buf, c.msgs = c.buf[:0], c.msgs[:0]
 	for i := range b.Losses {
 		l := &b.Losses[i]
-		m := message{subject: c.subjectOf(&c.lossSubject, l.Family, l.Group, l.Host, ""), idStart: len(c.buf), loss: true, first: i, last: i}
+		m := message{subject: enc.subjectOf(&enc.lossSubject, l.Family, l.Group, l.Host, ""), idStart: len(c.buf), loss: true, first: i, last: i}
 		c.buf = LossMsgID(c.buf, l)
 		m.idEnd, m.dataStart = len(c.buf), len(c.buf)
 		c.buf = event.AppendLossJSON(c.buf, l)
 		m.dataEnd = len(c.buf)
 		c.msgs = append(c.msgs, m)
 	}
-	if !c.batched {
+	if !enc.batched {
 		for i := range b.Events {
 			e := &b.Events[i]
-			m := message{subject: c.subjectOf(&c.subject, e.Family, e.Group, e.Host, c.opOf(e)), idStart: len(c.buf), first: i, last: i}
+			m := message{subject: enc.subjectOf(&enc.subject, e.Family, e.Group, e.Host, enc.opOf(e)), idStart: len(c.buf), first: i, last: i}
 			c.buf = MsgID(c.buf, e)
 			m.idEnd, m.dataStart = len(c.buf), len(c.buf)
 			c.buf = event.AppendJSON(c.buf, e)
@@ -119,11 +123,11 @@ func (c *encoder) encode(b *Batch, maxPayload int) {
 	limit := max(maxPayload-1024, 4096)
 	for i := 0; i < len(b.Events); {
 		first := &b.Events[i]
-		m := message{subject: c.subjectOf(&c.subject, first.Family, first.Group, first.Host, c.opOf(first)), dataStart: len(c.buf), first: i}
+		m := message{subject: enc.subjectOf(&enc.subject, first.Family, first.Group, first.Host, enc.opOf(first)), dataStart: len(c.buf), first: i}
 		j := i
 		for ; j < len(b.Events); j++ {
 			e := &b.Events[j]
-			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host || c.opOf(e) != c.opOf(first) {
+			if e.Family != first.Family || e.Group != first.Group || e.Host != first.Host || enc.opOf(e) != enc.opOf(first) {
 				break
 			}
 			n := len(c.buf)

@@ -2,12 +2,11 @@ package sink
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
-	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/genlbridge/genlbridge/internal/opt"
 
@@ -36,6 +35,10 @@ type JetStreamConfig struct {
 	AckTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between rounds of republishing.
 	RetryMin, RetryMax time.Duration
+	// Classify, if set, says whether an error reply from the stream rejects
+	// a message for good (returning why, e.g. ErrSpoolFull) rather than
+	// having it published again.
+	Classify func(reply []byte) error
 	// ResumeWindow is how many of the last stored events of a
 	// subscription Resume reads to find the highest sequence number (see
 	// Resume); default 1024. It must cover the largest batch the bridge
@@ -71,20 +74,21 @@ func (c *JetStreamConfig) defaults() {
 // more round of republishing that cannot store a record twice.
 func (c *JetStreamConfig) RetrySpan() time.Duration { return c.AckTimeout + c.RetryMax }
 
-// JetStream publishes into a JetStream stream asynchronously, at most
-// MaxInFlight messages unacknowledged, every message with the Nats-Msg-Id of
-// its records. Deliver returns once the server has acknowledged every
-// message of the batch. A message whose acknowledgement fails (an error
-// reply, no stream listening, the connection dropping, or no acknowledgement
-// at all for AckTimeout) is published again after a backoff, in rounds,
-// until it is acknowledged or Deliver's context ends; the server drops the
-// repeats that it had stored already, within the stream's duplicate window.
+// JetStream publishes into a JetStream stream asynchronously, through a
+// window of at most MaxInFlight messages unacknowledged that spans batches:
+// Submit returns once the batch is copied and queued, and its done function
+// is called, in submission order, once the server has acknowledged every
+// message of it (or they were given up on). A message whose
+// acknowledgement fails (an error reply, no stream listening, the
+// connection dropping, or no acknowledgement at all for AckTimeout) is
+// published again after a backoff, with those after it, until it is
+// acknowledged or the sink gives up (Flush's deadline, the connection
+// closed for good); the server drops the repeats it had stored already,
+// within the stream's duplicate window. Every message carries the
+// Nats-Msg-Id of its records.
 //
-// It publishes with plain core NATS requests whose reply subjects name the
-// batch and the message, and reads every acknowledgement on one wildcard
-// subscription: no future, timer or map entry per message, which is most of
-// what jetstream.PublishMsgAsync costs. Close stops the subscription and the
-// goroutine that watches the connection for disconnects.
+// Submit and Deliver are called by one goroutine at a time; done functions
+// run on the sink's goroutines and must not block. Close stops them.
 type JetStream struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -92,34 +96,21 @@ type JetStream struct {
 	cfg    JetStreamConfig
 	log    *slog.Logger
 	enc    encoder
+	win    *window
 
-	prefix   string // reply subjects are prefix + batch generation + "." + slot
-	sub      *nats.Subscription
-	status   chan nats.Status
-	watching chan struct{} // closed when the status watcher has returned
-	replies  []byte        // the reply subjects of the batch being delivered
-	timer    *time.Timer   // acknowledgement timeout of the current wait
+	mu   sync.Mutex
+	free []*pendingBatch
 
-	// Per-batch state, guarded by mu: acknowledgements arrive on the
-	// subscription's goroutine and disconnects on the watcher's.
-	mu       sync.Mutex
-	gen      uint64 // generation of the batch being delivered
-	slots    []slot
-	inFlight int
-	lastErr  error
-	rejected error // why a slot of the batch was rejected, if one was
-	wake     chan struct{}
+	closed bool
+}
 
-	failing bool
-	closed  bool
-
-	published    atomic.Uint64 // messages published, repeats included
-	acked        atomic.Uint64 // messages acknowledged
-	republished  atomic.Uint64 // messages published again
-	retries      atomic.Uint64 // rounds of republishing
-	duplicates   atomic.Uint64 // acknowledgements that said "duplicate"
-	beyondWindow atomic.Uint64 // republished later than the duplicate window after their first publish
-	foreign      atomic.Uint64 // replies that were not acknowledgements, ignored
+// pendingBatch is a submitted batch: copies of its records, its encoded
+// messages, and whom to tell when it is done.
+type pendingBatch struct {
+	batch Batch
+	enc   encoded
+	out   []outMsg
+	done  func(*Batch, error)
 }
 
 // JetStreamStats counts what the sink did since it was made.
@@ -128,13 +119,19 @@ type JetStreamStats struct {
 	// Foreign counts replies that were not acknowledgements (something
 	// other than a stream answered on the subject); they are ignored.
 	Foreign uint64
+	// InFlight is the number of messages submitted and not done now.
+	InFlight int
+	// Stalled says publishing is failing now (and being retried).
+	Stalled bool
 }
 
 // Stats returns the counters. Safe to call at any time.
-func (s *JetStream) Stats() JetStreamStats {
-	return JetStreamStats{Published: s.published.Load(), Acked: s.acked.Load(), Republished: s.republished.Load(),
-		Retries: s.retries.Load(), Duplicates: s.duplicates.Load(), BeyondWindow: s.beyondWindow.Load(),
-		Foreign: s.foreign.Load()}
+func (s *JetStream) Stats() JetStreamStats { return s.win.stats() }
+
+func (w *window) stats() JetStreamStats {
+	return JetStreamStats{Published: w.published.Load(), Acked: w.acked.Load(), Republished: w.republished.Load(),
+		Retries: w.retries.Load(), Duplicates: w.duplicates.Load(), BeyondWindow: w.beyondWindow.Load(),
+		Foreign: w.foreign.Load(), InFlight: w.pending(), Stalled: w.stalled.Load()}
 }
 
 // NewJetStream provisions or checks the stream (see JetStreamConfig.Manage)
@@ -142,9 +139,7 @@ func (s *JetStream) Stats() JetStreamStats {
 // after Close.
 func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
 	cfg.defaults()
-	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched),
-		prefix: nc.NewInbox() + ".", wake: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
-	s.timer.Stop()
+	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -153,179 +148,105 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 	if err := s.provision(ctx); err != nil {
 		return nil, err
 	}
-	s.sub, err = nc.Subscribe(s.prefix+"*.*", s.onReply)
+	s.win, err = newWindow(nc, windowConfig{Max: cfg.MaxInFlight, AckTimeout: cfg.AckTimeout, RetryMin: cfg.RetryMin,
+		RetryMax: cfg.RetryMax, DuplicateWindow: cfg.Stream.DuplicateWindow, Classify: cfg.Classify, Logger: cfg.Logger}, s.groupDone)
 	if err != nil {
-		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+		return nil, err
 	}
-	// Acknowledgements of a whole window may arrive at once.
-	if err := s.sub.SetPendingLimits(-1, -1); err != nil {
-		_ = s.sub.Unsubscribe()
-		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
-	}
-	s.status = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
-	s.watching = make(chan struct{})
-	go s.watch()
 	return s, nil
 }
 
 // Stream returns the stream, or nil when the account may not look at it.
 func (s *JetStream) Stream() jetstream.Stream { return s.stream }
 
-// Deliver publishes the batch and waits for every acknowledgement,
-// republishing what failed until all is acknowledged or ctx ends.
-func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
+// Submit copies b, encodes it and queues its messages, blocking while the
+// window is full or until ctx ends (the messages not queued by then are
+// given up on). done is called once, in submission order, with the sink's
+// copy of the batch (valid during the call) and nil, or a *DeliveryError
+// naming the records given up on.
+func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, error)) {
 	if s.closed {
-		return AllUndelivered(b, ErrClosed)
+		done(b, AllUndelivered(b, ErrClosed))
+		return
 	}
+	pb := s.pending()
+	pb.batch.Events = append(pb.batch.Events[:0], b.Events...)
+	pb.batch.Losses = append(pb.batch.Losses[:0], b.Losses...)
+	pb.done = done
+	s.enc.encode(&pb.enc, &pb.batch, int(s.nc.MaxPayload()))
+	pb.out = pb.out[:0]
+	for i := range pb.enc.msgs {
+		m := &pb.enc.msgs[i]
+		id := pb.enc.id(m)
+		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.enc.data(m)})
+	}
+	if len(pb.out) == 0 {
+		s.groupDone(pb, nil, nil)
+		return
+	}
+	s.win.submit(ctx, pb.out, pb)
+}
+
+// groupDone reports a batch done to its submitter.
+func (s *JetStream) groupDone(tag any, failed []int, err error) {
+	pb := tag.(*pendingBatch)
+	var derr error
+	if len(failed) > 0 {
+		de := &DeliveryError{Err: err}
+		for _, i := range failed {
+			pb.enc.msgs[i].name(de)
+		}
+		derr = de
+	}
+	pb.done(&pb.batch, derr)
+	clear(pb.batch.Events)
+	clear(pb.batch.Losses)
+	pb.done = nil
+	s.mu.Lock()
+	s.free = append(s.free, pb)
+	s.mu.Unlock()
+}
+
+func (s *JetStream) pending() *pendingBatch {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n := len(s.free); n > 0 {
+		pb := s.free[n-1]
+		s.free = s.free[:n-1]
+		return pb
+	}
+	return &pendingBatch{}
+}
+
+// Deliver publishes the batch and waits until every message of it is
+// acknowledged, republishing what failed, or until ctx ends, when it gives
+// up on what is still pending (and returns a *DeliveryError naming it).
+func (s *JetStream) Deliver(ctx context.Context, b *Batch) error {
 	if err := ctx.Err(); err != nil {
 		return AllUndelivered(b, err) // past the deadline: publish nothing more
 	}
-	s.enc.encode(b, int(s.nc.MaxPayload()))
-	s.prepare()
-	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
-	var last error // the last failure other than ctx ending
-	for round := 0; ; round++ {
-		err := s.publishRound(ctx, round > 0)
-		if err != nil && (ctx.Err() == nil || !errors.Is(err, ctx.Err())) {
-			last = err
-		}
-		if err == nil {
-			if s.failing {
-				s.failing = false
-				s.log.Info("publishing again", "rounds", round+1)
-			}
-			if s.rejected != nil {
-				// Everything else is acknowledged; what the client refused
-				// for good is given up on at once, not retried.
-				return s.giveUp(b, s.rejected)
-			}
-			return nil
-		}
-		if closedForGood(s.nc) {
-			return s.giveUp(b, err)
-		}
-		if !s.failing {
-			s.failing = true
-			s.log.Warn("jetstream publish failed; republishing with backoff until acknowledged", "err", err)
-		}
-		if ctx.Err() == nil {
-			s.retries.Add(1)
-			_ = bo.Sleep(ctx)
-		}
-		if ctx.Err() != nil {
-			if last == nil {
-				last = err
-			}
-			return s.giveUp(b, fmt.Errorf("%w (last error: %v)", ctx.Err(), last))
-		}
-	}
-}
-
-// publishRound publishes every message not yet acknowledged and waits until
-// none is in flight. It returns nil when all are acknowledged.
-func (s *JetStream) publishRound(ctx context.Context, again bool) error {
-	var pubErr error
-	now := time.Now()
-	warned := false
-	for i := range s.slots {
-		if err := ctx.Err(); err != nil {
-			return err // past the deadline: publish nothing more
-		}
-		if err := s.waitInFlight(ctx, s.cfg.MaxInFlight-1); err != nil {
-			return err
-		}
-		sl := &s.slots[i]
-		if sl.state != slotIdle {
-			s.mu.Unlock()
-			continue
-		}
-		sl.state = slotInFlight
-		s.inFlight++
-		s.mu.Unlock()
-		if sl.first.IsZero() {
-			sl.first = now
-		} else if again {
-			s.republished.Add(1)
-			if now.Sub(sl.first) > s.cfg.Stream.DuplicateWindow {
-				s.beyondWindow.Add(1)
-				if !warned {
-					warned = true
-					s.log.Warn("republishing records first published longer ago than the stream's duplicate window; the stream may store them twice",
-						"duplicate_window", s.cfg.Stream.DuplicateWindow, "first_published", sl.first)
-				}
-			}
-		}
-		if err := s.nc.PublishMsg(&sl.msg); err != nil {
-			err = fmt.Errorf("publish %s: %w", s.enc.msgs[i].kind(), err)
-			s.mu.Lock()
-			if sl.state == slotInFlight {
-				sl.state = slotIdle
-				s.inFlight--
-			}
-			if permanent(err) {
-				sl.state = slotRejected
-				s.rejected = err
-			}
-			s.mu.Unlock()
-			if sl.state == slotRejected {
-				continue // this message can never go; the others still can
-			}
-			pubErr = err
-			break
-		}
-		s.published.Add(1)
-	}
-	// Wait for every acknowledgement of this round.
-	if err := s.waitInFlight(ctx, 0); err != nil {
+	result := make(chan error, 1)
+	s.Submit(ctx, b, func(_ *Batch, err error) { result <- err })
+	select {
+	case err := <-result:
 		return err
+	case <-ctx.Done():
+		_ = s.win.drain(ctx)
+		return <-result
 	}
-	lastErr := s.lastErr
-	s.lastErr = nil
-	acked := true // or rejected for good
-	for i := range s.slots {
-		if st := s.slots[i].state; st != slotAcked && st != slotRejected {
-			acked = false
-			break
-		}
-	}
-	s.mu.Unlock()
-	switch {
-	case acked:
-		return nil
-	case pubErr != nil:
-		return pubErr
-	case lastErr != nil:
-		return lastErr
-	}
-	return errors.New("not acknowledged")
 }
 
-// giveUp names the records of every message not acknowledged.
-func (s *JetStream) giveUp(b *Batch, err error) error {
-	de := &DeliveryError{Err: err}
-	s.mu.Lock()
-	for i := range s.slots {
-		if s.slots[i].state == slotAcked {
-			continue
-		}
-		s.enc.msgs[i].name(de)
-	}
-	s.gen++ // late acknowledgements find nothing
-	s.mu.Unlock()
-	return de
-}
+// Flush waits until every submitted batch is done, or ctx ends (or the
+// connection is closed for good): then it gives up on what is pending,
+// whose batches are done with those records undelivered.
+func (s *JetStream) Flush(ctx context.Context) error { return s.win.drain(ctx) }
 
-// Close stops the sink. Every batch was acknowledged or given up on by
-// Deliver, so nothing is buffered; the caller closes the connection.
+// Close stops the sink; batches not done are given up on. The caller
+// closes the connection.
 func (s *JetStream) Close(ctx context.Context) error {
 	if s.closed {
 		return nil
 	}
 	s.closed = true
-	s.nc.RemoveStatusListener(s.status)
-	<-s.watching
-	if err := s.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
-		return fmt.Errorf("unsubscribe from acknowledgements: %w", err)
-	}
-	return nil
+	return s.win.close()
 }

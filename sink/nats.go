@@ -56,6 +56,7 @@ type NATS struct {
 	cfg NATSConfig
 
 	enc     encoder
+	out     encoded
 	msg     nats.Msg
 	msgID   []string
 	failing bool
@@ -83,16 +84,16 @@ func (s *NATS) Published() (messages, retries uint64) { return s.published.Load(
 // publishAll publishes every message of b. A message the client refuses for
 // good (see permanent) is skipped and left in s.rejected.
 func (s *NATS) publishAll(b *Batch) error {
-	s.enc.encode(b, int(s.nc.MaxPayload()))
+	s.enc.encode(&s.out, b, int(s.nc.MaxPayload()))
 	s.rejected, s.rejectedErr = s.rejected[:0], nil
-	for i := range s.enc.msgs {
-		m := &s.enc.msgs[i]
+	for i := range s.out.msgs {
+		m := &s.out.msgs[i]
 		s.msg.Subject = m.subject
 		// The header value is only read during PublishMsg, and the encoder's
 		// buffer does not change until the next batch: no copy needed.
-		id := s.enc.id(m)
+		id := s.out.id(m)
 		s.msgID[0] = unsafe.String(&id[0], len(id))
-		s.msg.Data = s.enc.data(m)
+		s.msg.Data = s.out.data(m)
 		if err := s.nc.PublishMsg(&s.msg); err != nil {
 			err = fmt.Errorf("publish %s: %w", m.kind(), err)
 			if permanent(err) {
@@ -151,7 +152,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 func (s *NATS) rejectedError() error {
 	de := &DeliveryError{Err: s.rejectedErr}
 	for _, i := range s.rejected {
-		s.enc.msgs[i].name(de)
+		s.out.msgs[i].name(de)
 	}
 	return de
 }

@@ -120,5 +120,10 @@ func permanent(err error) bool {
 // nats.ErrConnectionClosed.
 func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
 
+// ErrSpoolFull is the error of records the node's spool refused for want
+// of room (its byte limit, or its disk): the bridge counts their events as
+// spool_full.
+var ErrSpoolFull = errors.New("the spool is full")
+
 // ErrClosed is returned by Deliver after Close.
 var ErrClosed = errors.New("sink closed")

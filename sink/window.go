@@ -1,0 +1,578 @@
+package sink
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/nats-io/nats.go"
+)
+
+// outMsg is one message a window publishes: its subject, its Nats-Msg-Id,
+// its payload and, optionally, more headers. The bytes belong to whoever
+// submitted the message until its group is done.
+type outMsg struct {
+	subject string
+	id      string
+	data    []byte
+	header  nats.Header // more headers (the spool's); nil for none
+}
+
+// windowConfig configures a window.
+type windowConfig struct {
+	// Max bounds the messages published and not yet acknowledged, across
+	// groups.
+	Max int
+	// AckTimeout: when no acknowledgement arrives for this long while
+	// messages are in flight, they all count as failed and go again.
+	AckTimeout time.Duration
+	// RetryMin and RetryMax bound the backoff before publishing again
+	// after a failure.
+	RetryMin, RetryMax time.Duration
+	// DuplicateWindow is the stream's: republishing later than this after
+	// the first publish is counted (the stream may store a record twice).
+	DuplicateWindow time.Duration
+	// Classify, if set, says whether an error reply rejects the message
+	// for good (a non-nil error, e.g. ErrSpoolFull) instead of retrying it.
+	Classify func(reply []byte) error
+	Logger   *slog.Logger
+}
+
+// window publishes messages to JetStream with at most Max of them
+// unacknowledged, whatever groups (batches) they were submitted in, and
+// reports each group done, in submission order, once every message of it
+// is acknowledged or given up on. One goroutine publishes, in message
+// order; after a failure (an error reply, no stream listening, the
+// connection dropping, no acknowledgement for AckTimeout) it backs off and
+// publishes again from the oldest message not acknowledged, so that a
+// server that restarts stores them in order, and the stream's duplicate
+// window drops those it had stored already.
+//
+// Messages are plain core NATS requests whose reply subject names the
+// message; acknowledgements come on one wildcard subscription, so a message
+// costs no future, timer or map entry. submit may be called from one
+// goroutine at a time; the done function is called from the goroutine that
+// completes a group (the subscription's, the publisher's, or abandon's),
+// never with the window's lock held. close stops every goroutine.
+type window struct {
+	nc     *nats.Conn
+	cfg    windowConfig
+	log    *slog.Logger
+	prefix string // reply subjects are prefix + message id (base 36)
+	sub    *nats.Subscription
+	status chan nats.Status
+	done   func(tag any, failed []int, err error)
+
+	mu       sync.Mutex
+	ring     []wslot // message id % len(ring)
+	groups   []*wgroup
+	head     uint64 // oldest message not done
+	next     uint64 // lowest id that may need publishing
+	tail     uint64 // next id to give out
+	inFlight int
+	lastAck  time.Time // last acknowledgement that changed a message
+	failing  bool      // a failure is being retried
+	retryAt  time.Time
+	lastErr  error
+	backoff  Backoff
+	space    *sync.Cond // signalled when messages are done (room in the ring)
+	stopped  bool
+
+	failGen uint64 // counts failures; a message published since the last one that is acknowledged ends failing
+
+	wake   chan struct{}
+	quit   chan struct{}
+	exited chan struct{} // closed when the publisher has returned
+
+	published    atomic.Uint64
+	acked        atomic.Uint64
+	republished  atomic.Uint64
+	retries      atomic.Uint64
+	duplicates   atomic.Uint64
+	beyondWindow atomic.Uint64
+	foreign      atomic.Uint64
+	stalled      atomic.Bool // failing now (for readiness and metrics)
+}
+
+// wslot is one message in the ring.
+type wslot struct {
+	id    uint64
+	msg   nats.Msg
+	idv   []string    // the Nats-Msg-Id header's value
+	base  nats.Header // {Nats-Msg-Id}
+	extra nats.Header // for messages with more headers, reused
+	reply []byte      // the reply subject's bytes
+	state uint8
+	gen   uint64    // failGen when it was last published
+	first time.Time // first published
+	group *wgroup
+	index int // in its group
+}
+
+// wgroup is one submitted group of messages.
+type wgroup struct {
+	tag      any
+	first    uint64 // id of its first message
+	n        int    // messages admitted so far
+	total    int
+	failed   []int // indexes given up on
+	err      error // why the last of them was
+	admitted bool  // every message has an id
+}
+
+const (
+	slotIdle     = iota // to be published (again)
+	slotInFlight        // published, acknowledgement pending
+	slotAcked
+	slotRejected // given up on for good (refused by the client or the server)
+)
+
+var (
+	errNoResponders = errors.New("no stream is listening on the subject")
+	errAckTimeout   = errors.New("no acknowledgement within the ack timeout")
+	errAbandoned    = errors.New("given up")
+)
+
+// newWindow subscribes to the acknowledgements and starts the publisher.
+// done is called once per submitted group (see window).
+func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed []int, err error)) (*window, error) {
+	if cfg.Max <= 0 {
+		cfg.Max = 4096
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	w := &window{nc: nc, cfg: cfg, log: cfg.Logger, prefix: nc.NewInbox() + ".", done: done,
+		ring: make([]wslot, cfg.Max), wake: make(chan struct{}, 1), quit: make(chan struct{}), exited: make(chan struct{}),
+		backoff: Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}}
+	w.space = sync.NewCond(&w.mu)
+	for i := range w.ring {
+		s := &w.ring[i]
+		s.idv = []string{""}
+		s.base = nats.Header{"Nats-Msg-Id": s.idv}
+		s.reply = make([]byte, 0, len(w.prefix)+13) // a uint64 in base 36
+	}
+	var err error
+	w.sub, err = nc.Subscribe(w.prefix+"*", w.onReply)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	}
+	// Acknowledgements of a whole window may arrive at once.
+	if err := w.sub.SetPendingLimits(-1, -1); err != nil {
+		_ = w.sub.Unsubscribe()
+		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
+	}
+	w.status = nc.StatusChanged(nats.RECONNECTING, nats.CLOSED)
+	go w.run()
+	return w, nil
+}
+
+func (w *window) slot(id uint64) *wslot { return &w.ring[id%uint64(len(w.ring))] }
+
+// submit admits msgs as one group, blocking while the ring is full, and
+// returns once every message has an id (the publisher sends them). When ctx
+// ends first, the messages not admitted are given up on (the group is done
+// with them failed). The messages' bytes must stay unchanged until the
+// group is done.
+func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
+	g := &wgroup{tag: tag, total: len(msgs)}
+	stop := context.AfterFunc(ctx, func() {
+		w.mu.Lock()
+		w.space.Broadcast()
+		w.mu.Unlock()
+	})
+	defer stop()
+	w.mu.Lock()
+	w.groups = append(w.groups, g)
+	g.first = w.tail
+	for i := range msgs {
+		for w.tail-w.head >= uint64(len(w.ring)) && !w.stopped && ctx.Err() == nil {
+			w.signal() // what is admitted goes while we wait for room
+			w.space.Wait()
+		}
+		if w.stopped || ctx.Err() != nil {
+			err := ctx.Err()
+			if w.stopped {
+				err = ErrClosed
+			}
+			for j := i; j < len(msgs); j++ {
+				g.failed = append(g.failed, j)
+			}
+			g.err = err
+			break
+		}
+		id := w.tail
+		w.tail++
+		s := w.slot(id)
+		m := &msgs[i]
+		s.id, s.group, s.index, s.state, s.first = id, g, i, slotIdle, time.Time{}
+		s.msg.Subject, s.msg.Data = m.subject, m.data
+		s.idv[0] = m.id
+		s.msg.Header = s.base
+		if m.header != nil {
+			if s.extra == nil {
+				s.extra = nats.Header{}
+			}
+			clear(s.extra)
+			for k, v := range m.header {
+				s.extra[k] = v
+			}
+			s.extra["Nats-Msg-Id"] = s.idv
+			s.msg.Header = s.extra
+		}
+		s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
+		s.msg.Reply = unsafe.String(unsafe.SliceData(s.reply), len(s.reply))
+		g.n++
+	}
+	g.admitted = true
+	callbacks := w.complete()
+	w.mu.Unlock()
+	w.signal()
+	w.call(callbacks)
+}
+
+// complete moves head past the messages that are done and returns the
+// groups that are done now, in order. Called with mu held.
+func (w *window) complete() []*wgroup {
+	head := w.head
+	for w.head < w.tail {
+		if st := w.slot(w.head).state; st != slotAcked && st != slotRejected {
+			break
+		}
+		w.slot(w.head).group = nil
+		w.head++
+	}
+	var out []*wgroup
+	for len(w.groups) > 0 {
+		g := w.groups[0]
+		if !g.admitted || g.first+uint64(g.n) > w.head {
+			break
+		}
+		w.groups = w.groups[1:]
+		out = append(out, g)
+	}
+	if w.head != head {
+		w.space.Broadcast() // room in the ring
+		if w.next < w.head {
+			w.next = w.head
+		}
+	}
+	return out
+}
+
+func (w *window) call(gs []*wgroup) {
+	for _, g := range gs {
+		w.done(g.tag, g.failed, g.err)
+	}
+}
+
+func (w *window) signal() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
+	}
+}
+
+// onReply takes one acknowledgement (or error reply) for a message.
+func (w *window) onReply(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[len(w.prefix):], 36, 64)
+	if err != nil {
+		return
+	}
+	var perr error // the server's error
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		perr = errNoResponders
+	case len(m.Data) == 0:
+		perr = fmt.Errorf("empty acknowledgement (status %q)", m.Header.Get("Status"))
+	case jsonKey(m.Data, keyError) != nil:
+		perr = fmt.Errorf("jetstream: %s", trimSpace(m.Data))
+	case jsonKey(m.Data, keyStream) == nil || jsonKey(m.Data, keySeq) == nil:
+		// Not a PubAck: something other than a stream answered on the
+		// subject. It proves nothing was stored; the stream's own answer,
+		// or the ack timeout, decides.
+		w.foreign.Add(1)
+		return
+	}
+	var rejected error
+	if perr != nil && w.cfg.Classify != nil {
+		rejected = w.cfg.Classify(m.Data)
+	}
+	w.mu.Lock()
+	s := w.slot(id)
+	if s.id != id || s.state != slotInFlight || s.group == nil {
+		w.mu.Unlock()
+		return // stale: an earlier round's, or given up on
+	}
+	w.inFlight--
+	w.lastAck = time.Now()
+	switch {
+	case rejected != nil:
+		s.state = slotRejected
+		s.group.failed = append(s.group.failed, s.index)
+		s.group.err = rejected
+	case perr != nil:
+		s.state = slotIdle
+		w.fail(perr, id)
+	default:
+		s.state = slotAcked
+		w.acked.Add(1)
+		if hasPrefix(jsonKey(m.Data, keyDuplicate), "true") {
+			w.duplicates.Add(1)
+		}
+		if w.failing && s.gen == w.failGen {
+			// Published after the last failure, and stored: the server works again.
+			w.recovered()
+		}
+	}
+	callbacks := w.complete()
+	w.mu.Unlock()
+	w.signal()
+	w.call(callbacks)
+}
+
+// fail notes a failure of message id: it and those after it go again after
+// a backoff. Called with mu held.
+func (w *window) fail(err error, id uint64) {
+	w.lastErr = err
+	w.failGen++
+	if id < w.next {
+		w.next = id
+	}
+	if !w.failing {
+		w.failing = true
+		w.stalled.Store(true)
+		w.log.Warn("jetstream publish failed; publishing again with backoff until acknowledged", "err", err)
+		w.backoff.Reset()
+	}
+	if w.retryAt.Before(time.Now()) {
+		w.retryAt = time.Now().Add(w.backoff.Next())
+		w.retries.Add(1)
+	}
+}
+
+// recovered ends a failing spell. Called with mu held.
+func (w *window) recovered() {
+	w.failing = false
+	w.stalled.Store(false)
+	w.log.Info("publishing again")
+}
+
+// failInFlight marks every message in flight as failed with err.
+func (w *window) failInFlight(err error) {
+	w.mu.Lock()
+	for id := w.head; id < w.tail; id++ {
+		if s := w.slot(id); s.state == slotInFlight {
+			s.state = slotIdle
+			w.inFlight--
+			w.fail(err, id)
+		}
+	}
+	w.mu.Unlock()
+	w.signal()
+}
+
+// run is the publisher: it publishes what is to be published, in id order,
+// and watches the ack timeout and the connection.
+func (w *window) run() {
+	defer close(w.exited)
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		wait := w.publish()
+		if wait > 0 {
+			timer.Reset(wait)
+		}
+		select {
+		case <-w.quit:
+			return
+		case <-w.wake:
+		case <-timer.C:
+		case st, ok := <-w.status:
+			if !ok {
+				w.status = nil
+				continue
+			}
+			err := nats.ErrDisconnected
+			if st == nats.CLOSED {
+				err = nats.ErrConnectionClosed
+			}
+			w.failInFlight(err)
+		}
+		if wait > 0 && !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+	}
+}
+
+// publish sends the messages due, and returns how long until something
+// is to be looked at again (0: nothing pending but a wake-up).
+func (w *window) publish() time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	now := time.Now()
+	if w.inFlight > 0 && now.Sub(w.lastAck) > w.cfg.AckTimeout {
+		// Silence: what is in flight is lost (a server that froze, acks lost).
+		w.mu.Unlock()
+		w.failInFlight(errAckTimeout)
+		w.mu.Lock()
+		now = time.Now()
+	}
+	if w.failing && now.Before(w.retryAt) {
+		return w.retryAt.Sub(now)
+	}
+	if closedForGood(w.nc) {
+		return 0 // nothing will go: the owner abandons
+	}
+	warned := false
+	for w.next < w.tail && w.inFlight < len(w.ring) {
+		id := w.next
+		s := w.slot(id)
+		w.next++
+		if s.state != slotIdle {
+			continue
+		}
+		if s.first.IsZero() {
+			s.first = now
+		} else {
+			w.republished.Add(1)
+			if now.Sub(s.first) > w.cfg.DuplicateWindow && w.cfg.DuplicateWindow > 0 {
+				w.beyondWindow.Add(1)
+				if !warned {
+					warned = true
+					w.log.Warn("republishing records first published longer ago than the stream's duplicate window; the stream may store them twice",
+						"duplicate_window", w.cfg.DuplicateWindow, "first_published", s.first)
+				}
+			}
+		}
+		if w.inFlight == 0 {
+			w.lastAck = now // the ack timeout counts from the first message in flight
+		}
+		s.state, s.gen = slotInFlight, w.failGen
+		w.inFlight++
+		err := w.nc.PublishMsg(&s.msg)
+		if err == nil {
+			w.published.Add(1)
+			continue
+		}
+		s.state = slotIdle
+		w.inFlight--
+		if permanent(err) {
+			s.state = slotRejected
+			s.group.failed = append(s.group.failed, s.index)
+			s.group.err = fmt.Errorf("publish: %w", err)
+			cb := w.complete()
+			if len(cb) > 0 {
+				w.mu.Unlock()
+				w.call(cb)
+				w.mu.Lock()
+			}
+			continue // this message can never go; the others still can
+		}
+		w.fail(fmt.Errorf("publish: %w", err), id)
+		break
+	}
+	if w.inFlight > 0 {
+		return max(time.Millisecond, w.cfg.AckTimeout-now.Sub(w.lastAck))
+	}
+	if w.failing && w.next < w.tail {
+		return max(time.Millisecond, w.retryAt.Sub(now))
+	}
+	return 0
+}
+
+// pending is how many messages are not done.
+func (w *window) pending() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return int(w.tail - w.head)
+}
+
+// abandon gives up on every message not acknowledged: their groups are done
+// with them failed (err). Messages acknowledged later find nothing.
+func (w *window) abandon(err error) {
+	w.mu.Lock()
+	for id := w.head; id < w.tail; id++ {
+		s := w.slot(id)
+		if s.state == slotAcked || s.state == slotRejected {
+			continue
+		}
+		if s.state == slotInFlight {
+			w.inFlight--
+		}
+		s.state = slotRejected
+		s.group.failed = append(s.group.failed, s.index)
+		s.group.err = err
+	}
+	callbacks := w.complete()
+	w.mu.Unlock()
+	w.call(callbacks)
+}
+
+// drain waits until every submitted group is done, or ctx ends, or the
+// connection is closed for good; then it abandons the rest with ctx's
+// error (and the last failure).
+func (w *window) drain(ctx context.Context) error {
+	for {
+		w.mu.Lock()
+		left, last := w.tail-w.head, w.lastErr
+		w.mu.Unlock()
+		if left == 0 {
+			return nil
+		}
+		if ctx.Err() != nil || closedForGood(w.nc) {
+			err := ctx.Err()
+			if err == nil {
+				err = nats.ErrConnectionClosed
+			}
+			if last != nil {
+				err = fmt.Errorf("%w (last error: %v)", err, last)
+			}
+			w.abandon(err)
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// close stops the publisher and the subscription; groups not done are
+// abandoned with ErrClosed.
+func (w *window) close() error {
+	w.mu.Lock()
+	if w.stopped {
+		w.mu.Unlock()
+		return nil
+	}
+	w.stopped = true
+	w.space.Broadcast()
+	w.mu.Unlock()
+	w.abandon(ErrClosed)
+	w.nc.RemoveStatusListener(w.status)
+	close(w.quit)
+	<-w.exited
+	if err := w.sub.Unsubscribe(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) && !errors.Is(err, nats.ErrBadSubscription) {
+		return fmt.Errorf("unsubscribe from acknowledgements: %w", err)
+	}
+	return nil
+}
+
+func trimSpace(b []byte) string {
+	for len(b) > 0 && (b[len(b)-1] == ' ' || b[len(b)-1] == '\n' || b[len(b)-1] == '\r') {
+		b = b[:len(b)-1]
+	}
+	return string(b)
+}
+
+func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
