@@ -112,7 +112,7 @@ func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
 		}
 	})
 	b.WaitFor(30*time.Second, "/healthz to answer", func() bool {
-		resp, err := http.Get("http://" + b.addr + "/healthz")
+		resp, err := client.Get("http://" + b.addr + "/healthz")
 		if err != nil {
 			return false
 		}
@@ -164,6 +164,9 @@ func (b *Bridge) Signal(sig syscall.Signal) {
 	}
 }
 
+// Pid is the process id.
+func (b *Bridge) Pid() int { return b.cmd.Process.Pid }
+
 // Wait waits up to timeout for the process to exit and returns its exit
 // code (-1 when a signal killed it).
 func (b *Bridge) Wait(timeout time.Duration) int {
@@ -171,7 +174,14 @@ func (b *Bridge) Wait(timeout time.Duration) int {
 	select {
 	case <-b.done:
 	case <-time.After(timeout):
-		b.t.Fatalf("genlbridge did not exit within %s; its log:\n%s", timeout, b.Log())
+		// SIGQUIT: the Go runtime prints every goroutine's stack to the
+		// log, which says where it hangs.
+		_ = b.cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-b.done:
+		case <-time.After(5 * time.Second):
+		}
+		b.t.Fatalf("genlbridge did not exit within %s; its log, with its goroutines at SIGQUIT:\n%s", timeout, b.Log())
 	}
 	if b.waitErr == nil {
 		return 0
@@ -217,12 +227,17 @@ func (b *Bridge) LogRecords(msg string) []map[string]any {
 	return out
 }
 
+// client bounds every request: the daemon takes its address before it
+// serves it, and a request it accepts but does not answer must not hang a
+// wait past its timeout.
+var client = &http.Client{Timeout: 5 * time.Second}
+
 // Addr is the metrics and health address (host:port).
 func (b *Bridge) Addr() string { return b.addr }
 
 // Ready reports whether /readyz answers 200.
 func (b *Bridge) Ready() bool {
-	resp, err := http.Get("http://" + b.addr + "/readyz")
+	resp, err := client.Get("http://" + b.addr + "/readyz")
 	if err != nil {
 		return false
 	}
@@ -232,7 +247,7 @@ func (b *Bridge) Ready() bool {
 
 // Metrics scrapes /metrics.
 func (b *Bridge) Metrics() (Metrics, error) {
-	resp, err := http.Get("http://" + b.addr + "/metrics")
+	resp, err := client.Get("http://" + b.addr + "/metrics")
 	if err != nil {
 		return nil, err
 	}
