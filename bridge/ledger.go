@@ -3,6 +3,7 @@ package bridge
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/genlbridge/genlbridge/event"
 )
@@ -24,6 +25,8 @@ type ledger struct {
 	// notify has room for one wake-up: the batcher cuts a batch for losses
 	// even when no event follows them.
 	notify chan struct{}
+	// retryArmed: a wake-up for requeued records is scheduled.
+	retryArmed atomic.Bool
 }
 
 var reasonIndex = [...]string{event.ReasonOverrun, event.ReasonSeqGap, event.ReasonQueueFull,
@@ -66,12 +69,26 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 }
 
 // requeue queues a record again without counting it: the sink could not
-// take it yet (the spool was full), and its events are counted already.
+// take it yet (the spool was full), and its events are counted already. The
+// batcher is woken to try again in requeueRetry, should no event come to
+// carry it.
 func (l *ledger) requeue(rec event.Loss) {
 	l.mu.Lock()
 	l.pending = mergeLoss(l.pending, rec)
 	l.mu.Unlock()
+	if l.retryArmed.CompareAndSwap(false, true) {
+		time.AfterFunc(requeueRetry, func() {
+			l.retryArmed.Store(false)
+			select {
+			case l.notify <- struct{}{}:
+			default:
+			}
+		})
+	}
 }
+
+// requeueRetry is how soon requeued loss records are tried again.
+const requeueRetry = 500 * time.Millisecond
 
 func sameKey(a, b *event.Loss) bool {
 	return a.Reason == b.Reason && a.Family == b.Family && a.Group == b.Group && a.Instance == b.Instance

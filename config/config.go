@@ -59,7 +59,11 @@ type Config struct {
 	StreamReplicas        int           `envconfig:"GENLBRIDGE_STREAM_REPLICAS" default:"1" desc:"jetstream sink: the stream's replicas (1-5)"`
 	StreamDuplicateWindow time.Duration `envconfig:"GENLBRIDGE_STREAM_DUPLICATE_WINDOW" default:"2m" desc:"jetstream sink: how long the server remembers message ids; at least FLUSH_TIMEOUT + RETRY_MAX (one republish), and the outage it outlasts by that much is deduplicated; the server keeps one id per message within it"`
 	StreamManage          bool          `envconfig:"GENLBRIDGE_STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
-	MaxInFlight           int           `envconfig:"GENLBRIDGE_MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink: most messages published and not yet acknowledged"`
+	MaxInFlight           int           `envconfig:"GENLBRIDGE_MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink and spool forwarder: most messages published and not yet acknowledged, across batches"`
+
+	Spool         Choice   `envconfig:"GENLBRIDGE_SPOOL" default:"auto" choices:"auto,on,off" desc:"keep events in a spool on this node's disk (a local JetStream stream) while the fleet's server cannot take them, and forward them in order once it can; auto: on with GENLBRIDGE_NATS_URL, off with the embedded server"`
+	SpoolDir      string   `envconfig:"GENLBRIDGE_SPOOL_DIR" default:"/var/lib/genlbridge/spool" desc:"directory of the spool's store (a hostPath in Kubernetes, so that it outlives the pod)"`
+	SpoolMaxBytes ByteSize `envconfig:"GENLBRIDGE_SPOOL_MAX_BYTES" default:"1GiB" desc:"most bytes the spool holds; when full, new events are counted as spool_full and nothing spooled is dropped; an outage of T at R events/s needs about T*R*600 bytes"`
 
 	ReceiveBuffer         ByteSize      `envconfig:"GENLBRIDGE_RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
 	ReadBatch             int           `envconfig:"GENLBRIDGE_READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
@@ -357,6 +361,17 @@ func (c *Config) check() error {
 			return err
 		}
 	}
+	if c.Spool == "on" && (c.NATSURL == "" || c.Sink == "stdout") {
+		return badValue(Prefix+"_SPOOL", string(c.Spool), "the spool keeps events for a remote server: set GENLBRIDGE_NATS_URL (and a NATS sink), or use auto or off")
+	}
+	if c.UsesSpool() {
+		if c.SpoolMaxBytes < 1<<20 {
+			return badValue(Prefix+"_SPOOL_MAX_BYTES", strconv.Itoa(int(c.SpoolMaxBytes)), "want at least 1MiB")
+		}
+		if c.SpoolDir == "" {
+			return badValue(Prefix+"_SPOOL_DIR", "", "want a directory")
+		}
+	}
 	if c.ReceiveBuffer < 4096 {
 		return badValue(Prefix+"_RECEIVE_BUFFER", strconv.Itoa(int(c.ReceiveBuffer)), "want at least 4KiB")
 	}
@@ -382,6 +397,12 @@ func Default(env string) string {
 		}
 	}
 	return ""
+}
+
+// UsesSpool says whether events go through the node's spool: on, or auto
+// with a remote server (GENLBRIDGE_NATS_URL).
+func (c *Config) UsesSpool() bool {
+	return c.Spool == "on" || (c.Spool == "auto" && c.NATSURL != "" && c.Sink != "stdout")
 }
 
 // UsesJetStream says whether the daemon publishes into a JetStream stream:

@@ -25,10 +25,12 @@ import (
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
+	"github.com/genlbridge/genlbridge/spool"
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Source is what the monitor reads from a bridge.
@@ -40,6 +42,13 @@ type Source interface {
 // Connectivity reports whether the sink can deliver now (nil: yes).
 type Connectivity func() error
 
+// Spool is the node's spool as the monitor reads it (spool.Spool).
+type Spool interface {
+	Stats() spool.Stats
+	// Ready returns nil while forwarding works (or nothing waits).
+	Ready() error
+}
+
 // Monitor holds the metrics registry and the readiness rules.
 type Monitor struct {
 	reg   *prometheus.Registry
@@ -48,6 +57,7 @@ type Monitor struct {
 	conn  Connectivity
 	// RequireJoined makes a waiting subscription unready.
 	requireJoined bool
+	spool         Spool
 
 	// stopped: the bridge has stopped and its counts are final;
 	// finalScraped is closed once /metrics has served them.
@@ -71,13 +81,16 @@ type Options struct {
 	RequireJoined bool
 	// Pprof adds Go's profiling endpoints under /debug/pprof/.
 	Pprof bool
+	// Spool, if set, is exported (genlbridge_spool_*) and makes /readyz
+	// fail while forwarding is stalled.
+	Spool Spool
 }
 
 // New returns a Monitor with every metric registered. Call SetSource once
 // the bridge exists; until then the bridge's metrics are absent and /readyz fails.
 func New(o Options) *Monitor {
 	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined, pprof: o.Pprof,
-		finalScraped: make(chan struct{})}
+		finalScraped: make(chan struct{}), spool: o.Spool}
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "genlbridge_batch_size_events", Help: "Events in each batch handed to the sink.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
@@ -100,6 +113,9 @@ func New(o Options) *Monitor {
 	build.Set(1)
 	m.reg.MustRegister(m.batchSize, m.publishSecs, m.kernelToAck, m.deliverFails, build, &statsCollector{m: m},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	if o.Spool != nil {
+		m.reg.MustRegister(&spoolCollector{s: o.Spool})
+	}
 	return m
 }
 
@@ -114,6 +130,17 @@ func (m *Monitor) WaitFinalScrape(ctx context.Context) {
 	select {
 	case <-m.finalScraped:
 	case <-ctx.Done():
+	}
+}
+
+// FinalServed reports whether /metrics has served the final counts (what
+// WaitFinalScrape waits for).
+func (m *Monitor) FinalServed() bool {
+	select {
+	case <-m.finalScraped:
+		return true
+	default:
+		return false
 	}
 }
 
@@ -227,8 +254,49 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descBatches, prometheus.CounterValue, float64(st.Batches))
 }
 
-// Ready returns nil when the bridge is ready: the sink is connected and
-// every subscription is joined (or waiting, unless RequireJoined).
+var (
+	descSpoolMsgs = prometheus.NewDesc("genlbridge_spool_messages",
+		"Messages in the node's spool, waiting to be forwarded to the fleet's server.", nil, nil)
+	descSpoolBytes = prometheus.NewDesc("genlbridge_spool_bytes",
+		"Bytes the spool holds.", nil, nil)
+	descSpoolMax = prometheus.NewDesc("genlbridge_spool_max_bytes",
+		"The spool's limit (GENLBRIDGE_SPOOL_MAX_BYTES); when full, new events are counted as spool_full.", nil, nil)
+	descSpoolAge = prometheus.NewDesc("genlbridge_spool_oldest_age_seconds",
+		"How long the oldest spooled message has waited (0: none).", nil, nil)
+	descSpoolFwd = prometheus.NewDesc("genlbridge_spool_forwarded_total",
+		"Messages forwarded from the spool and acknowledged by the fleet's server (rate: the forward rate).", nil, nil)
+	descSpoolUp = prometheus.NewDesc("genlbridge_spool_forwarding",
+		"1 while forwarding works or nothing waits, 0 while it is stalled (the fleet's server does not take messages).", nil, nil)
+	descSpoolErr = prometheus.NewDesc("genlbridge_spool_store_errors_total",
+		"Failures of the spool's local store (a full disk, an I/O error, its JetStream disabled); new events are then counted as spool_full.", nil, nil)
+)
+
+type spoolCollector struct{ s Spool }
+
+func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descSpoolMsgs, descSpoolBytes, descSpoolMax, descSpoolAge, descSpoolFwd, descSpoolUp, descSpoolErr} {
+		ch <- d
+	}
+}
+
+func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
+	st := c.s.Stats()
+	up := 0.0
+	if st.Forwarding {
+		up = 1
+	}
+	ch <- prometheus.MustNewConstMetric(descSpoolMsgs, prometheus.GaugeValue, float64(st.Messages))
+	ch <- prometheus.MustNewConstMetric(descSpoolBytes, prometheus.GaugeValue, float64(st.Bytes))
+	ch <- prometheus.MustNewConstMetric(descSpoolMax, prometheus.GaugeValue, float64(st.MaxBytes))
+	ch <- prometheus.MustNewConstMetric(descSpoolAge, prometheus.GaugeValue, st.OldestAge.Seconds())
+	ch <- prometheus.MustNewConstMetric(descSpoolFwd, prometheus.CounterValue, float64(st.Forwarded))
+	ch <- prometheus.MustNewConstMetric(descSpoolUp, prometheus.GaugeValue, up)
+	ch <- prometheus.MustNewConstMetric(descSpoolErr, prometheus.CounterValue, float64(st.StoreErrors))
+}
+
+// Ready returns nil when the bridge is ready: the sink is connected, the
+// spool (if any) forwards, and every subscription is joined (or waiting,
+// unless RequireJoined).
 func (m *Monitor) Ready() error {
 	p := m.src.Load()
 	if p == nil {
@@ -237,6 +305,11 @@ func (m *Monitor) Ready() error {
 	if m.conn != nil {
 		if err := m.conn(); err != nil {
 			return fmt.Errorf("sink: %w", err)
+		}
+	}
+	if m.spool != nil {
+		if err := m.spool.Ready(); err != nil {
+			return err
 		}
 	}
 	var waiting []string
@@ -254,10 +327,20 @@ func (m *Monitor) Ready() error {
 // Handler serves /metrics, /healthz and /readyz.
 func (m *Monitor) Handler() http.Handler {
 	mux := http.NewServeMux()
-	metrics := promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	mux.HandleFunc("/metrics", func(w http.ResponseWriter, r *http.Request) {
-		final := m.stopped.Load()
-		metrics.ServeHTTP(w, r)
+		// Final is what this scrape served: genlbridge_stopped 1 (the
+		// bridge may stop while it gathers).
+		var final bool
+		g := prometheus.GathererFunc(func() ([]*dto.MetricFamily, error) {
+			mfs, err := m.reg.Gather()
+			for _, mf := range mfs {
+				if mf.GetName() == "genlbridge_stopped" && len(mf.GetMetric()) == 1 && mf.GetMetric()[0].GetGauge().GetValue() == 1 {
+					final = true
+				}
+			}
+			return mfs, err
+		})
+		promhttp.HandlerFor(g, promhttp.HandlerOpts{Registry: m.reg}).ServeHTTP(w, r)
 		if final {
 			m.finalOnce.Do(func() { close(m.finalScraped) })
 		}

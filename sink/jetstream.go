@@ -187,8 +187,44 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	s.win.submit(ctx, pb.out, pb)
 }
 
+// forwardGroup is a group Forward submitted.
+type forwardGroup struct {
+	out  []outMsg
+	done func(failed []int, err error)
+}
+
+// Forward publishes prepared messages (the spool's) through the window, as
+// they are: each keeps its headers, Nats-Msg-Id included. done is called
+// once, in submission order with the sink's batches, when every message is
+// acknowledged (failed empty) or given up on (Flush's deadline, Close).
+// It blocks while the window is full.
+func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error)) {
+	if s.closed {
+		done(allIndexes(len(msgs)), ErrClosed)
+		return
+	}
+	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
+	for i := range msgs {
+		m := &msgs[i]
+		g.out[i] = outMsg{subject: m.Subject, id: m.Header.Get("Nats-Msg-Id"), data: m.Data, header: m.Header}
+	}
+	s.win.submit(ctx, g.out, g)
+}
+
+func allIndexes(n int) []int {
+	out := make([]int, n)
+	for i := range out {
+		out[i] = i
+	}
+	return out
+}
+
 // groupDone reports a batch done to its submitter.
 func (s *JetStream) groupDone(tag any, failed []int, err error) {
+	if g, ok := tag.(*forwardGroup); ok {
+		g.done(failed, err)
+		return
+	}
 	pb := tag.(*pendingBatch)
 	var derr error
 	if len(failed) > 0 {

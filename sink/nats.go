@@ -59,7 +59,7 @@ type NATS struct {
 	out     encoded
 	msg     nats.Msg
 	msgID   []string
-	failing bool
+	failing atomic.Bool // publishing fails now (read by metrics)
 
 	rejected    []int // messages of the batch refused for good
 	rejectedErr error
@@ -125,8 +125,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 			}
 		}
 		if err == nil {
-			if s.failing {
-				s.failing = false
+			if s.failing.Swap(false) {
 				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
 			}
 			if len(s.rejected) > 0 {
@@ -137,8 +136,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 		if closedForGood(s.nc) {
 			return AllUndelivered(b, err)
 		}
-		if !s.failing {
-			s.failing = true
+		if !s.failing.Swap(true) {
 			s.cfg.Logger.Warn("publish failed; retrying with backoff until delivered", "err", err)
 		}
 		s.retries.Add(1)
@@ -147,6 +145,56 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 		}
 	}
 }
+
+// Forward publishes prepared messages (the spool's) and confirms them with
+// one flush, retrying all of them with backoff until confirmed or ctx ends;
+// then it calls done (with every message failed if ctx ended). A message
+// the client refuses for good is given up on at once. Not concurrent with
+// Deliver.
+func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error)) {
+	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
+	for attempt := 0; ; attempt++ {
+		var rejected []int
+		var err error
+		for i := range msgs {
+			m := &msgs[i]
+			if perr := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); perr != nil {
+				if permanent(perr) {
+					rejected = append(rejected, i)
+					continue
+				}
+				err = fmt.Errorf("publish: %w", perr)
+				break
+			}
+			s.published.Add(1)
+		}
+		if err == nil {
+			fctx, cancel := context.WithTimeout(ctx, s.cfg.FlushTimeout)
+			if ferr := s.nc.FlushWithContext(fctx); ferr != nil {
+				err = fmt.Errorf("flush: %w", ferr)
+			}
+			cancel()
+		}
+		if err == nil {
+			if s.failing.Swap(false) {
+				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
+			}
+			done(rejected, nil)
+			return
+		}
+		if !s.failing.Swap(true) {
+			s.cfg.Logger.Warn("publish failed; retrying with backoff until delivered", "err", err)
+		}
+		s.retries.Add(1)
+		if closedForGood(s.nc) || bo.Sleep(ctx) != nil {
+			done(allIndexes(len(msgs)), err)
+			return
+		}
+	}
+}
+
+// Failing says whether publishing fails now (and is being retried).
+func (s *NATS) Failing() bool { return s.failing.Load() }
 
 // rejectedError names the records of the messages the client refused.
 func (s *NATS) rejectedError() error {

@@ -120,6 +120,23 @@ func permanent(err error) bool {
 // nats.ErrConnectionClosed.
 func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
 
+// Msg is a message prepared elsewhere (the spool's): published as it is,
+// with its headers (Nats-Msg-Id among them).
+type Msg struct {
+	Subject string
+	Header  nats.Header
+	Data    []byte
+}
+
+// Forwarder publishes prepared messages to the fleet's server: the
+// JetStream sink (a window of acknowledged publishes) or the core NATS sink
+// (published and confirmed by a flush). done is called once per call, in
+// call order, when every message is delivered (failed empty) or given up
+// on; Forward may block while the sink has no room.
+type Forwarder interface {
+	Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error))
+}
+
 // ErrSpoolFull is the error of records the node's spool refused for want
 // of room (its byte limit, or its disk): the bridge counts their events as
 // spool_full.

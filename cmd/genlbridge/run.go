@@ -8,15 +8,10 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"path/filepath"
 	"strings"
-	"sync/atomic"
 	"syscall"
 
-	"github.com/genlbridge/genlbridge/natsconn"
-
 	"github.com/genlbridge/genlbridge/bridge"
-	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/config"
 	"github.com/genlbridge/genlbridge/monitor"
 	"github.com/genlbridge/genlbridge/sink"
@@ -68,95 +63,49 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 		defer httpL.Close()
 	}
 	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined, Pprof: cfg.Pprof}
+	var counters func() sink.Sink // the sink to the server, for its counters (nil until made)
 
 	var out sink.Sink
-	var resume func(host, family, group string) (string, uint64, uint64, bool)
+	var resume resumeFunc
 	switch cfg.Sink {
 	case "stdout":
 		out = sink.NewWriter(stdout)
 	default:
-		url := cfg.NATSURL
-		auth := cfg.Auth()
-		authOpts, err := auth.Options()
-		if err != nil {
-			return fmt.Errorf("nats authentication: %w", err)
-		}
-		authName := auth.String()
-		if url == "" {
-			// auto: the embedded server has JetStream, so the default
-			// stores, deduplicates and can replay.
-			dir := filepath.Join(cfg.DataDir, "jetstream")
-			bc := broker.Config{Listen: cfg.EmbeddedListen, StoreDir: dir, JetStream: true}
-			if cfg.EmbeddedAuth {
-				bc.SeedFile = cfg.EmbeddedSeedFile()
-			}
-			srv, err := broker.Start(bc)
-			if err != nil {
-				return err
-			}
-			defer srv.Shutdown()
-			url = srv.URL()
-			if authOpts, err = srv.ClientOptions(); err != nil {
-				return err
-			}
-			watch := "genlbridge tail   (or: nats sub 'genl.>' -s " + url + ")"
-			authName = "none (GENLBRIDGE_EMBEDDED_AUTH=false: any local process may connect)"
-			if cfg.EmbeddedAuth {
-				authName = "nkey " + bc.SeedFile
-				watch = "genlbridge tail   (or: nats sub 'genl.>' -s " + url + " --nkey " + bc.SeedFile + ")"
-				if cfg.DataDir != config.Default("GENLBRIDGE_DATA_DIR") {
-					watch = "GENLBRIDGE_DATA_DIR=" + cfg.DataDir + " " + watch
-				}
-			}
-			log.Info("no GENLBRIDGE_NATS_URL: started an embedded NATS server with JetStream",
-				"url", url, "store", dir, "auth", authName, "watch", watch)
-		}
-		log.Info("connecting to nats", "url", url, "auth", authName)
-		var closing atomic.Bool // we close the connection: that is no failure
-		nc, err := natsconn.Connect(natsconn.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log,
-			WriteTimeout: cfg.FlushTimeout,
-			OnClosed: func(err error) {
-				if closing.Load() {
-					return
-				}
-				if err == nil {
-					err = errors.New("closed by the client library")
-				}
-				err = fmt.Errorf("nats connection closed for good, nothing can be delivered: %w", err)
-				log.Error("stopping: a supervisor should restart genlbridge", "err", err)
-				cancel(err)
-			}})
+		nc, closeNC, err := connectNATS(ctx, cfg, log, cancel)
 		if err != nil {
 			return err
 		}
-		defer nc.Close()
-		defer closing.Store(true)
+		defer closeNC()
 		monOpts.Connected = monitor.NATSConnected(nc)
-		if cfg.UsesJetStream() {
-			// The stream is provisioned and read (Resume) before the first event.
-			if err := natsconn.WaitConnected(ctx, nc, log); err != nil {
-				return closedCause(ctx, err)
-			}
-			jc := cfg.JetStream()
-			jc.Logger = log
-			js, err := sink.NewJetStream(ctx, nc, jc)
+		if !cfg.UsesSpool() {
+			h, err := makeHub(ctx, cfg, nc, log)
 			if err != nil {
 				return closedCause(ctx, err)
 			}
-			out, resume = js, js.Resume
+			out, resume = h.sink, h.resume
 			break
 		}
-		events, losses := cfg.Templates()
-		out = sink.NewNATS(nc, sink.NATSConfig{Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch",
-			FlushTimeout: cfg.FlushTimeout, RetryMax: cfg.RetryMax, Logger: log})
+		// The spool, between the bridge and the fleet's server: the bridge
+		// delivers into it, its forwarder into the hub's sink, made once
+		// the server is reachable (the bridge waits for it only hubWait).
+		sp, hubs, err := startSpool(ctx, cfg, nc, log, cancel)
+		if err != nil {
+			return closedCause(ctx, err)
+		}
+		defer hubs.close(cfg.FlushTimeout)
+		out, resume = sp.Sink(), hubs.resume
+		monOpts.Spool = sp
+		counters = hubs.get
+	}
+	if counters == nil {
+		counters = func() sink.Sink { return out }
 	}
 
-	// The sink closes on every return, before the connection under it.
+	// The sink closes on every return, before the connection under it
+	// (the spool closes its own).
 	defer func() {
-		closeCtx, cancel := context.WithTimeout(context.Background(), cfg.FlushTimeout)
-		defer cancel()
-		if err := out.Close(closeCtx); err != nil {
-			log.Error("closing sink", "err", err)
+		if monOpts.Spool == nil {
+			closeSink(out, cfg.FlushTimeout, log)
 		}
 	}()
 
@@ -188,7 +137,7 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 	}
 	mon := monitor.New(monOpts)
 	bc.OnDelivered = mon.OnDelivered
-	registerSinkCounters(mon, out)
+	registerSinkCounters(mon, cfg, counters)
 	b, err := bridge.New(bc, out)
 	if err != nil {
 		return err
@@ -211,7 +160,14 @@ func runDaemon(parent context.Context, cfg *config.Config, stdout, stderr io.Wri
 	for i, s := range subs {
 		names[i] = s.String()
 	}
-	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", sinkName(out),
+	kind, spooled := sinkName(out), "off"
+	if monOpts.Spool != nil {
+		kind, spooled = "nats", cfg.SpoolDir
+		if cfg.UsesJetStream() {
+			kind = "jetstream"
+		}
+	}
+	log.Info("genlbridge starting", "version", version, "subscriptions", strings.Join(names, ","), "sink", kind, "spool", spooled,
 		"queue", cfg.QueueSize, "policy", string(cfg.QueuePolicy))
 	runErr := b.Run(ctx)
 	mon.SetStopped()
@@ -236,30 +192,56 @@ func closedCause(ctx context.Context, err error) error {
 }
 
 // registerSinkCounters exports the sink's own counters, where it keeps some.
-func registerSinkCounters(mon *monitor.Monitor, out sink.Sink) {
-	counter := func(name, help string, f func() uint64) {
+func registerSinkCounters(mon *monitor.Monitor, cfg *config.Config, get func() sink.Sink) {
+	counter := func(name, help string, f func(sink.Sink) uint64) {
 		mon.Registry().MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help},
-			func() float64 { return float64(f()) }))
+			func() float64 {
+				if s := get(); s != nil {
+					return float64(f(s))
+				}
+				return 0
+			}))
 	}
-	switch s := out.(type) {
-	case *sink.NATS:
+	js := func(f func(sink.JetStreamStats) uint64) func(sink.Sink) uint64 {
+		return func(s sink.Sink) uint64 {
+			if j, ok := s.(*sink.JetStream); ok {
+				return f(j.Stats())
+			}
+			return 0
+		}
+	}
+	switch {
+	case cfg.Sink == "stdout":
+	case !cfg.UsesJetStream():
 		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",
-			func() uint64 { m, _ := s.Published(); return m })
+			func(s sink.Sink) uint64 {
+				if n, ok := s.(*sink.NATS); ok {
+					m, _ := n.Published()
+					return m
+				}
+				return 0
+			})
 		counter("genlbridge_sink_retries_total", "Failed attempts to deliver a batch (each is followed by another, or by giving up).",
-			func() uint64 { _, r := s.Published(); return r })
-	case *sink.JetStream:
+			func(s sink.Sink) uint64 {
+				if n, ok := s.(*sink.NATS); ok {
+					_, r := n.Published()
+					return r
+				}
+				return 0
+			})
+	default:
 		counter("genlbridge_sink_messages_total", "NATS messages published, republished ones included.",
-			func() uint64 { return s.Stats().Published })
+			js(func(s sink.JetStreamStats) uint64 { return s.Published }))
 		counter("genlbridge_sink_retries_total", "Rounds of republishing unacknowledged messages.",
-			func() uint64 { return s.Stats().Retries })
+			js(func(s sink.JetStreamStats) uint64 { return s.Retries }))
 		counter("genlbridge_sink_republished_total", "Messages published again because their acknowledgement failed.",
-			func() uint64 { return s.Stats().Republished })
+			js(func(s sink.JetStreamStats) uint64 { return s.Republished }))
 		counter("genlbridge_sink_duplicates_total", "Republished messages the server recognised as duplicates.",
-			func() uint64 { return s.Stats().Duplicates })
+			js(func(s sink.JetStreamStats) uint64 { return s.Duplicates }))
 		counter("genlbridge_sink_beyond_window_total", "Messages republished later than the stream's duplicate window after their first publish (may be stored twice).",
-			func() uint64 { return s.Stats().BeyondWindow })
+			js(func(s sink.JetStreamStats) uint64 { return s.BeyondWindow }))
 		counter("genlbridge_sink_foreign_replies_total", "Replies on the sink's subjects that were not JetStream acknowledgements (something else answers there); ignored.",
-			func() uint64 { return s.Stats().Foreign })
+			js(func(s sink.JetStreamStats) uint64 { return s.Foreign }))
 	}
 }
 
