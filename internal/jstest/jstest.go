@@ -128,6 +128,7 @@ type Process struct {
 	bin      string
 	Port     int
 	StoreDir string
+	args     []string
 	cmd      *exec.Cmd
 	exited   chan struct{}
 }
@@ -143,6 +144,7 @@ func StartProcess(t testing.TB) *Process {
 	port := l.Addr().(*net.TCPAddr).Port
 	l.Close()
 	p := &Process{t: t, bin: ServerBinary(t), Port: port, StoreDir: t.TempDir()}
+	p.args = []string{"-a", "127.0.0.1", "-p", fmt.Sprint(p.Port), "-js", "-sd", p.StoreDir, "-n", "jstest"}
 	p.Start()
 	t.Cleanup(func() { p.Kill() })
 	return p
@@ -160,7 +162,7 @@ func (p *Process) Start() {
 	}
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		cmd := exec.Command(p.bin, "-a", "127.0.0.1", "-p", fmt.Sprint(p.Port), "-js", "-sd", p.StoreDir, "-n", "jstest")
+		cmd := exec.Command(p.bin, p.args...)
 		cmd.Stdout, cmd.Stderr = out, out
 		if err := cmd.Start(); err != nil {
 			p.t.Fatal(err)
