@@ -19,8 +19,16 @@ type sockState struct {
 }
 
 // tick bounds every wait on a socket, so that a reader never depends on a
-// single wake-up: it looks at the socket and its drop counter at least this often.
-const tick = 250 * time.Millisecond
+// single wake-up: it looks at the socket and its drop counter at least this
+// often while events come. On a quiet socket the wait doubles with every
+// wait that ends with nothing read, up to idleTick: an idle daemon wakes
+// rarely (a drop without an event to show it, an skb the kernel could not
+// allocate, is then counted within idleTick). The first event read brings
+// the wait back to tick.
+const (
+	tick     = 250 * time.Millisecond
+	idleTick = 4 * time.Second
+)
 
 // join, leave and mark make a reader the controller's member.
 func (r *reader) join(g uint32) error  { return r.sock.join(g) }
@@ -65,11 +73,12 @@ func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 	out := make([]dgram, 0, b.cfg.ReadBatch)
 	var ev event.Event
 	var deadline time.Time
+	wait := tick
 	draining := false
 	for {
 		now := time.Now()
-		if !draining && now.After(deadline.Add(-tick/2)) {
-			deadline = now.Add(tick)
+		if !draining && now.After(deadline.Add(-wait/2)) {
+			deadline = now.Add(wait)
 			_ = r.sock.setDeadline(deadline)
 			// Run closes drain, then sets a past deadline: checking after
 			// arming ours means one of the two is always seen.
@@ -112,10 +121,13 @@ func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 					return // the rest cannot be read; its drops are counted
 				}
 				time.Sleep(tick)
+			} else {
+				wait = min(2*wait, idleTick) // a quiet socket
 			}
 			r.seq.Drops(now)
 			continue
 		}
+		wait = tick
 		r.process(pushCtx, out, now, now.UnixNano(), &ev)
 		r.seq.Drops(now)
 	}

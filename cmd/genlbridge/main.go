@@ -1,5 +1,12 @@
 // Command genlbridge moves generic netlink multicast events from the kernel
 // to NATS. One binary holds the daemon (run) and the tools around it.
+//
+// GOMAXPROCS is set once at start from the CPU limit (of the container's
+// cgroup) and not re-read every second: that read is one of the few
+// wake-ups of an idle daemon. A limit changed while it runs applies at its
+// next start (or set GODEBUG=updatemaxprocs=1).
+//
+//go:debug updatemaxprocs=0
 package main
 
 import (
