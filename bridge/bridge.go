@@ -222,6 +222,9 @@ type Stats struct {
 	LossRecords uint64
 	// LossRecordsFailed counts loss records the sink gave up on (at shutdown).
 	LossRecordsFailed uint64
+	// LossRecordsWaiting is the number of loss records waiting for the
+	// sink now (while the spool is full they wait for room).
+	LossRecordsWaiting int
 	// Lost counts lost events by reason (event.Reason*).
 	Lost map[string]uint64
 	// SocketDrops is the kernel's drop count summed over the sockets.
@@ -236,13 +239,14 @@ type Stats struct {
 // Stats returns the counters. Safe to call at any time.
 func (b *Bridge) Stats() Stats {
 	st := Stats{
-		Delivered:         b.bat.delivered.Load(),
-		LossRecords:       b.bat.lossDelivered.Load(),
-		LossRecordsFailed: b.bat.lossFailed.Load(),
-		Lost:              b.ledger.countsByReason(),
-		QueueDepth:        b.q.depth(),
-		QueueCapacity:     cap(b.q.ch),
-		Batches:           b.bat.batches.Load(),
+		Delivered:          b.bat.delivered.Load(),
+		LossRecords:        b.bat.lossDelivered.Load(),
+		LossRecordsFailed:  b.bat.lossFailed.Load(),
+		LossRecordsWaiting: b.ledger.waiting(),
+		Lost:               b.ledger.countsByReason(),
+		QueueDepth:         b.q.depth(),
+		QueueCapacity:      cap(b.q.ch),
+		Batches:            b.bat.batches.Load(),
 	}
 	for _, r := range b.readers {
 		st.Read += r.read.Load()

@@ -134,6 +134,13 @@ func (l *ledger) take(dst []event.Loss) []event.Loss {
 	return dst
 }
 
+// waiting returns how many records wait for the sink (not yet in a batch).
+func (l *ledger) waiting() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return len(l.pending)
+}
+
 // count returns how many events were lost for reason.
 func (l *ledger) count(reason string) uint64 { return l.counts[reasonID(reason)].Load() }
 

@@ -54,11 +54,15 @@ func TestShutdownAccountsForTheBacklog(t *testing.T) {
 			if err := snd.SendExmpl(1, n); err != nil {
 				t.Fatal(err)
 			}
-			b.WaitMetrics(30*time.Second, "the queue full", func(m proctest.Metrics) bool {
-				return m.Get("genlbridge_queue_depth") == queueSize
-			})
+			if tc.spool == "off" {
+				b.WaitMetrics(30*time.Second, "the queue full", func(m proctest.Metrics) bool {
+					return m.Get("genlbridge_queue_depth") == queueSize
+				})
+			}
+			// With the spool nothing blocks the queue: SIGTERM comes at once,
+			// with whatever the socket still holds.
 			before, _ := b.Metrics()
-			if got := before.Sum("genlbridge_events_received_total"); got >= n/2 {
+			if got := before.Sum("genlbridge_events_received_total"); got >= n/2 && tc.spool == "off" {
 				t.Fatalf("%v of %d events read before the stop: want a backlog in the socket", got, n)
 			}
 

@@ -116,6 +116,27 @@ func waitHub(t *testing.T, b *proctest.Bridge, n uint64, timeout time.Duration) 
 	})
 }
 
+// waitStream waits until the hub's stream accounts for n sequences (events
+// and loss records' counts) or fails.
+func waitStream(t *testing.T, nc *nats.Conn, n uint64, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		recs := jstest.ReadStream(t, nc, "GENL")
+		got := uint64(len(recs.Events))
+		for _, l := range recs.Losses {
+			got += l.Count
+		}
+		if got >= n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the hub's stream accounts for %d of %d sequences after %s", got, n, timeout)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func startHub(t *testing.T) (*jstest.Process, *nats.Conn) {
 	t.Helper()
 	hub := jstest.StartProcess(t)
@@ -154,9 +175,12 @@ func TestSpoolFull(t *testing.T) {
 	generate(t, snd, 1001+during, after, 5000)
 	total := uint64(1000 + during + after)
 	waitHub(t, b, total, 2*time.Minute)
-	final := b.WaitMetrics(30*time.Second, "loss records forwarded", func(m proctest.Metrics) bool {
-		return m.Get("genlbridge_loss_records_published_total") > 0 && m.Get("genlbridge_spool_messages") == 0
+	final := b.WaitMetrics(time.Minute, "every loss record forwarded", func(m proctest.Metrics) bool {
+		return m.Get("genlbridge_loss_records_published_total") > 0 && m.Get("genlbridge_loss_records_waiting") == 0 &&
+			m.Get("genlbridge_spool_messages") == 0
 	})
+	// The last loss records may be on their way from the spool still.
+	waitStream(t, nc, total, time.Minute)
 	events, lost := checkHub(t, nc, total, event.ReasonSpoolFull)
 	counted := final.Get("genlbridge_events_dropped_total", "reason="+event.ReasonSpoolFull)
 	var other float64
@@ -197,6 +221,7 @@ func outage(t *testing.T, killBridge bool) {
 	hub.Kill()
 	down := time.Now()
 	next := uint64(before + 1)
+	var earlier uint64 // events the running bridge did not publish itself (a killed one's)
 	if killBridge {
 		generate(t, snd, next, during/2, rate)
 		next += during / 2
@@ -209,23 +234,27 @@ func outage(t *testing.T, killBridge bool) {
 		b.Signal(syscall.SIGKILL)
 		b.Wait(10 * time.Second)
 		b = start()
+		earlier = next - 1
 		generate(t, snd, next, during/2, rate)
 		next += during / 2
 	} else {
 		generate(t, snd, next, during, rate)
 		next += during
 	}
-	m := b.WaitMetrics(60*time.Second, "every event of the outage read", func(m proctest.Metrics) bool {
-		return m.Get("genlbridge_queue_depth") == 0 && m.Get("genlbridge_spool_messages") >= float64(during/2)
+	m := b.WaitMetrics(60*time.Second, "every event of the outage spooled", func(m proctest.Metrics) bool {
+		return m.Get("genlbridge_queue_depth") == 0 && m.Get("genlbridge_events_published_total") == float64(next-1-earlier)
 	})
-	t.Logf("after %v down: spool %v messages, %.0f MiB, oldest %.0fs; forwarding %v", time.Since(down).Round(time.Second),
-		m.Get("genlbridge_spool_messages"), m.Get("genlbridge_spool_bytes")/(1<<20), m.Get("genlbridge_spool_oldest_age_seconds"), m.Get("genlbridge_spool_forwarding"))
+	// The events spooled and not forwarded (with a killed bridge, in the
+	// spool the second one took over, too).
+	backlog := float64(next-1) - float64(before)
+	t.Logf("after %v down: spool %v messages (packs), %.0f MiB (%.0f bytes an event), oldest %.0fs; forwarding %v", time.Since(down).Round(time.Second),
+		m.Get("genlbridge_spool_messages"), m.Get("genlbridge_spool_bytes")/(1<<20), m.Get("genlbridge_spool_bytes")/backlog,
+		m.Get("genlbridge_spool_oldest_age_seconds"), m.Get("genlbridge_spool_forwarding"))
 	if m.Get("genlbridge_spool_forwarding") != 0 || b.Ready() {
 		t.Errorf("forwarding %v, ready %v while the hub is down: want 0 and not ready", m.Get("genlbridge_spool_forwarding"), b.Ready())
 	}
 	hub.Start()
 	up := time.Now()
-	backlog := m.Get("genlbridge_spool_messages")
 	// Live events go on while the backlog drains.
 	generate(t, snd, next, after, rate)
 	total := next - 1 + after

@@ -190,6 +190,8 @@ var (
 		"Events waiting in the queue between readers and sink.", nil, nil)
 	descQueueCap = prometheus.NewDesc("genlbridge_queue_capacity",
 		"Events the queue holds at most.", nil, nil)
+	descLossWaiting = prometheus.NewDesc("genlbridge_loss_records_waiting",
+		"Loss records waiting for the sink now (while the spool is full, until it has room).", nil, nil)
 	descLossFailed = prometheus.NewDesc("genlbridge_loss_records_failed_total",
 		"Loss records the sink gave up on (past the shutdown deadline); their events are counted all the same.", nil, nil)
 	descBatches = prometheus.NewDesc("genlbridge_batches_total",
@@ -204,7 +206,7 @@ type statsCollector struct{ m *Monitor }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descRawAttrs, descFallback, descPublished,
-		descLossRecords, descLossFailed, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected, descStopped} {
+		descLossRecords, descLossFailed, descLossWaiting, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected, descStopped} {
 		ch <- d
 	}
 }
@@ -246,6 +248,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(st.Delivered))
 	ch <- prometheus.MustNewConstMetric(descLossRecords, prometheus.CounterValue, float64(st.LossRecords))
 	ch <- prometheus.MustNewConstMetric(descLossFailed, prometheus.CounterValue, float64(st.LossRecordsFailed))
+	ch <- prometheus.MustNewConstMetric(descLossWaiting, prometheus.GaugeValue, float64(st.LossRecordsWaiting))
 	for _, r := range event.Reasons {
 		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Lost[r]), r)
 	}
@@ -256,7 +259,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 
 var (
 	descSpoolMsgs = prometheus.NewDesc("genlbridge_spool_messages",
-		"Messages in the node's spool, waiting to be forwarded to the fleet's server.", nil, nil)
+		"Messages in the node's spool, waiting to be forwarded to the fleet's server: one per batch and subscription (a pack of its events' messages).", nil, nil)
 	descSpoolBytes = prometheus.NewDesc("genlbridge_spool_bytes",
 		"Bytes the spool holds.", nil, nil)
 	descSpoolMax = prometheus.NewDesc("genlbridge_spool_max_bytes",
@@ -264,17 +267,21 @@ var (
 	descSpoolAge = prometheus.NewDesc("genlbridge_spool_oldest_age_seconds",
 		"How long the oldest spooled message has waited (0: none).", nil, nil)
 	descSpoolFwd = prometheus.NewDesc("genlbridge_spool_forwarded_total",
-		"Messages forwarded from the spool and acknowledged by the fleet's server (rate: the forward rate).", nil, nil)
+		"Messages (one per event, or per batched message) forwarded from the spool and acknowledged by the fleet's server (rate: the forward rate).", nil, nil)
 	descSpoolUp = prometheus.NewDesc("genlbridge_spool_forwarding",
 		"1 while forwarding works or nothing waits, 0 while it is stalled (the fleet's server does not take messages).", nil, nil)
 	descSpoolErr = prometheus.NewDesc("genlbridge_spool_store_errors_total",
 		"Failures of the spool's local store (a full disk, an I/O error, its JetStream disabled); new events are then counted as spool_full.", nil, nil)
+	descSpoolRefused = prometheus.NewDesc("genlbridge_spool_refused_total",
+		"Messages the fleet's server refused for good (too large for it, a permanent error): dropped from the spool, each logged.", nil, nil)
+	descSpoolDamaged = prometheus.NewDesc("genlbridge_spool_damaged_total",
+		"Spool messages that did not unpack whole (a damaged store): what followed the damage was dropped, each logged with its place.", nil, nil)
 )
 
 type spoolCollector struct{ s Spool }
 
 func (c *spoolCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descSpoolMsgs, descSpoolBytes, descSpoolMax, descSpoolAge, descSpoolFwd, descSpoolUp, descSpoolErr} {
+	for _, d := range []*prometheus.Desc{descSpoolMsgs, descSpoolBytes, descSpoolMax, descSpoolAge, descSpoolFwd, descSpoolUp, descSpoolErr, descSpoolRefused, descSpoolDamaged} {
 		ch <- d
 	}
 }
@@ -292,6 +299,8 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descSpoolFwd, prometheus.CounterValue, float64(st.Forwarded))
 	ch <- prometheus.MustNewConstMetric(descSpoolUp, prometheus.GaugeValue, up)
 	ch <- prometheus.MustNewConstMetric(descSpoolErr, prometheus.CounterValue, float64(st.StoreErrors))
+	ch <- prometheus.MustNewConstMetric(descSpoolRefused, prometheus.CounterValue, float64(st.Refused))
+	ch <- prometheus.MustNewConstMetric(descSpoolDamaged, prometheus.CounterValue, float64(st.Damaged))
 }
 
 // Ready returns nil when the bridge is ready: the sink is connected, the

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
 	"sync"
 	"time"
 	"unsafe"
@@ -39,6 +41,13 @@ type JetStreamConfig struct {
 	// a message for good (returning why, e.g. ErrSpoolFull) rather than
 	// having it published again.
 	Classify func(reply []byte) error
+	// Pack stores a batch's messages of each subscription as one stream
+	// message, a pack (see Unpack): for the node's spool, which the
+	// forwarder unpacks into the messages the fleet's server gets. A pack
+	// is a message of the first event's subject (or, with only loss
+	// records, the first one's), so that Resume finds a subscription's last
+	// pack.
+	Pack bool
 	// ResumeWindow is how many of the last stored events of a
 	// subscription Resume reads to find the highest sequence number (see
 	// Resume); default 1024. It must cover the largest batch the bridge
@@ -111,7 +120,18 @@ type pendingBatch struct {
 	enc   encoded
 	out   []outMsg
 	done  func(*Batch, error)
+
+	// With Pack: the packs' bytes, and which of enc.msgs each out holds
+	// (views into packIdx); byKey and keys are scratch.
+	packBuf []byte
+	packs   [][]int
+	packIdx []int
+	byKey   [][]int
+	keys    []packKey
 }
+
+// packKey is a subscription, which a pack does not mix with another.
+type packKey struct{ family, group string }
 
 // JetStreamStats counts what the sink did since it was made.
 type JetStreamStats struct {
@@ -175,7 +195,13 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	pb.done = done
 	s.enc.encode(&pb.enc, &pb.batch, int(s.nc.MaxPayload()))
 	pb.out = pb.out[:0]
+	if s.cfg.Pack {
+		s.pack(pb, int(s.nc.MaxPayload()))
+	}
 	for i := range pb.enc.msgs {
+		if s.cfg.Pack {
+			break
+		}
 		m := &pb.enc.msgs[i]
 		id := pb.enc.id(m)
 		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.enc.data(m)})
@@ -187,6 +213,82 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	s.win.submit(ctx, pb.out, pb)
 }
 
+// pack makes pb.out the batch's packs: one per subscription, in the order
+// the subscriptions first appear, split where a pack would pass the
+// server's payload limit. A pack's Nats-Msg-Id is its first message's, its
+// message count after a '+'.
+func (s *JetStream) pack(pb *pendingBatch, maxPayload int) {
+	// Which subscription each message is of: byKey[k] lists keys[k]'s.
+	pb.keys = pb.keys[:0]
+	for i := range pb.byKey {
+		pb.byKey[i] = pb.byKey[i][:0]
+	}
+	for i := range pb.enc.msgs {
+		m := &pb.enc.msgs[i]
+		var k packKey
+		if m.loss {
+			k = packKey{pb.batch.Losses[m.first].Family, pb.batch.Losses[m.first].Group}
+		} else {
+			k = packKey{pb.batch.Events[m.first].Family, pb.batch.Events[m.first].Group}
+		}
+		ki := slices.Index(pb.keys, k)
+		if ki < 0 {
+			ki = len(pb.keys)
+			pb.keys = append(pb.keys, k)
+			if ki == len(pb.byKey) {
+				pb.byKey = append(pb.byKey, nil)
+			}
+		}
+		pb.byKey[ki] = append(pb.byKey[ki], i)
+	}
+	// Split where the limit says, and lay every pack out in packBuf.
+	limit := max(maxPayload-1024, 4096)
+	pb.packBuf, pb.packIdx = pb.packBuf[:0], pb.packIdx[:0]
+	var ends [][4]int // per pack: end in packIdx, data start and end, id end (in packBuf)
+	for _, list := range pb.byKey[:len(pb.keys)] {
+		for len(list) > 0 {
+			n, size := 0, 1
+			for n < len(list) {
+				m := &pb.enc.msgs[list[n]]
+				add := packedSize(len(m.subject), m.idEnd-m.idStart, m.dataEnd-m.dataStart)
+				if n > 0 && size+add > limit {
+					break
+				}
+				size += add
+				n++
+			}
+			start := len(pb.packBuf)
+			pb.packBuf = appendPackHeader(pb.packBuf)
+			for _, mi := range list[:n] {
+				m := &pb.enc.msgs[mi]
+				pb.packBuf = appendPacked(pb.packBuf, m.subject, pb.enc.id(m), pb.enc.data(m))
+			}
+			end := len(pb.packBuf)
+			pb.packBuf = append(pb.packBuf, pb.enc.id(&pb.enc.msgs[list[0]])...)
+			pb.packBuf = strconv.AppendInt(append(pb.packBuf, '+'), int64(n), 10)
+			pb.packIdx = append(pb.packIdx, list[:n]...)
+			ends = append(ends, [4]int{len(pb.packIdx), start, end, len(pb.packBuf)})
+			list = list[n:]
+		}
+	}
+	pb.packs = pb.packs[:0]
+	from := 0
+	for _, e := range ends {
+		idx := pb.packIdx[from:e[0]]
+		pb.packs = append(pb.packs, idx)
+		subject := pb.enc.msgs[idx[0]].subject
+		for _, mi := range idx {
+			if !pb.enc.msgs[mi].loss {
+				subject = pb.enc.msgs[mi].subject
+				break
+			}
+		}
+		id := pb.packBuf[e[2]:e[3]]
+		pb.out = append(pb.out, outMsg{subject: subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.packBuf[e[1]:e[2]]})
+		from = e[0]
+	}
+}
+
 // forwardGroup is a group Forward submitted.
 type forwardGroup struct {
 	out  []outMsg
@@ -194,7 +296,7 @@ type forwardGroup struct {
 }
 
 // Forward publishes prepared messages (the spool's) through the window, as
-// they are: each keeps its headers, Nats-Msg-Id included. done is called
+// they are, with their Nats-Msg-Id and tag. done is called
 // once, in submission order with the sink's batches, when every message is
 // acknowledged (failed empty) or given up on (Flush's deadline, Close).
 // It blocks while the window is full.
@@ -206,7 +308,7 @@ func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(failed []
 	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
 	for i := range msgs {
 		m := &msgs[i]
-		g.out[i] = outMsg{subject: m.Subject, id: m.Header.Get("Nats-Msg-Id"), data: m.Data, header: m.Header}
+		g.out[i] = outMsg{subject: m.Subject, id: m.ID, data: m.Data, tag: m.Tag}
 	}
 	s.win.submit(ctx, g.out, g)
 }
@@ -230,7 +332,13 @@ func (s *JetStream) groupDone(tag any, failed []int, err error) {
 	if len(failed) > 0 {
 		de := &DeliveryError{Err: err}
 		for _, i := range failed {
-			pb.enc.msgs[i].name(de)
+			if !s.cfg.Pack {
+				pb.enc.msgs[i].name(de)
+				continue
+			}
+			for _, m := range pb.packs[i] {
+				pb.enc.msgs[m].name(de)
+			}
 		}
 		derr = de
 	}

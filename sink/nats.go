@@ -158,7 +158,11 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(failed []int, 
 		var err error
 		for i := range msgs {
 			m := &msgs[i]
-			if perr := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Header: m.Header, Data: m.Data}); perr != nil {
+			h := nats.Header{"Nats-Msg-Id": []string{m.ID}}
+			if m.Tag != "" {
+				h[TagHeader] = []string{m.Tag}
+			}
+			if perr := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); perr != nil {
 				if permanent(perr) {
 					rejected = append(rejected, i)
 					continue

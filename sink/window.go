@@ -21,7 +21,7 @@ type outMsg struct {
 	subject string
 	id      string
 	data    []byte
-	header  nats.Header // more headers (the spool's); nil for none
+	tag     string // the TagHeader header's value ("": none)
 }
 
 // windowConfig configures a window.
@@ -106,7 +106,8 @@ type wslot struct {
 	msg   nats.Msg
 	idv   []string    // the Nats-Msg-Id header's value
 	base  nats.Header // {Nats-Msg-Id}
-	extra nats.Header // for messages with more headers, reused
+	tagv  []string    // the TagHeader header's value
+	extra nats.Header // {Nats-Msg-Id, TagHeader}, made on first use
 	reply []byte      // the reply subject's bytes
 	state uint8
 	gen   uint64    // failGen when it was last published
@@ -215,15 +216,12 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 		s.msg.Subject, s.msg.Data = m.subject, m.data
 		s.idv[0] = m.id
 		s.msg.Header = s.base
-		if m.header != nil {
+		if m.tag != "" {
 			if s.extra == nil {
-				s.extra = nats.Header{}
+				s.tagv = []string{""}
+				s.extra = nats.Header{"Nats-Msg-Id": s.idv, TagHeader: s.tagv}
 			}
-			clear(s.extra)
-			for k, v := range m.header {
-				s.extra[k] = v
-			}
-			s.extra["Nats-Msg-Id"] = s.idv
+			s.tagv[0] = m.tag
 			s.msg.Header = s.extra
 		}
 		s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)

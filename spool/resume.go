@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/genlbridge/genlbridge/event"
+	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -60,15 +61,19 @@ func (s *Spool) Resume(host, family, group string) (bootID string, instance, seq
 	return best.BootID, best.Instance, best.Seq, true
 }
 
-// events are the events of one stored message (one record, or the lines
-// of a batched one); loss records and what does not parse are left out.
-func events(data []byte) []event.Event {
+// events are the events of one pack (its messages: one record each, or
+// the lines of a batched one); loss records and what does not parse are
+// left out.
+func events(pack []byte) []event.Event {
 	var out []event.Event
-	for _, line := range bytes.Split(bytes.TrimSpace(data), []byte{'\n'}) {
-		var env event.Envelope
-		if json.Unmarshal(line, &env) == nil && env.Type == "event" {
-			out = append(out, env.Event)
+	_, _ = sink.Unpack(pack, func(_ int, _, _, data []byte) bool {
+		for _, line := range bytes.Split(bytes.TrimSpace(data), []byte{'\n'}) {
+			var env event.Envelope
+			if json.Unmarshal(line, &env) == nil && env.Type == "event" {
+				out = append(out, env.Event)
+			}
 		}
-	}
+		return true
+	})
 	return out
 }

@@ -6,16 +6,19 @@
 // It is the JetStream the bridge already embeds, not a home-made log: an
 // in-process nats-server (no network listener) keeps a file-backed stream,
 // SPOOL, in Config.Dir. The bridge delivers to Sink, the JetStream sink
-// over an in-process connection, which appends every batch to SPOOL and
-// counts it delivered once stored there. A forwarder (a durable consumer)
-// republishes each message to the hub given to Forward (the JetStream
-// sink, acknowledged, or the core NATS sink, confirmed by a flush) with
-// its Nats-Msg-Id, and acknowledges it locally only once the hub has: a
-// lost acknowledgement is absorbed by the hub stream's duplicate window,
-// and a bridge killed between the two forwards those messages again on
-// start. Each forwarded message also carries the spool's incarnation id and
-// its sequence in SPOOL, so that with a JetStream hub the forwarder starts
-// past what the hub already stores, even beyond the duplicate window.
+// over an in-process connection, which appends every batch to SPOOL as one
+// pack per subscription (the messages the hub is to get, encoded once: see
+// sink.Unpack) and counts it delivered once stored there. A forwarder (a
+// durable consumer) unpacks them and publishes each message to the hub
+// given to Forward (the JetStream sink, acknowledged, or the core NATS
+// sink, confirmed by a flush) with its Nats-Msg-Id, and acknowledges the
+// packs locally only once the hub has all their messages: a lost
+// acknowledgement is absorbed by the hub stream's duplicate window, and a
+// bridge killed between the two forwards those messages again on start.
+// Each forwarded message also carries the spool's incarnation id and its
+// place in SPOOL (Header), so that with a JetStream hub the forwarder
+// starts past what the hub already stores, even beyond the duplicate
+// window.
 //
 // SPOOL has a byte limit (Config.MaxBytes) and refuses new messages when
 // full (discard new): what is spooled is never discarded; the events the
@@ -49,9 +52,9 @@ import (
 // StreamName is the local stream that holds the spooled messages.
 const StreamName = "SPOOL"
 
-// Header is the header every forwarded message carries:
-// "<incarnation>:<sequence in SPOOL>".
-const Header = "Genlbridge-Spool"
+// Header is the header every forwarded message carries (sink.TagHeader):
+// "<incarnation>:<its pack's sequence in SPOOL>:<its index in the pack>".
+const Header = sink.TagHeader
 
 // Config of a spool.
 type Config struct {
@@ -91,6 +94,8 @@ type Spool struct {
 	fwd    *forwarder // nil until Forward
 	closed bool
 
+	lastState atomic.Pointer[server.StreamState]
+
 	errors  atomic.Uint64 // store errors seen (a full disk, I/O)
 	lastErr atomic.Value  // string
 }
@@ -112,6 +117,12 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("spool directory: %w", err)
 	}
+	f, err := os.CreateTemp(cfg.Dir, ".writable-*")
+	if err != nil {
+		return nil, fmt.Errorf("spool directory not writable: %w", err)
+	}
+	f.Close()
+	os.Remove(f.Name())
 	s := &Spool{cfg: cfg, log: cfg.Logger, opened: time.Now()}
 	opts := &server.Options{
 		ServerName: "genlbridge-spool",
@@ -148,6 +159,7 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	sc := cfg.Sink
 	sc.Stream = sink.StreamConfig{Name: StreamName, Subjects: cfg.Subjects, DuplicateWindow: 2 * time.Minute}
 	sc.Manage = false // openStream made it, with its own retention
+	sc.Pack = true    // a batch's messages of a subscription in one spool message
 	sc.Classify = s.classify
 	sc.Logger = cfg.Logger.With("part", "spool")
 	if s.sink, err = sink.NewJetStream(ctx, s.nc, sc); err != nil {
@@ -287,8 +299,9 @@ type Stats struct {
 	// none).
 	OldestAge time.Duration
 	// Forwarded counts messages the hub acknowledged (or, core NATS,
-	// confirmed).
-	Forwarded uint64
+	// confirmed); Refused those it refused for good (dropped); Damaged the
+	// packs that did not unpack whole.
+	Forwarded, Refused, Damaged uint64
 	// Forwarding is false while forwarding fails (the hub is unreachable,
 	// refuses, or is silent) and the spool is not empty.
 	Forwarding bool
@@ -306,16 +319,14 @@ func (s *Spool) Stats() Stats {
 	if e, ok := s.lastErr.Load().(string); ok {
 		st.LastError = e
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	if info, err := s.stream.Info(ctx); err == nil {
-		st.Messages, st.Bytes = info.State.Msgs, info.State.Bytes
-		if st.Messages > 0 && !info.State.FirstTime.IsZero() {
-			st.OldestAge = max(0, time.Since(info.State.FirstTime))
+	if state, ok := s.state(); ok {
+		st.Messages, st.Bytes = state.Msgs, state.Bytes
+		if st.Messages > 0 && !state.FirstTime.IsZero() {
+			st.OldestAge = max(0, time.Since(state.FirstTime))
 		}
 	}
 	if f := s.forwarder(); f != nil {
-		st.Forwarded = f.forwarded.Load()
+		st.Forwarded, st.Refused, st.Damaged = f.forwarded.Load(), f.refused.Load(), f.damaged.Load()
 		since := f.stalledSince()
 		st.Forwarding = since.IsZero() || st.Messages == 0
 		st.StalledSince = since
@@ -327,6 +338,28 @@ func (s *Spool) Stats() Stats {
 		}
 	}
 	return st
+}
+
+// state reads SPOOL's state from the local server itself (no request on
+// the connection the bridge and the forwarder keep busy). When it cannot
+// (the store is down), it returns the last state read, and ok only if
+// there is one: a spool never reads as empty for want of an answer.
+func (s *Spool) state() (server.StreamState, bool) {
+	jsz, err := s.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
+	if err == nil {
+		for _, a := range jsz.AccountDetails {
+			for _, sd := range a.Streams {
+				if sd.Name == StreamName {
+					s.lastState.Store(&sd.State)
+					return sd.State, true
+				}
+			}
+		}
+	}
+	if last := s.lastState.Load(); last != nil {
+		return *last, true
+	}
+	return server.StreamState{}, false
 }
 
 // Ready returns nil while the spool forwards (or has nothing to forward),

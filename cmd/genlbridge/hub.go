@@ -167,7 +167,7 @@ func startSpool(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slo
 	})
 	if err != nil {
 		h.close(cfg.FlushTimeout)
-		return nil, nil, err
+		return nil, nil, fmt.Errorf("GENLBRIDGE_SPOOL_DIR=%s: %w", cfg.SpoolDir, err)
 	}
 	h.sp = sp
 	close(h.opened)
