@@ -16,6 +16,7 @@ package sink_test
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"testing"
 	"time"
 
@@ -182,4 +183,72 @@ func BenchmarkJetStreamFastBatch(b *testing.B) {
 			report(b, events, events)
 		})
 	}
+}
+
+// BenchmarkJetStreamSinkVsBare runs, side by side in one benchmark, the
+// JetStream sink as the bridge drives it (Submit of batches of 256 events,
+// one message per event, not waiting between batches) and the bare
+// PublishMsgAsync loop, each b.N events into its own server, and reports
+// both rates and their ratio (the target: sink/bare >= 0.9).
+func BenchmarkJetStreamSinkVsBare(b *testing.B) {
+	const n = 256
+	var sinkSecs, bareSecs float64
+	{
+		_, nc := jstest.Start(b)
+		s := newJS(b, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true, MaxInFlight: 4096})
+		batch := &sink.Batch{Events: benchEvents(n)}
+		ctx := context.Background()
+		errs := make(chan error, 1)
+		seq := uint64(0)
+		start := time.Now()
+		for done := 0; done < b.N; done += n {
+			for i := range batch.Events {
+				seq++
+				batch.Events[i].Seq = seq
+			}
+			s.Submit(ctx, batch, func(_ *sink.Batch, err error) {
+				if err != nil {
+					select {
+					case errs <- err:
+					default:
+					}
+				}
+			})
+		}
+		if err := s.Flush(ctx); err != nil {
+			b.Fatal(err)
+		}
+		sinkSecs = time.Since(start).Seconds()
+		select {
+		case err := <-errs:
+			b.Fatal(err)
+		default:
+		}
+	}
+	{
+		_, nc := jstest.Start(b)
+		newJS(b, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true})
+		js, _ := jetstream.New(nc, jetstream.WithPublishAsyncMaxPending(4096))
+		data, _ := encoded(n)
+		subject := sink.DefaultStream.Subjects[0][:5] + "CONTROL_EXMPL.EXMPL_GRP.bench-host"
+		total := (b.N + n - 1) / n * n
+		start := time.Now()
+		for i := 0; i < total; i++ {
+			m := &nats.Msg{Subject: subject, Data: data[i%n], Header: nats.Header{"Nats-Msg-Id": []string{"b." + strconv.Itoa(i)}}}
+			if _, err := js.PublishMsgAsync(m); err != nil {
+				b.Fatal(err)
+			}
+		}
+		select {
+		case <-js.PublishAsyncComplete():
+		case <-time.After(time.Minute):
+			b.Fatal("acks did not arrive")
+		}
+		bareSecs = time.Since(start).Seconds()
+	}
+	events := float64((b.N + n - 1) / n * n)
+	b.ReportMetric(events/sinkSecs, "sink-events/s")
+	b.ReportMetric(events/bareSecs, "bare-events/s")
+	b.ReportMetric(bareSecs/sinkSecs, "sink/bare")
+	b.ReportMetric(0, "ns/op")
 }

@@ -35,6 +35,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/genlbridge/genlbridge/internal/procstat"
 	"github.com/genlbridge/genlbridge/internal/syncbuf"
 
 	"github.com/genlbridge/genlbridge/internal/natstest"
@@ -72,11 +73,13 @@ type options struct {
 	maxEv    int
 	maxDur   time.Duration
 	lossless time.Duration
+	outage   time.Duration
+	idle     time.Duration
 }
 
 func run() error {
 	var o options
-	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,naive,js-bare", "pipelines to measure")
+	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,bridge-spool,naive,js-bare", "pipelines to measure")
 	rates := flag.String("rates", "10000,100000,400000,0", "offered rates in events/s; 0 is as fast as possible")
 	flag.StringVar(&o.bridge, "bridge", "build/genlbridge", "the genlbridge binary")
 	flag.StringVar(&o.out, "out", "build/bench", "directory for results.json and chart.png")
@@ -84,6 +87,8 @@ func run() error {
 	flag.IntVar(&o.maxEv, "events", 300000, "events per point at most")
 	flag.DurationVar(&o.maxDur, "duration", 2*time.Second, "offered time per point at most (events = min(-events, rate*duration))")
 	flag.DurationVar(&o.lossless, "lossless", 10*time.Second, "length of the lossless check at 400k events/s with default settings (0: skip)")
+	flag.DurationVar(&o.outage, "outage", 60*time.Second, "length of the hub outage whose spooled backlog is drained (at 10k events/s; 0: skip)")
+	flag.DurationVar(&o.idle, "idle", time.Minute, "how long the idle daemon's CPU is measured, in each configuration (0: skip)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: it creates a network namespace and multicasts into it")
@@ -118,7 +123,7 @@ func run() error {
 	done := 0
 	for rep := 0; rep < o.repeat; rep++ {
 		for _, mode := range o.modes {
-			if mode == "bridge-js" && !jsOK {
+			if (mode == "bridge-js" || mode == "bridge-spool") && !jsOK {
 				continue
 			}
 			rs := o.rates
@@ -155,6 +160,30 @@ func run() error {
 			}
 			p.Label = "lossless"
 			res.Lossless = append(res.Lossless, *p)
+		}
+	}
+	if o.outage > 0 {
+		fmt.Fprintf(os.Stderr, "[drain] a %s outage of the hub at 10k/s, then the spool drains with live events ... ", o.outage)
+		d, err := measureDrain(o, o.outage, 10000)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "failed:", err)
+			d = &drain{Error: err.Error()}
+		} else {
+			fmt.Fprintf(os.Stderr, "%d spooled, drained in %.1fs (%.0f events/s)\n", d.Backlog, d.Seconds, d.EventsPerSec)
+		}
+		res.Drain = d
+	}
+	if o.idle > 0 {
+		for _, c := range idleConfigs {
+			fmt.Fprintf(os.Stderr, "[idle] %s for %s ... ", c.name, o.idle)
+			p, err := measureIdle(o, c, o.idle)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "failed:", err)
+				p = idle{Config: c.name, Error: err.Error()}
+			} else {
+				fmt.Fprintf(os.Stderr, "%.3f%% of a core\n", p.CorePercent)
+			}
+			res.Idle = append(res.Idle, p)
 		}
 	}
 	res.summarize()
@@ -249,7 +278,7 @@ func freePort() int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL string, env []string) (*child, error) {
+func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL, spoolDir string, env []string) (*child, error) {
 	c := &child{stderr: &syncbuf.Buffer{}}
 	switch mode {
 	case "raw":
@@ -266,6 +295,7 @@ func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL s
 			"GENLBRIDGE_SUBSCRIBE=netdev/mgmt:exmpl",
 			"GENLBRIDGE_ALLOW_USERSPACE_SENDERS=true",
 			fmt.Sprintf("GENLBRIDGE_HTTP_ADDR=127.0.0.1:%d", port),
+			"GENLBRIDGE_SPOOL=off",
 		)
 		switch mode {
 		case "bridge-ynl":
@@ -275,6 +305,9 @@ func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL s
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_MESSAGE_MODE=batch")
 		case "bridge-js":
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream")
+		case "bridge-spool":
+			// The node's spool in front of the same JetStream server.
+			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR="+spoolDir)
 		}
 		c.cmd.Env = append(c.cmd.Env, env...)
 	}
@@ -369,7 +402,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js", StoreDir: dir})
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js" || mode == "bridge-spool", StoreDir: filepath.Join(dir, "hub")})
 	if err != nil {
 		return nil, err
 	}
@@ -381,13 +414,13 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		}
 		defer sub.Close()
 	}
-	ch, err := startChild(self, o, mode, ns, srv.URL(), env)
+	ch, err := startChild(self, o, mode, ns, srv.URL(), filepath.Join(dir, "spool"), env)
 	if err != nil {
 		return nil, err
 	}
 	defer ch.kill()
 	pid := ch.cmd.Process.Pid
-	cpu0, _ := procCPU(pid)
+	cpu0, _ := procstat.CPU(pid)
 	mallocs0 := -1.0
 	if ch.metrics != "" {
 		mallocs0 = scrape(ch.metrics, "go_memstats_mallocs_total")
@@ -427,8 +460,8 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	} else {
 		time.Sleep(300 * time.Millisecond) // the raw receiver drains its 32 MiB buffer in far less
 	}
-	cpu1, _ := procCPU(pid)
-	rss, _ := procPeakRSS(pid)
+	cpu1, _ := procstat.CPU(pid)
+	_, rss, _ := procstat.RSS(pid)
 	mallocs1 := -1.0
 	if ch.metrics != "" {
 		mallocs1 = scrape(ch.metrics, "go_memstats_mallocs_total")
@@ -461,7 +494,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		p.EventsPerSec = float64(p.Delivered) / p.Seconds
 	}
 	if p.Delivered > 0 {
-		p.CPUusPerEv = (cpu1 - cpu0) / float64(p.Delivered)
+		p.CPUusPerEv = float64((cpu1 - cpu0).Microseconds()) / float64(p.Delivered)
 		if mallocs0 >= 0 && mallocs1 >= 0 {
 			p.AllocsPerEv = (mallocs1 - mallocs0) / float64(p.Delivered)
 		} else if ch.metrics == "" {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"slices"
+	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -16,6 +17,8 @@ type results struct {
 	Started  time.Time `json:"started"`
 	Points   []point   `json:"points"`
 	Lossless []point   `json:"lossless,omitempty"`
+	Drain    *drain    `json:"drain,omitempty"`
+	Idle     []idle    `json:"idle,omitempty"`
 	Summary  []summary `json:"summary"`
 	Ratios   []ratio   `json:"ratios"`
 }
@@ -123,6 +126,22 @@ func (r *results) summarize() {
 		v := js.EventsPerSec / bare.EventsPerSec
 		add("bridge-js per event / bare PublishAsync", ">= 0.9", v, v >= 0.9)
 	}
+	if sp, js := get("bridge-spool", 0), get("bridge-js", 0); sp != nil && js != nil {
+		v := sp.EventsPerSec / js.EventsPerSec
+		add("bridge-spool / bridge-js, end to end into JetStream (max rate)", ">= 0.8", v, v >= 0.8)
+	}
+	if sp := get("bridge-spool", 10000); sp != nil {
+		add("bridge-spool p99 latency kernel -> subscriber at 10k/s (ms)", "<= 10", sp.P99us/1000, sp.P99us <= 10000)
+	}
+	if d := r.Drain; d != nil && d.Error == "" {
+		add(fmt.Sprintf("spool drain after a %.0fs outage at %dk/s, live events on (events/s)", d.OutageSec, d.Rate/1000), "> rate (it catches up)",
+			d.EventsPerSec, d.EventsPerSec > float64(d.Rate))
+	}
+	for _, p := range r.Idle {
+		if p.Error == "" && strings.Contains(p.Config, "spool") {
+			add("idle CPU with the spool on, % of a core", "<= 0.1", p.CorePercent, p.CorePercent <= 0.1)
+		}
+	}
 	if len(r.Lossless) > 0 {
 		var lost int64
 		slowest := math.Inf(1)
@@ -174,6 +193,21 @@ func (r *results) print(w io.Writer) {
 		if p.Error != "" {
 			fmt.Fprintf(w, "failed: %s at %s: %s\n", p.Mode, rateName(p.Offered), p.Error)
 		}
+	}
+	if d := r.Drain; d != nil {
+		if d.Error != "" {
+			fmt.Fprintf(w, "drain: failed: %s\n", d.Error)
+		} else {
+			fmt.Fprintf(w, "drain: a %.0fs hub outage at %d events/s spooled %d events (%.0f MiB); drained in %.1fs = %.0f events/s with live events at %d/s; %d sent, %d in the hub\n",
+				d.OutageSec, d.Rate, d.Backlog, d.BacklogMiB, d.Seconds, d.EventsPerSec, d.Rate, d.Sent, d.InHub)
+		}
+	}
+	for _, p := range r.Idle {
+		if p.Error != "" {
+			fmt.Fprintf(w, "idle, %s: failed: %s\n", p.Config, p.Error)
+			continue
+		}
+		fmt.Fprintf(w, "idle, %s: %.3f%% of a core over %.0fs, %.1f wake-ups/s\n", p.Config, p.CorePercent, p.Seconds, p.WakeupsPerS)
 	}
 	fmt.Fprintln(w, "\ntargets:")
 	for _, x := range r.Ratios {

@@ -1,0 +1,303 @@
+//go:build linux
+
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/genlbridge/genlbridge/broker"
+	"github.com/genlbridge/genlbridge/internal/inject"
+	"github.com/genlbridge/genlbridge/internal/netnstest"
+	"github.com/genlbridge/genlbridge/internal/procstat"
+	"github.com/genlbridge/genlbridge/internal/syncbuf"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// drain is the catch-up after an outage of the hub: what the spool took
+// while the hub was down, and how fast it went out once the hub was back
+// (live events going on at the same rate meanwhile).
+type drain struct {
+	OutageSec    float64 `json:"outage_s"`
+	Rate         int     `json:"rate_per_s"`
+	Backlog      uint64  `json:"backlog"`
+	BacklogMiB   float64 `json:"backlog_mib"`
+	Seconds      float64 `json:"drain_s"`
+	EventsPerSec float64 `json:"events_per_s"`
+	Sent         uint64  `json:"sent"`
+	InHub        uint64  `json:"in_hub"`
+	Error        string  `json:"error,omitempty"`
+}
+
+// idle is the daemon's cost with no events, in one configuration.
+type idle struct {
+	Config      string  `json:"config"`
+	Seconds     float64 `json:"seconds"`
+	CorePercent float64 `json:"core_percent"`
+	WakeupsPerS float64 `json:"wakeups_per_s"` // voluntary context switches of all its threads
+	Error       string  `json:"error,omitempty"`
+}
+
+// bridgeProc is a genlbridge run process for the drain and idle
+// measurements.
+type bridgeProc struct {
+	cmd     *exec.Cmd
+	metrics string
+	stderr  *syncbuf.Buffer
+}
+
+func startBridge(o options, env ...string) (*bridgeProc, error) {
+	port := freePort()
+	b := &bridgeProc{metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", port), stderr: &syncbuf.Buffer{}}
+	b.cmd = exec.Command(o.bridge, "run")
+	b.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), fmt.Sprintf("GENLBRIDGE_HTTP_ADDR=127.0.0.1:%d", port),
+		"GENLBRIDGE_SUBSCRIBE=netdev/mgmt:exmpl", "GENLBRIDGE_ALLOW_USERSPACE_SENDERS=true"}, env...)
+	b.cmd.Stderr = b.stderr
+	if err := b.cmd.Start(); err != nil {
+		return nil, err
+	}
+	if err := b.waitMetric("genlbridge_subscription_joined", 30*time.Second, func(v float64) bool { return v == 1 }); err != nil {
+		b.stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// waitMetric polls the metric until cond holds.
+func (b *bridgeProc) waitMetric(name string, timeout time.Duration, cond func(float64) bool) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if v := scrape(b.metrics, name); v >= 0 && cond(v) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s: not as wanted after %s (now %v): %s", name, timeout, scrape(b.metrics, name), lastLines(b.stderr.String(), 5))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func (b *bridgeProc) stop() {
+	_ = b.cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = b.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = b.cmd.Process.Kill()
+		<-done
+	}
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// measureDrain: the hub (an embedded server with JetStream, restarted on
+// the same port and store) is shut down for outage while the bridge takes
+// rate events/s into its spool; then it starts again, live events go on at
+// the same rate, and the backlog's drain rate is backlog / time until the
+// spool is empty. At the end the hub's stream must hold every event.
+func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
+	ns, err := netnstest.New("genlbench")
+	if err != nil {
+		return nil, err
+	}
+	defer ns.Close()
+	dir, err := os.MkdirTemp("", "genlbench-drain")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	hubCfg := broker.Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort()), JetStream: true, StoreDir: filepath.Join(dir, "hub")}
+	hub, err := broker.Start(hubCfg)
+	if err != nil {
+		return nil, err
+	}
+	defer func() { hub.Shutdown() }()
+	b, err := startBridge(o, "GENLBRIDGE_NATS_URL="+hub.URL(), "GENLBRIDGE_NETNS="+ns.Path, "GENLBRIDGE_SINK=jetstream",
+		"GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR="+filepath.Join(dir, "spool"), "GENLBRIDGE_DATA_DIR="+filepath.Join(dir, "data"),
+		"GENLBRIDGE_NODE_NAME=drain", "GENLBRIDGE_SPOOL_MAX_BYTES=4GiB")
+	if err != nil {
+		return nil, err
+	}
+	defer b.stop()
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		return nil, err
+	}
+	defer snd.Close()
+
+	d := &drain{OutageSec: outage.Seconds(), Rate: rate}
+	hub.Shutdown()
+	n := int(float64(rate) * outage.Seconds())
+	if err := pace(snd.SendExmpl, rate, n); err != nil {
+		return nil, err
+	}
+	d.Sent = uint64(n)
+	if err := b.waitMetric("genlbridge_events_published_total", time.Minute, func(v float64) bool { return v == float64(n) }); err != nil {
+		return nil, fmt.Errorf("spooling the outage: %w", err)
+	}
+	d.Backlog = uint64(max(0, scrape(b.metrics, "genlbridge_spool_messages")))
+	d.BacklogMiB = max(0, scrape(b.metrics, "genlbridge_spool_bytes")) / (1 << 20)
+
+	if hub, err = broker.Start(hubCfg); err != nil {
+		return nil, fmt.Errorf("restart the hub: %w", err)
+	}
+	up := time.Now()
+	live := newLiveSender(snd, uint64(n+1), rate)
+	err = b.waitMetric("genlbridge_spool_messages", 10*time.Minute, func(v float64) bool { return v == 0 })
+	d.Seconds = time.Since(up).Seconds()
+	sentLive := live.stop()
+	if err != nil {
+		return nil, fmt.Errorf("draining: %w", err)
+	}
+	if live.err != nil {
+		return nil, live.err
+	}
+	d.EventsPerSec = float64(d.Backlog) / d.Seconds
+	d.Sent += sentLive
+	total := d.Sent
+	if err := b.waitMetric("genlbridge_spool_forwarded_total", time.Minute, func(v float64) bool { return v >= float64(total) }); err != nil {
+		return nil, fmt.Errorf("forwarding the live events: %w", err)
+	}
+	if d.InHub, err = streamMsgs(hub.URL()); err != nil {
+		return nil, err
+	}
+	if d.InHub != total {
+		return d, fmt.Errorf("the hub's stream holds %d messages of %d sent", d.InHub, total)
+	}
+	return d, nil
+}
+
+// streamMsgs is how many messages the hub's GENL stream holds.
+func streamMsgs(url string) (uint64, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, err
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := js.Stream(ctx, "GENL")
+	if err != nil {
+		return 0, err
+	}
+	return st.CachedInfo().State.Msgs, nil
+}
+
+// liveSender sends events at a steady rate until stopped.
+type liveSender struct {
+	quit chan struct{}
+	wg   sync.WaitGroup
+	sent uint64
+	err  error
+}
+
+func newLiveSender(snd *inject.Sender, first uint64, rate int) *liveSender {
+	l := &liveSender{quit: make(chan struct{})}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		start := time.Now()
+		for {
+			select {
+			case <-l.quit:
+				return
+			case <-time.After(5 * time.Millisecond):
+			}
+			want := uint64(time.Since(start).Seconds() * float64(rate))
+			if want <= l.sent {
+				continue
+			}
+			if err := snd.SendExmpl(first+l.sent, int(want-l.sent)); err != nil {
+				l.err = err
+				return
+			}
+			l.sent = want
+		}
+	}()
+	return l
+}
+
+// stop stops it and returns how many it sent.
+func (l *liveSender) stop() uint64 {
+	close(l.quit)
+	l.wg.Wait()
+	return l.sent
+}
+
+// idleConfig is a daemon configuration whose idle cost is measured.
+type idleConfig struct {
+	name string
+	// hub: the server the bridge is pointed at ("" none: it embeds one);
+	// js says whether it has JetStream.
+	hub, js bool
+	env     []string
+}
+
+var idleConfigs = []idleConfig{
+	{name: "embedded server (no GENLBRIDGE_NATS_URL)"},
+	{name: "remote server, core NATS, no spool", hub: true, env: []string{"GENLBRIDGE_SINK=nats", "GENLBRIDGE_SPOOL=off"}},
+	{name: "remote JetStream, spool on", hub: true, js: true, env: []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on"}},
+}
+
+// measureIdle starts the daemon with one subscription and no events, lets
+// it settle, and measures its CPU time and wake-ups over d.
+func measureIdle(o options, c idleConfig, d time.Duration) (idle, error) {
+	p := idle{Config: c.name}
+	ns, err := netnstest.New("genlbench")
+	if err != nil {
+		return p, err
+	}
+	defer ns.Close()
+	dir, err := os.MkdirTemp("", "genlbench-idle")
+	if err != nil {
+		return p, err
+	}
+	defer os.RemoveAll(dir)
+	env := append([]string{"GENLBRIDGE_NETNS=" + ns.Path, "GENLBRIDGE_DATA_DIR=" + filepath.Join(dir, "data"),
+		"GENLBRIDGE_SPOOL_DIR=" + filepath.Join(dir, "spool")}, c.env...)
+	if c.hub {
+		hub, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: c.js, StoreDir: filepath.Join(dir, "hub")})
+		if err != nil {
+			return p, err
+		}
+		defer hub.Shutdown()
+		env = append(env, "GENLBRIDGE_NATS_URL="+hub.URL())
+	}
+	b, err := startBridge(o, env...)
+	if err != nil {
+		return p, err
+	}
+	defer b.stop()
+	time.Sleep(5 * time.Second) // start-up work done, the reader's wait grown
+	pid := b.cmd.Process.Pid
+	cpu0, err1 := procstat.CPU(pid)
+	v0, _, err2 := procstat.Switches(pid)
+	start := time.Now()
+	time.Sleep(d)
+	cpu1, err3 := procstat.CPU(pid)
+	v1, _, err4 := procstat.Switches(pid)
+	if err := errors.Join(err1, err2, err3, err4); err != nil {
+		return p, err
+	}
+	p.Seconds = time.Since(start).Seconds()
+	p.CorePercent = 100 * (cpu1 - cpu0).Seconds() / p.Seconds
+	p.WakeupsPerS = float64(v1-v0) / p.Seconds
+	return p, nil
+}
