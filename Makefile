@@ -26,9 +26,22 @@ APT_PKGS  := iproute2 ethtool kmod linux-doc-6.12
 VM_TEST_DEPS := build
 include mk/vm.mk
 
-deps:
+# promtool, for the alert tests (deploy/prometheusrule_test.go): from
+# Debian's prometheus package, unpacked rather than installed (installing it
+# would start a Prometheus server).
+PROMTOOL := build/tools/promtool
+
+deps: $(PROMTOOL)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+$(PROMTOOL):
+	@rm -rf build/tools/prometheus-deb && mkdir -p build/tools/prometheus-deb
+	cd build/tools/prometheus-deb && { apt-get download prometheus 2>/dev/null || { apt-get update -qq && apt-get download prometheus; }; }
+	dpkg-deb -x build/tools/prometheus-deb/prometheus_*.deb build/tools/prometheus-deb/root
+	cp build/tools/prometheus-deb/root/usr/bin/promtool $@
+	rm -rf build/tools/prometheus-deb
+	$@ --version | head -1
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/genlbridge

@@ -20,6 +20,7 @@ import (
 	"github.com/genlbridge/genlbridge/config"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
 )
 
@@ -135,11 +136,11 @@ var daemonSetChecks = []struct {
 				d.errorf(t, "env %s set twice", e.Name)
 			}
 			seen[e.Name] = true
-			if e.Name == "NODE_NAME" {
+			if e.Name == "NODE_NAME" || goRuntimeVars[e.Name] {
 				continue
 			}
 			if _, ok := known[e.Name]; !ok {
-				d.errorf(t, "env %s is not a setting of the binary (config.Vars()) nor NODE_NAME", e.Name)
+				d.errorf(t, "env %s is not a setting of the binary (config.Vars()), NODE_NAME nor a Go runtime variable", e.Name)
 			}
 		}
 	}},
@@ -329,6 +330,73 @@ var daemonSetChecks = []struct {
 		}
 	}},
 
+	// The spool: on, in a hostPath directory that outlives the pod.
+	{"spool", func(t *testing.T, d *bridgeDaemonSet) {
+		cfg, err := loadWith(t, d.env)
+		if err != nil {
+			return // configLoad says why
+		}
+		if !cfg.UsesSpool() {
+			d.errorf(t, "the spool is off: an outage of the NATS cluster longer than the socket buffer holds loses events")
+			return
+		}
+		dir := cfg.SpoolDir
+		var mount *corev1.VolumeMount
+		for i, m := range d.c.VolumeMounts {
+			if dir == m.MountPath || strings.HasPrefix(dir, strings.TrimSuffix(m.MountPath, "/")+"/") {
+				mount = &d.c.VolumeMounts[i]
+			}
+		}
+		if mount == nil {
+			d.errorf(t, "GENLBRIDGE_SPOOL_DIR %s is in no volume: the root filesystem is read-only, and a pod's own disk goes with the pod", dir)
+			return
+		}
+		if mount.ReadOnly {
+			d.errorf(t, "the spool's mount %s is read-only", mount.MountPath)
+		}
+		for _, v := range d.spec.Volumes {
+			if v.Name != mount.Name {
+				continue
+			}
+			switch {
+			case v.HostPath != nil:
+				if v.HostPath.Type == nil || (*v.HostPath.Type != corev1.HostPathDirectoryOrCreate && *v.HostPath.Type != corev1.HostPathDirectory) {
+					d.errorf(t, "the spool's hostPath %s wants type DirectoryOrCreate (or Directory, made beforehand for a non-root user)", v.HostPath.Path)
+				}
+			case v.EmptyDir != nil:
+				d.errorf(t, "the spool is an emptyDir: every rollout deletes it, and what it holds")
+			case v.PersistentVolumeClaim == nil:
+				d.errorf(t, "the spool's volume %s is neither a hostPath nor a persistent volume", v.Name)
+			}
+		}
+	}},
+	// GOMEMLIMIT, if set, leaves the collector room below the memory limit.
+	{"GOMEMLIMIT", func(t *testing.T, d *bridgeDaemonSet) {
+		var val string
+		for _, e := range d.c.Env {
+			if e.Name == "GOMEMLIMIT" {
+				val = e.Value
+			}
+		}
+		if val == "" {
+			return
+		}
+		// Go's units (KiB, MiB, GiB; B) without the B are Kubernetes' own.
+		lim, err := resource.ParseQuantity(strings.TrimSuffix(val, "B"))
+		if err != nil {
+			d.errorf(t, "GOMEMLIMIT %q: %v", val, err)
+			return
+		}
+		mem, ok := d.c.Resources.Limits[corev1.ResourceMemory]
+		if !ok {
+			d.errorf(t, "GOMEMLIMIT %s without a memory limit", val)
+			return
+		}
+		if lim.Value() > mem.Value()*8/10 {
+			d.errorf(t, "GOMEMLIMIT %s is more than 80%% of the memory limit %s", val, mem.String())
+		}
+	}},
+
 	// Files named by settings are mounted read-only from Secrets.
 	{"secretMounts", func(t *testing.T, d *bridgeDaemonSet) {
 		secretVolumes := map[string]bool{}
@@ -353,6 +421,9 @@ var daemonSetChecks = []struct {
 		}
 	}},
 }
+
+// goRuntimeVars are the Go runtime's variables a manifest may set.
+var goRuntimeVars = map[string]bool{"GOMEMLIMIT": true, "GOGC": true, "GOMAXPROCS": true, "GODEBUG": true}
 
 // checkBridgeDaemonSet checks the bridge's DaemonSet against the binary, each
 // of daemonSetChecks in a subtest of its name; where names the DaemonSet's

@@ -12,6 +12,7 @@ import (
 
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/monitor"
+	"github.com/genlbridge/genlbridge/spool"
 )
 
 type fakeSource struct{ subs []bridge.Subscription }
@@ -26,15 +27,22 @@ func (f fakeSource) Subscriptions() []bridge.SubscriptionStatus {
 	return out
 }
 
-// exported returns the metric families the binary's registry exports, with
-// their types.
+// fakeSpool is a spool as the monitor reads it, so that the spool's metrics
+// are exported too.
+type fakeSpool struct{}
+
+func (fakeSpool) Stats() spool.Stats { return spool.Stats{MaxBytes: 1 << 30, Forwarding: true} }
+func (fakeSpool) Ready() error       { return nil }
+
+// exported returns the metric families the binary's registry exports (with
+// a spool), with their types.
 func exported(t *testing.T) map[string]string {
 	t.Helper()
 	subs, err := bridge.ParseSubscriptions([]string{"CONTROL_EXMPL/EXMPL_GRP"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := monitor.New(monitor.Options{Version: "test"})
+	m := monitor.New(monitor.Options{Version: "test", Spool: fakeSpool{}})
 	m.SetSource(fakeSource{subs: subs})
 	fams, err := m.Registry().Gather()
 	if err != nil {

@@ -178,6 +178,7 @@ var kinds = map[string]kindInfo{
 	"ClusterRoleBinding":    {"rbac.authorization.k8s.io/v1", func() any { return &rbacv1.ClusterRoleBinding{} }},
 	"Role":                  {"rbac.authorization.k8s.io/v1", func() any { return &rbacv1.Role{} }},
 	"RoleBinding":           {"rbac.authorization.k8s.io/v1", func() any { return &rbacv1.RoleBinding{} }},
+	"PrometheusRule":        {"monitoring.coreos.com/v1", func() any { return &prometheusRule{} }},
 }
 
 var docSep = regexp.MustCompile(`(?m)^---\s*$`)
