@@ -63,7 +63,7 @@ type Config struct {
 
 	Spool         Choice   `envconfig:"GENLBRIDGE_SPOOL" default:"auto" choices:"auto,on,off" desc:"keep events in a spool on this node's disk (a local JetStream stream) while the fleet's server cannot take them, and forward them in order once it can; auto: on with GENLBRIDGE_NATS_URL, off with the embedded server"`
 	SpoolDir      string   `envconfig:"GENLBRIDGE_SPOOL_DIR" default:"/var/lib/genlbridge/spool" desc:"directory of the spool's store (a hostPath in Kubernetes, so that it outlives the pod)"`
-	SpoolMaxBytes ByteSize `envconfig:"GENLBRIDGE_SPOOL_MAX_BYTES" default:"1GiB" desc:"most bytes the spool holds; when full, new events are counted as spool_full and nothing spooled is dropped; an outage of T at R events/s needs about T*R*600 bytes"`
+	SpoolMaxBytes ByteSize `envconfig:"GENLBRIDGE_SPOOL_MAX_BYTES" default:"1GiB" desc:"most bytes the spool holds; when full, new events are counted as spool_full and nothing spooled is dropped; an outage of T seconds at R events/s needs about T*R*430 bytes (module-shaped events; see deploy/README.md)"`
 
 	ReceiveBuffer         ByteSize      `envconfig:"GENLBRIDGE_RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
 	ReadBatch             int           `envconfig:"GENLBRIDGE_READ_BATCH" default:"64" desc:"datagrams read per recvmmsg call (1-1024)"`
