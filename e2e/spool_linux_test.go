@@ -11,6 +11,10 @@ package e2e
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -279,3 +283,81 @@ func TestSpoolHubOutage(t *testing.T) { outage(t, false) }
 // TestSpoolHubOutageBridgeKilled: the same, the bridge killed with SIGKILL
 // in the middle and started again on its spool.
 func TestSpoolHubOutageBridgeKilled(t *testing.T) { outage(t, true) }
+
+// TestSpoolDiskFull: another writer fills the spool's disk (a 64 MiB
+// tmpfs) during an outage, long before the spool's limit: the store's
+// failure is logged and counted, new events are counted as spool_full, the
+// daemon keeps running; once the disk has room again and the hub is back,
+// a new store forwards what is spooled and takes events again. Every
+// sequence is an event in the hub or in a loss record, exactly once.
+func TestSpoolDiskFull(t *testing.T) {
+	ns := netnstest.Need(t)
+	dir := t.TempDir()
+	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", dir).CombinedOutput(); err != nil {
+		t.Skipf("needs a tmpfs mount (root): %v: %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("umount", "-l", dir).Run() })
+	spoolDir := filepath.Join(dir, "spool")
+	hub, nc := startHub(t)
+	// More than the disk: the bridge caps it, and says so.
+	b := spoolBridge(t, ns, hub.URL(), spoolDir, "GENLBRIDGE_SPOOL_MAX_BYTES=256MiB")
+	b.WaitMetrics(30*time.Second, "joined", func(m proctest.Metrics) bool { return m.Sum("genlbridge_subscription_joined") == 1 })
+	if m, _ := b.Metrics(); m.Get("genlbridge_spool_max_bytes") >= 64<<20 || b.LogRecord("GENLBRIDGE_SPOOL_MAX_BYTES is more than the spool's disk holds: the spool's limit is what it holds") == nil {
+		t.Fatalf("a limit of 256 MiB on a 64 MiB disk: the spool's limit is %v; want it below the disk, and a warning", m.Get("genlbridge_spool_max_bytes"))
+	}
+	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer snd.Close()
+	generate(t, snd, 1, 1000, 5000)
+	waitHub(t, b, 1000, 30*time.Second)
+	hub.Kill()
+
+	// Another writer takes all but 2 MiB of the disk.
+	var fs syscall.Statfs_t
+	if err := syscall.Statfs(dir, &fs); err != nil {
+		t.Fatal(err)
+	}
+	filler := filepath.Join(dir, "filler")
+	if err := os.WriteFile(filler, make([]byte, int64(fs.Bavail)*fs.Bsize-2<<20), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	const during = 30000 // about 12 MiB in the spool: more than the disk has left
+	generate(t, snd, 1001, during, 10000)
+	m := b.WaitMetrics(time.Minute, "every event read, the disk full", func(m proctest.Metrics) bool {
+		return m.Sum("genlbridge_events_received_total") == 1000+during && m.Get("genlbridge_queue_depth") == 0 &&
+			m.Get("genlbridge_events_dropped_total", "reason="+event.ReasonSpoolFull) > 0
+	})
+	t.Logf("disk full: %v store errors, %v events spooled, %v counted spool_full; ready %v", m.Get("genlbridge_spool_store_errors_total"),
+		m.Get("genlbridge_events_published_total")-1000, m.Get("genlbridge_events_dropped_total", "reason="+event.ReasonSpoolFull), b.Ready())
+	if m.Get("genlbridge_spool_store_errors_total") == 0 || b.Ready() || b.LogRecord("the spool's store failed: new events are counted as spool_full until it works again") == nil {
+		t.Fatalf("a full disk: want store errors counted, /readyz failing and the failure logged; log:\n%s", b.Log())
+	}
+
+	// Room again, and the hub back.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	hub.Start()
+	b.WaitMetrics(2*time.Minute, "the store back and the spool drained", func(m proctest.Metrics) bool {
+		return m.Get("genlbridge_spool_messages") == 0 && b.LogRecord("the spool's store works again: new events are spooled") != nil
+	})
+	const after = 1000
+	generate(t, snd, 1001+during, after, 5000)
+	total := uint64(1000 + during + after)
+	waitHub(t, b, total, 2*time.Minute)
+	final := b.WaitMetrics(time.Minute, "every loss record forwarded", func(m proctest.Metrics) bool {
+		return m.Get("genlbridge_loss_records_waiting") == 0 && m.Get("genlbridge_spool_messages") == 0
+	})
+	waitStream(t, nc, total, time.Minute)
+	events, lost := checkHub(t, nc, total, event.ReasonSpoolFull)
+	if counted := final.Get("genlbridge_events_dropped_total", "reason="+event.ReasonSpoolFull); float64(lost) != counted || uint64(events)+lost != total {
+		t.Fatalf("hub: %d events + %d lost, the bridge counted %v spool_full, of %d sent", events, lost, counted, total)
+	}
+	if !b.Running() {
+		t.Fatal("the bridge exited")
+	}
+	t.Logf("sent %d: %d events in the hub, %d counted spool_full with exact ranges; the store failed and came back without a restart (%d lines of log)",
+		total, events, lost, strings.Count(b.Log(), "\n"))
+}

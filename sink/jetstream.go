@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -110,7 +111,7 @@ type JetStream struct {
 	mu   sync.Mutex
 	free []*pendingBatch
 
-	closed bool
+	closed atomic.Bool // Close may run while a Submit waits for room
 }
 
 // pendingBatch is a submitted batch: copies of its records, its encoded
@@ -185,7 +186,7 @@ func (s *JetStream) Stream() jetstream.Stream { return s.stream }
 // copy of the batch (valid during the call) and nil, or a *DeliveryError
 // naming the records given up on.
 func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, error)) {
-	if s.closed {
+	if s.closed.Load() {
 		done(b, AllUndelivered(b, ErrClosed))
 		return
 	}
@@ -301,7 +302,7 @@ type forwardGroup struct {
 // acknowledged (failed empty) or given up on (Flush's deadline, Close).
 // It blocks while the window is full.
 func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error)) {
-	if s.closed {
+	if s.closed.Load() {
 		done(allIndexes(len(msgs)), ErrClosed)
 		return
 	}
@@ -388,9 +389,8 @@ func (s *JetStream) Flush(ctx context.Context) error { return s.win.drain(ctx) }
 // Close stops the sink; batches not done are given up on. The caller
 // closes the connection.
 func (s *JetStream) Close(ctx context.Context) error {
-	if s.closed {
+	if s.closed.Swap(true) {
 		return nil
 	}
-	s.closed = true
 	return s.win.close()
 }

@@ -25,6 +25,7 @@ const consumerName = "forward"
 // close stops it; what is not acknowledged stays in SPOOL.
 type forwarder struct {
 	s    *Spool
+	st   *store // the store it reads
 	hub  sink.Forwarder
 	cons jetstream.Consumer
 	it   jetstream.MessagesContext
@@ -52,65 +53,39 @@ type forwarder struct {
 // newForwarder skips, with a JetStream hub, what the hub already stores
 // of this spool, (re)creates the durable consumer from the first message
 // left, and starts forwarding.
-func newForwarder(ctx context.Context, s *Spool, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
-	skipSeq, skipIdx, err := s.skipForwarded(ctx, hubStream)
+func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
+	skipSeq, skipIdx, err := s.skipForwarded(ctx, st, hubStream)
 	if err != nil {
 		s.log.Warn("cannot tell what the hub already stores of the spool; forwarding all of it (the hub's duplicate window drops repeats)", "err", err)
 	}
 	// A fresh consumer: what an earlier run had delivered and not
 	// acknowledged comes again now, not after an ack wait.
-	if err := s.stream.DeleteConsumer(ctx, consumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := st.stream.DeleteConsumer(ctx, consumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return nil, fmt.Errorf("spool: reset consumer: %w", err)
 	}
-	cons, err := s.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := st.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
 		Durable:       consumerName,
 		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue's: each pack is acknowledged
 		AckWait:       time.Hour,                   // the forwarder acks once the hub has; an outage is no reason to deliver again
 		MaxDeliver:    -1,
 		MaxAckPending: 2 * s.cfg.Window,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
+		// Its state is rebuilt from SPOOL at every start (acknowledged
+		// packs are gone from a work queue): nothing of it on disk, so it
+		// can be made on a full one.
+		MemoryStorage: true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("spool: consumer: %w", err)
 	}
-	f := &forwarder{s: s, hub: hub, cons: cons, done: make(chan struct{}), room: make(chan struct{}, 1), skipSeq: skipSeq, skipIdx: skipIdx}
+	f := &forwarder{s: s, st: st, hub: hub, cons: cons, done: make(chan struct{}), room: make(chan struct{}, 1), skipSeq: skipSeq, skipIdx: skipIdx}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	// A pack holds up to a batch's bytes: the pull is bounded in bytes.
 	if f.it, err = cons.Messages(jetstream.PullMaxBytes(4 << 20)); err != nil {
 		return nil, fmt.Errorf("spool: read: %w", err)
 	}
 	go f.run()
-	go f.watch()
 	return f, nil
-}
-
-// watchEvery is how often watch looks: the logs say within it when
-// forwarding stops or resumes (/readyz and the metrics say it at once).
-const watchEvery = 5 * time.Second
-
-// watch looks, every watchEvery, at whether forwarding works and whether
-// the local store still runs, and logs the changes.
-func (f *forwarder) watch() {
-	t := time.NewTicker(watchEvery)
-	defer t.Stop()
-	jsDown := false
-	for {
-		select {
-		case <-f.ctx.Done():
-			return
-		case <-t.C:
-		}
-		f.stalledSince()
-		if up := f.s.srv.JetStreamEnabled(); up == jsDown {
-			jsDown = !up
-			if jsDown {
-				f.s.storeError("the spool's JetStream is disabled (its store failed: a full disk?)")
-				f.s.log.Error("the spool's store stopped (a full disk?): new events are counted as spool_full until it works again")
-			} else {
-				f.s.log.Info("the spool's store works again")
-			}
-		}
-	}
 }
 
 // skipForwarded asks the hub's stream for the last message this node's
@@ -118,7 +93,7 @@ func (f *forwarder) watch() {
 // before its pack are stored there, and are purged here, and the messages
 // of its pack up to it are too: it returns that pack's sequence and the
 // message's index in it (0, -1: nothing to skip).
-func (s *Spool) skipForwarded(ctx context.Context, hubStream jetstream.Stream) (uint64, int, error) {
+func (s *Spool) skipForwarded(ctx context.Context, st *store, hubStream jetstream.Stream) (uint64, int, error) {
 	if hubStream == nil {
 		return 0, -1, nil
 	}
@@ -140,7 +115,7 @@ func (s *Spool) skipForwarded(ctx context.Context, hubStream jetstream.Stream) (
 	if seq == 0 {
 		return 0, -1, nil
 	}
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSequence(seq)); err != nil {
+	if err := st.stream.Purge(ctx, jetstream.WithPurgeSequence(seq)); err != nil {
 		return 0, -1, fmt.Errorf("purge what the hub stores: %w", err)
 	}
 	s.log.Info("the hub already stores the spool up to here; forwarding what follows", "spool_seq", seq, "message", idx)

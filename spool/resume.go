@@ -21,12 +21,16 @@ import (
 func (s *Spool) Resume(host, family, group string) (bootID string, instance, seq uint64, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	st := s.current()
+	if st == nil {
+		return "", 0, 0, false
+	}
 	t := s.cfg.Sink.Subject
 	filter := t.Subject(family, group, host, "")
 	if t.HasOp() {
 		filter = t.Filter(family, group, host, "")
 	}
-	last, err := s.stream.GetLastMsgForSubject(ctx, filter)
+	last, err := st.stream.GetLastMsgForSubject(ctx, filter)
 	if err != nil {
 		if !errors.Is(err, jetstream.ErrMsgNotFound) {
 			s.log.Warn("cannot read the spool's last event", "family", family, "group", group, "err", err)
@@ -42,12 +46,12 @@ func (s *Spool) Resume(host, family, group string) (bootID string, instance, seq
 	// subscription) for a higher sequence of the same instance.
 	want := max(s.cfg.Window, s.cfg.Sink.ResumeWindow, 1024)
 	first := uint64(1)
-	if info, err := s.stream.Info(ctx); err == nil {
+	if info, err := st.stream.Info(ctx); err == nil {
 		first = info.State.FirstSeq
 	}
 	seen := 0
 	for q := last.Sequence; q >= first && q > 0 && seen < want && ctx.Err() == nil; q-- {
-		m, err := s.stream.GetMsg(ctx, q)
+		m, err := st.stream.GetMsg(ctx, q)
 		if err != nil || !server.SubjectMatchesFilter(m.Subject, filter) {
 			continue
 		}

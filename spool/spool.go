@@ -32,12 +32,9 @@ package spool
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -45,7 +42,6 @@ import (
 
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats-server/v2/server"
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -78,21 +74,28 @@ type Config struct {
 	Logger *slog.Logger
 }
 
-// Spool is an open spool.
+// Spool is an open spool. Its store (the local server on Config.Dir) is
+// replaced when it fails and the disk has room again; the Writer the
+// bridge delivers to and the forwarder follow it.
 type Spool struct {
 	cfg         Config
 	log         *slog.Logger
-	srv         *server.Server
-	nc          *nats.Conn
-	js          jetstream.JetStream
-	stream      jetstream.Stream
-	sink        *sink.JetStream
 	incarnation string
 	opened      time.Time
+	writer      *Writer
 
-	mu     sync.Mutex
-	fwd    *forwarder // nil until Forward
-	closed bool
+	st      atomic.Pointer[store]
+	broken  atomic.Bool   // a store failed: batches are refused (spool_full) until the disk has room
+	failGen atomic.Uint64 // store failures seen; watch replaces the store after each
+	kick    chan struct{} // wakes watch at once (a failure seen)
+	quit    chan struct{} // stops watch
+	done    chan struct{} // closed when watch returns
+
+	mu        sync.Mutex
+	fwd       *forwarder // nil until Forward (and while the store is replaced)
+	hub       sink.Forwarder
+	hubStream jetstream.Stream
+	closed    bool
 
 	lastState atomic.Pointer[server.StreamState]
 
@@ -114,88 +117,78 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	if cfg.MaxBytes <= 0 {
 		return nil, errors.New("spool: no byte limit")
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("spool directory: %w", err)
-	}
-	f, err := os.CreateTemp(cfg.Dir, ".writable-*")
-	if err != nil {
-		return nil, fmt.Errorf("spool directory not writable: %w", err)
-	}
-	f.Close()
-	os.Remove(f.Name())
-	s := &Spool{cfg: cfg, log: cfg.Logger, opened: time.Now()}
-	opts := &server.Options{
-		ServerName: "genlbridge-spool",
-		DontListen: true,
-		JetStream:  true,
-		StoreDir:   cfg.Dir,
-		// The stream's limit with room for the store's own files.
-		JetStreamMaxStore:  cfg.MaxBytes + cfg.MaxBytes/8 + 64<<20,
-		JetStreamMaxMemory: 64 << 20,
-		NoSigs:             true,
-		NoLog:              true,
-		MaxPayload:         8 << 20,
-	}
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		return nil, fmt.Errorf("spool server: %w", err)
-	}
-	srv.SetLoggerV2(&serverLog{s: s}, false, false, false)
-	go srv.Start()
-	if !srv.ReadyForConnections(30 * time.Second) {
-		srv.Shutdown()
-		return nil, errors.New("spool server: not ready after 30s")
-	}
-	s.srv = srv
-	if s.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("genlbridge spool"), nats.MaxReconnects(-1)); err != nil {
-		s.shutdownServer()
-		return nil, fmt.Errorf("spool connection: %w", err)
-	}
-	if err := s.openStream(ctx); err != nil {
-		s.nc.Close()
-		s.shutdownServer()
+	if err := checkDir(cfg.Dir); err != nil {
 		return nil, err
 	}
-	sc := cfg.Sink
-	sc.Stream = sink.StreamConfig{Name: StreamName, Subjects: cfg.Subjects, DuplicateWindow: 2 * time.Minute}
-	sc.Manage = false // openStream made it, with its own retention
-	sc.Pack = true    // a batch's messages of a subscription in one spool message
-	sc.Classify = s.classify
-	sc.Logger = cfg.Logger.With("part", "spool")
-	if s.sink, err = sink.NewJetStream(ctx, s.nc, sc); err != nil {
-		s.nc.Close()
-		s.shutdownServer()
-		return nil, fmt.Errorf("spool sink: %w", err)
+	// The disk must hold the limit: what the spool holds now plus what is
+	// free, with an eighth for the store's own files.
+	if free, ok := freeBytes(cfg.Dir); ok {
+		room := int64(min(free+dirBytes(cfg.Dir), 1<<62)) * 8 / 9
+		if cfg.MaxBytes > room {
+			cfg.Logger.Warn("GENLBRIDGE_SPOOL_MAX_BYTES is more than the spool's disk holds: the spool's limit is what it holds",
+				"max_bytes", cfg.MaxBytes, "limit", room, "dir", cfg.Dir)
+			cfg.MaxBytes = room
+		}
 	}
-	st := s.Stats()
+	s := &Spool{cfg: cfg, log: cfg.Logger, opened: time.Now(), kick: make(chan struct{}, 1),
+		quit: make(chan struct{}), done: make(chan struct{})}
+	s.writer = &Writer{s: s}
+	st, err := s.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	s.st.Store(st)
+	go s.watch()
+	stats := s.Stats()
 	s.log.Info("spool open", "dir", cfg.Dir, "max_bytes", cfg.MaxBytes, "incarnation", s.incarnation,
-		"messages", st.Messages, "bytes", st.Bytes)
+		"messages", stats.Messages, "bytes", stats.Bytes)
 	return s, nil
 }
+
+// Sink is where the bridge delivers: SPOOL, through whichever store is
+// current.
+func (s *Spool) Sink() *Writer { return s.writer }
+
+// current is the store in use (nil only once closed).
+func (s *Spool) current() *store { return s.st.Load() }
 
 // Forward starts forwarding to hub, the sink to the fleet's server. With a
 // JetStream hub, hubStream (if not nil) is its stream: what it already
 // stores of this spool is not forwarded again (Config.ResumeFilters says
-// where to look). It is called once; after Close it returns an error.
+// where to look). It is called once; after Close it returns an error. When
+// the forwarder cannot start (the store failing), it is logged and tried
+// again until it starts.
 func (s *Spool) Forward(ctx context.Context, hub sink.Forwarder, hubStream jetstream.Stream) error {
-	if err := s.startForwarder(ctx, hub, hubStream); err != nil {
-		return err
+	s.mu.Lock()
+	switch {
+	case s.closed:
+		s.mu.Unlock()
+		return errors.New("spool: closed")
+	case s.hub != nil:
+		s.mu.Unlock()
+		return errors.New("spool: already forwarding")
+	}
+	s.hub, s.hubStream = hub, hubStream
+	s.mu.Unlock()
+	if err := s.startForwarder(ctx); err != nil {
+		s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err)
+		return nil
 	}
 	st := s.Stats()
 	s.log.Info("spool: forwarding to the fleet's server", "messages", st.Messages, "bytes", st.Bytes)
 	return nil
 }
 
-func (s *Spool) startForwarder(ctx context.Context, hub sink.Forwarder, hubStream jetstream.Stream) error {
+// startForwarder starts the forwarder on the current store, if there is a
+// hub and none runs.
+func (s *Spool) startForwarder(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	switch {
-	case s.closed:
-		return errors.New("spool: closed")
-	case s.fwd != nil:
-		return errors.New("spool: already forwarding")
+	st := s.current()
+	if s.closed || s.hub == nil || s.fwd != nil || st == nil {
+		return nil
 	}
-	f, err := newForwarder(ctx, s, hub, hubStream)
+	f, err := newForwarder(ctx, s, st, s.hub, s.hubStream)
 	if err != nil {
 		return err
 	}
@@ -208,87 +201,6 @@ func (s *Spool) forwarder() *forwarder {
 	defer s.mu.Unlock()
 	return s.fwd
 }
-
-// openStream creates SPOOL or takes the existing one, with this
-// configuration's limit, and reads its incarnation id.
-func (s *Spool) openStream(ctx context.Context) error {
-	js, err := jetstream.New(s.nc)
-	if err != nil {
-		return fmt.Errorf("spool: %w", err)
-	}
-	s.js = js
-	want := jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "genlbridge's spool: events waiting to be forwarded to the fleet's server",
-		Subjects:    s.cfg.Subjects,
-		Retention:   jetstream.WorkQueuePolicy,
-		Discard:     jetstream.DiscardNew,
-		MaxBytes:    s.cfg.MaxBytes,
-		MaxMsgs:     -1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    1,
-		Duplicates:  2 * time.Minute,
-	}
-	st, err := js.Stream(ctx, StreamName)
-	switch {
-	case errors.Is(err, jetstream.ErrStreamNotFound):
-		id := make([]byte, 8)
-		_, _ = rand.Read(id)
-		want.Metadata = map[string]string{"incarnation": hex.EncodeToString(id)}
-		if st, err = js.CreateStream(ctx, want); err != nil {
-			return fmt.Errorf("spool: create stream: %w", err)
-		}
-	case err != nil:
-		return fmt.Errorf("spool: stream: %w", err)
-	default:
-		have := st.CachedInfo().Config
-		want.Metadata = have.Metadata
-		if have.MaxBytes != want.MaxBytes || !sameStrings(have.Subjects, want.Subjects) {
-			if st, err = js.UpdateStream(ctx, want); err != nil {
-				return fmt.Errorf("spool: update stream (limit %d, subjects %s): %w", want.MaxBytes, strings.Join(want.Subjects, ","), err)
-			}
-		}
-	}
-	s.stream = st
-	s.incarnation = st.CachedInfo().Config.Metadata["incarnation"]
-	if s.incarnation == "" {
-		s.incarnation = "unknown"
-	}
-	return nil
-}
-
-func sameStrings(a, b []string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for i := range a {
-		if a[i] != b[i] {
-			return false
-		}
-	}
-	return true
-}
-
-// classify says which error replies of SPOOL mean it has no room: its byte
-// limit (discard new), or the store failing (a full disk, an I/O error, its
-// JetStream disabled: then nothing answers at all).
-func (s *Spool) classify(reply []byte) error {
-	if !s.srv.JetStreamEnabled() {
-		return fmt.Errorf("%w: its store is disabled", sink.ErrSpoolFull)
-	}
-	r := string(reply)
-	switch {
-	case strings.Contains(r, "maximum bytes exceeded"), strings.Contains(r, "maximum messages exceeded"):
-		return sink.ErrSpoolFull
-	case strings.Contains(r, "insufficient resources"), strings.Contains(r, "no space left"),
-		strings.Contains(r, "10077"), strings.Contains(r, "store"):
-		return fmt.Errorf("%w: %s", sink.ErrSpoolFull, strings.TrimSpace(r))
-	}
-	return nil
-}
-
-// Sink is where the bridge delivers: SPOOL.
-func (s *Spool) Sink() *sink.JetStream { return s.sink }
 
 // Stats is what the spool holds and does.
 type Stats struct {
@@ -311,6 +223,8 @@ type Stats struct {
 	// JetStream disabled): the spool then refuses new events (spool_full).
 	StoreErrors uint64
 	LastError   string
+	// StoreFailed says the store has failed and is not replaced yet.
+	StoreFailed bool
 }
 
 // Stats reads SPOOL's state. Safe at any time.
@@ -331,12 +245,13 @@ func (s *Spool) Stats() Stats {
 		st.Forwarding = since.IsZero() || st.Messages == 0
 		st.StalledSince = since
 	} else {
-		// No hub yet: nothing leaves the spool.
+		// No hub yet (or the store being replaced): nothing leaves the spool.
 		st.Forwarding = st.Messages == 0
 		if !st.Forwarding {
 			st.StalledSince = s.opened
 		}
 	}
+	st.StoreFailed = s.broken.Load()
 	return st
 }
 
@@ -345,13 +260,14 @@ func (s *Spool) Stats() Stats {
 // (the store is down), it returns the last state read, and ok only if
 // there is one: a spool never reads as empty for want of an answer.
 func (s *Spool) state() (server.StreamState, bool) {
-	jsz, err := s.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true})
-	if err == nil {
-		for _, a := range jsz.AccountDetails {
-			for _, sd := range a.Streams {
-				if sd.Name == StreamName {
-					s.lastState.Store(&sd.State)
-					return sd.State, true
+	if st := s.current(); st != nil {
+		if jsz, err := st.srv.Jsz(&server.JSzOptions{Accounts: true, Streams: true}); err == nil {
+			for _, a := range jsz.AccountDetails {
+				for _, sd := range a.Streams {
+					if sd.Name == StreamName {
+						s.lastState.Store(&sd.State)
+						return sd.State, true
+					}
 				}
 			}
 		}
@@ -366,12 +282,15 @@ func (s *Spool) state() (server.StreamState, bool) {
 // else why not: what the metrics and /readyz say.
 func (s *Spool) Ready() error {
 	st := s.Stats()
+	if st.StoreFailed {
+		return fmt.Errorf("spool: its store failed (%s); new events are counted as spool_full", st.LastError)
+	}
 	if st.Forwarding {
 		return nil
 	}
 	if s.forwarder() == nil {
-		return fmt.Errorf("spool: not forwarding yet (the fleet's server has not been reachable since the start %s ago), %d messages (%d bytes) waiting",
-			time.Since(s.opened).Round(time.Second), st.Messages, st.Bytes)
+		return fmt.Errorf("spool: not forwarding (the fleet's server has not been reachable, or the store is being replaced), %d messages (%d bytes) waiting",
+			st.Messages, st.Bytes)
 	}
 	return fmt.Errorf("spool: forwarding stalled for %s, %d messages (%d bytes) waiting", time.Since(st.StalledSince).Round(time.Second), st.Messages, st.Bytes)
 }
@@ -381,30 +300,41 @@ func (s *Spool) Ready() error {
 // up on) and the local server.
 func (s *Spool) Close(ctx context.Context) error {
 	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
 	s.closed = true
 	f := s.fwd
+	s.fwd = nil
 	s.mu.Unlock()
+	close(s.quit)
+	<-s.done
 	var errs []error
 	if f != nil {
 		errs = append(errs, f.close())
 	}
-	if s.sink != nil {
-		errs = append(errs, s.sink.Close(ctx))
+	if st := s.st.Swap(nil); st != nil {
+		errs = append(errs, st.close(ctx))
 	}
-	s.nc.Close()
-	s.shutdownServer()
 	return errors.Join(errs...)
 }
 
-func (s *Spool) shutdownServer() {
-	s.srv.Shutdown()
-	s.srv.WaitForShutdown()
-}
-
-// storeError notes a failure of the local store.
+// storeError notes a failure of the local store; a write failure marks the
+// store failed (nats-server refuses every later write to it), which watch
+// handles at once.
 func (s *Spool) storeError(msg string) {
 	s.errors.Add(1)
 	s.lastErr.Store(msg)
+	if strings.Contains(msg, "write error") || strings.Contains(msg, "failed to store") || strings.Contains(msg, "no space left") ||
+		strings.Contains(msg, "disabled") || strings.Contains(msg, "out of resources") {
+		s.failGen.Add(1)
+		s.broken.Store(true)
+		select {
+		case s.kick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // serverLog passes the local server's warnings and errors to the log, and
