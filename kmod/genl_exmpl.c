@@ -34,6 +34,7 @@
 #include <linux/kernel.h>
 #include <linux/module.h>
 #include <linux/moduleparam.h>
+#include <linux/mutex.h>
 #include <linux/netlink.h>
 #include <linux/sched.h>
 #include <linux/spinlock.h>
@@ -71,6 +72,13 @@ enum genl_exmpl_multicast_groups {
 #define GENL_EXMPL_TEXT_LEN	64
 
 static atomic64_t genl_exmpl_seq = ATOMIC64_INIT(0);
+/*
+ * Serialises numbering and multicast: the periodic work, the burst work and
+ * EMIT run on different CPUs, and without it an event could take SEQ n and
+ * reach the sockets after n+1, which a listener must read as a loss and a
+ * restart. A mutex, as every sender runs in process context with GFP_KERNEL.
+ */
+static DEFINE_MUTEX(genl_exmpl_send_mutex);
 
 static void genl_exmpl_periodic_fn(struct work_struct *work);
 static DECLARE_DELAYED_WORK(genl_exmpl_periodic_work, genl_exmpl_periodic_fn);
@@ -169,7 +177,8 @@ nla_put_failure:
 }
 
 /*
- * genl_exmpl_send_event - make one event and multicast it
+ * __genl_exmpl_send_event - make one event and multicast it; the caller
+ * holds genl_exmpl_send_mutex
  * @text: the event text (MSG)
  * @j: jiffies the event was made at
  * @gfp: allocation flags for the caller's context
@@ -178,7 +187,7 @@ nla_put_failure:
  * Returns 0 when sent or when nobody listens, a negative errno otherwise
  * (-ESRCH if the last listener left meanwhile).
  */
-static int genl_exmpl_send_event(const char *text, u64 j, gfp_t gfp)
+static int __genl_exmpl_send_event(const char *text, u64 j, gfp_t gfp)
 {
 	u64 seq = atomic64_inc_return(&genl_exmpl_seq);
 	struct sk_buff *skb;
@@ -218,6 +227,17 @@ static int genl_exmpl_send_event(const char *text, u64 j, gfp_t gfp)
 nla_put_failure:
 	nlmsg_free(skb);
 	return -EMSGSIZE;
+}
+
+/* Events reach the sockets in SEQ order: see genl_exmpl_send_mutex. */
+static int genl_exmpl_send_event(const char *text, u64 j, gfp_t gfp)
+{
+	int err;
+
+	mutex_lock(&genl_exmpl_send_mutex);
+	err = __genl_exmpl_send_event(text, j, gfp);
+	mutex_unlock(&genl_exmpl_send_mutex);
+	return err;
 }
 
 static void genl_exmpl_periodic_fn(struct work_struct *work)

@@ -488,6 +488,94 @@ func TestEmitAndBurst(t *testing.T) {
 	}
 }
 
+// TestSeqOrderWithConcurrentSenders: the periodic work (every 1 ms), a
+// BURST and EMITs from this test send at once, on different CPUs; the
+// events must still reach the socket in SEQ order, each SEQ one more than
+// the last, or a listener would read a reordering as a loss and a
+// restart. With no drops every SEQ from the first to the last arrives.
+func TestSeqOrderWithConcurrentSenders(t *testing.T) {
+	insmod(t, "period_ms=1")
+	l, f := listen(t)
+	ctl := dialGenl(t)
+	sockopt(t, l, func(fd uintptr) error {
+		return unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_RCVBUFFORCE, 64<<20)
+	})
+
+	const n, emits = 20000, 300
+	if err := command(ctl, f, exmpl.CmdBurst, countAttr(n)); err != nil {
+		t.Fatalf("BURST %d: %v", n, err)
+	}
+	emitted := make(chan error, 1)
+	c := dialGenl(t)
+	go func() {
+		for i := range emits {
+			if err := command(c, f, exmpl.CmdEmit, msgAttr(fmt.Sprintf("emit %d", i))); err != nil {
+				emitted <- fmt.Errorf("EMIT %d: %w", i, err)
+				return
+			}
+		}
+		emitted <- nil
+	}()
+
+	var (
+		got, bursts, emitsSeen, periodic, backwards int
+		last                                        uint64
+	)
+	deadline := time.Now().Add(3 * time.Minute)
+	for bursts < n || emitsSeen < emits {
+		if time.Now().After(deadline) {
+			t.Fatalf("after 3 minutes: %d of %d burst events, %d of %d EMITs, %d drops", bursts, n, emitsSeen, emits, drops(t, l))
+		}
+		if err := l.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
+			t.Fatal(err)
+		}
+		msgs, nlmsgs, err := l.Receive()
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				continue
+			}
+			t.Fatalf("receive (drops %d): %v", drops(t, l), err)
+		}
+		for i, m := range msgs {
+			if nlmsgs[i].Header.Type != netlink.HeaderType(f.ID) {
+				continue
+			}
+			e, err := decode(m)
+			if err != nil {
+				t.Fatalf("decode: %v", err)
+			}
+			got++
+			switch {
+			case strings.HasPrefix(e.msg, "burst "):
+				bursts++
+			case strings.HasPrefix(e.msg, "emit "):
+				emitsSeen++
+			default:
+				periodic++
+			}
+			if last != 0 && e.seq != last+1 {
+				backwards++
+				if backwards <= 5 {
+					t.Errorf("SEQ %d (%q) after %d, want %d", e.seq, e.msg, last, last+1)
+				}
+			}
+			last = e.seq
+		}
+	}
+	if err := <-emitted; err != nil {
+		t.Fatal(err)
+	}
+	d := drops(t, l)
+	t.Logf("%d events in SEQ order: %d burst, %d EMIT, %d periodic; %d out of order; %d drops", got, bursts, emitsSeen, periodic, backwards, d)
+	metric(t, "seq_order events=%d burst=%d emit=%d periodic=%d out_of_order=%d drops=%d", got, bursts, emitsSeen, periodic, backwards, d)
+	if d != 0 {
+		t.Errorf("%d drops with a 64 MiB buffer: the SEQ check above is then not about order", d)
+	}
+	if periodic == 0 {
+		t.Errorf("no periodic event during the burst: the test did not race three senders")
+	}
+}
+
 // TestBurstBusyAndUnload: a second BURST while one runs is refused, and rmmod
 // stops a running burst promptly.
 func TestBurstBusyAndUnload(t *testing.T) {
