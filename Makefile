@@ -65,13 +65,15 @@ unit: deps
 
 # Each fuzzer runs FUZZTIME: the bridge's decoder, the JSON encoder, and the
 # YNL engine's spec loader (arbitrary YAML), decoder (arbitrary messages
-# against every shipped spec) and exmpl schema (against the old decoder).
+# against every shipped spec) and exmpl schema (against the old decoder),
+# and the spool's pack reader.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bridge
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) ./event
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./ynl
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ynl
 	$(GO) test -run '^$$' -fuzz '^FuzzExmpl$$' -fuzztime $(FUZZTIME) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./sink
 
 # demo: the README's first command is part of what CI proves; it fails
 # unless its burst ends fully accounted (received + reported lost).

@@ -56,6 +56,10 @@ type pipelined interface {
 // then on every remaining event is counted as publish_failed. With a
 // pipelined sink, run returns once every batch it submitted is done.
 func (b *batcher) run(deliverCtx context.Context) {
+	// Loss records still waiting when it returns, after the last
+	// completions (the spool had no room for them to the end), are counted
+	// as failed; their events are counted already.
+	defer func() { b.lossFailed.Add(uint64(b.ledger.abandon())) }()
 	if p, ok := b.sink.(pipelined); ok {
 		defer func() { _ = p.Flush(deliverCtx) }()
 	}

@@ -211,7 +211,7 @@ type Stats struct {
 	// Read counts messages taken from the sockets (control messages and
 	// rejected senders aside); Received those of them decoded into events.
 	// Every message read ends up delivered or counted: Read == Delivered +
-	// Lost[queue_full, malformed, publish_failed] once the bridge has stopped.
+	// Lost[queue_full, malformed, publish_failed, spool_full] once the bridge has stopped.
 	Read     uint64
 	Received uint64
 	// QueueCapacity is the queue's size.

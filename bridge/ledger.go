@@ -134,6 +134,16 @@ func (l *ledger) take(dst []event.Loss) []event.Loss {
 	return dst
 }
 
+// abandon drops the waiting records and returns how many there were.
+func (l *ledger) abandon() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(l.pending)
+	clear(l.pending)
+	l.pending = l.pending[:0]
+	return n
+}
+
 // waiting returns how many records wait for the sink (not yet in a batch).
 func (l *ledger) waiting() int {
 	l.mu.Lock()

@@ -42,6 +42,11 @@ type JetStreamConfig struct {
 	// a message for good (returning why, e.g. ErrSpoolFull) rather than
 	// having it published again.
 	Classify func(reply []byte) error
+	// MessageMaxPayload, if set, is the payload limit the messages are
+	// encoded for (batched messages split below it) instead of the
+	// server's: with Pack, the limit of the server the messages go to in
+	// the end.
+	MessageMaxPayload int
 	// Pack stores a batch's messages of each subscription as one stream
 	// message, a pack (see Unpack): for the node's spool, which the
 	// forwarder unpacks into the messages the fleet's server gets. A pack
@@ -194,7 +199,11 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	pb.batch.Events = append(pb.batch.Events[:0], b.Events...)
 	pb.batch.Losses = append(pb.batch.Losses[:0], b.Losses...)
 	pb.done = done
-	s.enc.encode(&pb.enc, &pb.batch, int(s.nc.MaxPayload()))
+	limit := int(s.nc.MaxPayload())
+	if s.cfg.MessageMaxPayload > 0 {
+		limit = min(limit, s.cfg.MessageMaxPayload)
+	}
+	s.enc.encode(&pb.enc, &pb.batch, limit)
 	pb.out = pb.out[:0]
 	if s.cfg.Pack {
 		s.pack(pb, int(s.nc.MaxPayload()))
@@ -208,7 +217,7 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.enc.data(m)})
 	}
 	if len(pb.out) == 0 {
-		s.groupDone(pb, nil, nil)
+		s.groupDone(pb, nil, nil, nil)
 		return
 	}
 	s.win.submit(ctx, pb.out, pb)
@@ -293,7 +302,7 @@ func (s *JetStream) pack(pb *pendingBatch, maxPayload int) {
 // forwardGroup is a group Forward submitted.
 type forwardGroup struct {
 	out  []outMsg
-	done func(failed []int, err error)
+	done func(refused, unsent []int, err error)
 }
 
 // Forward publishes prepared messages (the spool's) through the window, as
@@ -301,9 +310,9 @@ type forwardGroup struct {
 // once, in submission order with the sink's batches, when every message is
 // acknowledged (failed empty) or given up on (Flush's deadline, Close).
 // It blocks while the window is full.
-func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error)) {
+func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(refused, unsent []int, err error)) {
 	if s.closed.Load() {
-		done(allIndexes(len(msgs)), ErrClosed)
+		done(nil, allIndexes(len(msgs)), ErrClosed)
 		return
 	}
 	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
@@ -312,6 +321,18 @@ func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(failed []
 		g.out[i] = outMsg{subject: m.Subject, id: m.ID, data: m.Data, tag: m.Tag}
 	}
 	s.win.submit(ctx, g.out, g)
+}
+
+// without returns the elements of a not in b, sorted.
+func without(a, b []int) []int {
+	var out []int
+	for _, x := range a {
+		if !slices.Contains(b, x) {
+			out = append(out, x)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 func allIndexes(n int) []int {
@@ -323,9 +344,9 @@ func allIndexes(n int) []int {
 }
 
 // groupDone reports a batch done to its submitter.
-func (s *JetStream) groupDone(tag any, failed []int, err error) {
+func (s *JetStream) groupDone(tag any, failed, refused []int, err error) {
 	if g, ok := tag.(*forwardGroup); ok {
-		g.done(failed, err)
+		g.done(refused, without(failed, refused), err)
 		return
 	}
 	pb := tag.(*pendingBatch)

@@ -151,7 +151,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 // then it calls done (with every message failed if ctx ended). A message
 // the client refuses for good is given up on at once. Not concurrent with
 // Deliver.
-func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error)) {
+func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsent []int, err error)) {
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	for attempt := 0; ; attempt++ {
 		var rejected []int
@@ -183,7 +183,7 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(failed []int, 
 			if s.failing.Swap(false) {
 				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
 			}
-			done(rejected, nil)
+			done(rejected, nil, nil)
 			return
 		}
 		if !s.failing.Swap(true) {
@@ -191,7 +191,7 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(failed []int, 
 		}
 		s.retries.Add(1)
 		if closedForGood(s.nc) || bo.Sleep(ctx) != nil {
-			done(allIndexes(len(msgs)), err)
+			done(rejected, without(allIndexes(len(msgs)), rejected), err)
 			return
 		}
 	}

@@ -137,10 +137,15 @@ const TagHeader = "Genlbridge-Spool"
 // Forwarder publishes prepared messages to the fleet's server: the
 // JetStream sink (a window of acknowledged publishes) or the core NATS sink
 // (published and confirmed by a flush). done is called once per call, in
-// call order, when every message is delivered (failed empty) or given up
-// on; Forward may block while the sink has no room.
+// call order, when every message is delivered or given up on: refused are
+// the indexes of messages refused for good (too large for the server, a
+// subject it rejects, an error reply the sink takes as final), unsent
+// those given up on for another reason (the sink closed, ctx ended, the
+// connection closed for good), which were not delivered and may be sent
+// again later; err says why the last of them failed. Forward may block
+// while the sink has no room.
 type Forwarder interface {
-	Forward(ctx context.Context, msgs []Msg, done func(failed []int, err error))
+	Forward(ctx context.Context, msgs []Msg, done func(refused, unsent []int, err error))
 }
 
 // ErrSpoolFull is the error of records the node's spool refused for want

@@ -67,7 +67,7 @@ type window struct {
 	prefix string // reply subjects are prefix + message id (base 36)
 	sub    *nats.Subscription
 	status chan nats.Status
-	done   func(tag any, failed []int, err error)
+	done   func(tag any, failed, refused []int, err error)
 
 	mu       sync.Mutex
 	ring     []wslot // message id % len(ring)
@@ -123,6 +123,7 @@ type wgroup struct {
 	n        int    // messages admitted so far
 	total    int
 	failed   []int // indexes given up on
+	refused  []int // those of them refused for good (by the client or the server), in failed too
 	err      error // why the last of them was
 	admitted bool  // every message has an id
 }
@@ -142,7 +143,7 @@ var (
 
 // newWindow subscribes to the acknowledgements and starts the publisher.
 // done is called once per submitted group (see window).
-func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed []int, err error)) (*window, error) {
+func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed, refused []int, err error)) (*window, error) {
 	if cfg.Max <= 0 {
 		cfg.Max = 4096
 	}
@@ -266,7 +267,7 @@ func (w *window) complete() []*wgroup {
 
 func (w *window) call(gs []*wgroup) {
 	for _, g := range gs {
-		w.done(g.tag, g.failed, g.err)
+		w.done(g.tag, g.failed, g.refused, g.err)
 	}
 }
 
@@ -314,6 +315,7 @@ func (w *window) onReply(m *nats.Msg) {
 	case rejected != nil:
 		s.state = slotRejected
 		s.group.failed = append(s.group.failed, s.index)
+		s.group.refused = append(s.group.refused, s.index)
 		s.group.err = rejected
 	case perr != nil:
 		s.state = slotIdle
@@ -467,6 +469,7 @@ func (w *window) publish() time.Duration {
 		if permanent(err) {
 			s.state = slotRejected
 			s.group.failed = append(s.group.failed, s.index)
+			s.group.refused = append(s.group.refused, s.index)
 			s.group.err = fmt.Errorf("publish: %w", err)
 			cb := w.complete()
 			if len(cb) > 0 {

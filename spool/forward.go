@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -34,16 +35,12 @@ type forwarder struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	inFlight  atomic.Int64  // messages submitted to the hub, not done
-	room      chan struct{} // signalled when completions free the window
-	forwarded atomic.Uint64 // messages the hub has
-	refused   atomic.Uint64 // messages the hub refused for good
-	damaged   atomic.Uint64 // packs that did not unpack whole
+	inFlight atomic.Int64  // messages submitted to the hub, not done
+	room     chan struct{} // signalled when completions free the window
 
-	// skipSeq and skipIdx: the pack the hub has up to that message of
-	// (skipForwarded); its messages up to skipIdx are not forwarded again.
-	skipSeq uint64
-	skipIdx int
+	// skip holds the places of messages the hub has (skipForwarded): they
+	// are not forwarded again. Read by run's goroutine only.
+	skip map[position]bool
 
 	mu      sync.Mutex
 	stalled time.Time // when the hub last stopped taking messages (zero: it takes them)
@@ -54,7 +51,7 @@ type forwarder struct {
 // of this spool, (re)creates the durable consumer from the first message
 // left, and starts forwarding.
 func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
-	skipSeq, skipIdx, err := s.skipForwarded(ctx, st, hubStream)
+	skip, err := s.skipForwarded(ctx, st, hubStream)
 	if err != nil {
 		s.log.Warn("cannot tell what the hub already stores of the spool; forwarding all of it (the hub's duplicate window drops repeats)", "err", err)
 	}
@@ -78,48 +75,15 @@ func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, 
 	if err != nil {
 		return nil, fmt.Errorf("spool: consumer: %w", err)
 	}
-	f := &forwarder{s: s, st: st, hub: hub, cons: cons, done: make(chan struct{}), room: make(chan struct{}, 1), skipSeq: skipSeq, skipIdx: skipIdx}
+	f := &forwarder{s: s, st: st, hub: hub, cons: cons, done: make(chan struct{}), room: make(chan struct{}, 1), skip: skip}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
-	// A pack holds up to a batch's bytes: the pull is bounded in bytes.
-	if f.it, err = cons.Messages(jetstream.PullMaxBytes(4 << 20)); err != nil {
+	// The pull is bounded in bytes, and holds the largest pack (the local
+	// server's payload limit) twice.
+	if f.it, err = cons.Messages(jetstream.PullMaxBytes(2 * int(st.nc.MaxPayload()))); err != nil {
 		return nil, fmt.Errorf("spool: read: %w", err)
 	}
 	go f.run()
 	return f, nil
-}
-
-// skipForwarded asks the hub's stream for the last message this node's
-// filters match; when it came from this spool (its tag says so), the packs
-// before its pack are stored there, and are purged here, and the messages
-// of its pack up to it are too: it returns that pack's sequence and the
-// message's index in it (0, -1: nothing to skip).
-func (s *Spool) skipForwarded(ctx context.Context, st *store, hubStream jetstream.Stream) (uint64, int, error) {
-	if hubStream == nil {
-		return 0, -1, nil
-	}
-	var seq uint64
-	idx := -1
-	for _, f := range s.cfg.ResumeFilters {
-		m, err := hubStream.GetLastMsgForSubject(ctx, f)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			continue
-		}
-		if err != nil {
-			return 0, -1, err
-		}
-		inc, q, i, ok := parseTag(m.Header.Get(sink.TagHeader))
-		if ok && inc == s.incarnation && (q > seq || q == seq && i > idx) {
-			seq, idx = q, i
-		}
-	}
-	if seq == 0 {
-		return 0, -1, nil
-	}
-	if err := st.stream.Purge(ctx, jetstream.WithPurgeSequence(seq)); err != nil {
-		return 0, -1, fmt.Errorf("purge what the hub stores: %w", err)
-	}
-	s.log.Info("the hub already stores the spool up to here; forwarding what follows", "spool_seq", seq, "message", idx)
-	return seq, idx, nil
 }
 
 // parseTag reads a forwarded message's tag: "<incarnation>:<pack's
@@ -157,7 +121,10 @@ const maxGroup = 4096
 func (f *forwarder) run() {
 	defer close(f.done)
 	next := make(chan jetstream.Msg, 8)
+	read := make(chan struct{}) // closed when the reader returns
+	defer func() { f.cancel(); <-read }()
 	go func() {
+		defer close(read)
 		defer close(next)
 		for {
 			m, err := f.it.Next()
@@ -204,7 +171,7 @@ func (f *forwarder) run() {
 		f.inFlight.Add(int64(len(g.msgs)))
 		// Even a group left empty (skipped, damaged) goes through the hub
 		// sink, which reports it done in its turn.
-		f.hub.Forward(f.ctx, g.msgs, func(failed []int, err error) { f.groupDone(g, failed, err) })
+		f.hub.Forward(f.ctx, g.msgs, func(refused, unsent []int, err error) { f.groupDone(g, refused, unsent, err) })
 		if f.ctx.Err() != nil {
 			return
 		}
@@ -220,7 +187,7 @@ func (f *forwarder) run() {
 }
 
 // add unpacks a pack into the group, leaving out what the hub already
-// has (its messages up to skipIdx, for the pack skipForwarded found). A
+// has (skip). A
 // pack damaged past some point gives the messages before the damage; it
 // is counted, and logged with its place.
 func (f *forwarder) add(g *group, m jetstream.Msg) {
@@ -228,17 +195,13 @@ func (f *forwarder) add(g *group, m jetstream.Msg) {
 	g.packs = append(g.packs, m)
 	md, err := m.Metadata()
 	if err != nil {
-		f.damaged.Add(1)
+		f.s.damaged.Add(1)
 		f.s.log.Error("spool: a message without its metadata; dropped", "subject", m.Subject(), "err", err)
 		return
 	}
 	seq := md.Sequence.Stream
-	skip := -1
-	if seq == f.skipSeq {
-		skip = f.skipIdx
-	}
 	n, err := sink.Unpack(m.Data(), func(i int, subject, id, data []byte) bool {
-		if i <= skip {
+		if f.skip[position{seq, i}] {
 			return true
 		}
 		g.tags = append(g.tags, f.s.incarnation...)
@@ -253,7 +216,7 @@ func (f *forwarder) add(g *group, m jetstream.Msg) {
 		return true
 	})
 	if err != nil {
-		f.damaged.Add(1)
+		f.s.damaged.Add(1)
 		f.s.log.Error("spool: a damaged pack; what follows the damage is dropped", "spool_seq", seq, "messages_before_it", n, "err", err)
 	}
 }
@@ -269,30 +232,29 @@ func (g *group) seal() {
 	}
 }
 
-// groupDone acknowledges locally what the hub has. What the hub sink gave
-// up on because the forwarder stops stays in SPOOL: only the packs before
-// the first such message are acknowledged (the next run forwards the rest;
-// the hub drops what it has). What the hub refuses for good (a message too
-// large for it, a permanent error) is counted, logged, and dropped with
-// the group.
-func (f *forwarder) groupDone(g *group, failed []int, err error) {
+// groupDone acknowledges locally what the hub has: the packs before the
+// first message it did not send (given up on because the forwarder or the
+// hub sink stops, or its connection closed for good), which stay in SPOOL
+// for the next forwarder (the hub drops what it has of them). What it
+// refused for good (a message too large for it, a permanent error) cannot
+// go: it is counted, logged, and dropped with its pack.
+func (f *forwarder) groupDone(g *group, refused, unsent []int, err error) {
 	ackUpTo := len(g.packs) - 1
-	if len(failed) > 0 {
-		if f.ctx.Err() != nil {
-			ackUpTo = g.packOf[failed[0]] - 1
-		} else {
-			f.refused.Add(uint64(len(failed)))
-			m := &g.msgs[failed[0]]
-			f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool and counted (genlbridge_spool_refused_total)",
-				"messages", len(failed), "first_subject", m.Subject, "first_id", m.ID, "err", err)
-		}
+	if len(unsent) > 0 {
+		ackUpTo = g.packOf[slices.Min(unsent)] - 1
+	}
+	if len(refused) > 0 {
+		f.s.refused.Add(uint64(len(refused)))
+		m := &g.msgs[slices.Min(refused)]
+		f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool and counted (genlbridge_spool_refused_total)",
+			"messages", len(refused), "first_subject", m.Subject, "first_id", m.ID, "err", err)
 	}
 	for _, p := range g.packs[:ackUpTo+1] {
 		if aerr := p.Ack(); aerr != nil && f.ctx.Err() == nil {
 			f.s.log.Warn("spool: acknowledging a forwarded pack", "err", aerr)
 		}
 	}
-	f.forwarded.Add(uint64(len(g.msgs) - len(failed)))
+	f.s.forwarded.Add(uint64(len(g.msgs) - len(refused) - len(unsent)))
 	f.inFlight.Add(-int64(len(g.msgs)))
 	select {
 	case f.room <- struct{}{}:
@@ -330,4 +292,15 @@ func (f *forwarder) close() error {
 	f.it.Stop()
 	<-f.done
 	return nil
+}
+
+// dead says whether run has returned on its own (its stream's connection
+// closed under it): a new forwarder must take over.
+func (f *forwarder) dead() bool {
+	select {
+	case <-f.done:
+		return true
+	default:
+		return false
+	}
 }

@@ -68,6 +68,9 @@ type Config struct {
 	// ResumeFilters are subject filters that match every message this node
 	// publishes (its event and loss subjects).
 	ResumeFilters []string
+	// HubMaxPayload is the payload limit of the fleet's server: batched
+	// messages are split below it (default 1 MiB, nats-server's).
+	HubMaxPayload int
 	// Window bounds the messages forwarded and not yet acknowledged by the
 	// hub (default 4096).
 	Window int
@@ -93,11 +96,15 @@ type Spool struct {
 
 	mu        sync.Mutex
 	fwd       *forwarder // nil until Forward (and while the store is replaced)
+	starting  bool       // a forwarder is being made
 	hub       sink.Forwarder
 	hubStream jetstream.Stream
 	closed    bool
 
 	lastState atomic.Pointer[server.StreamState]
+
+	// Counted across forwarders (see Stats).
+	forwarded, refused, damaged atomic.Uint64
 
 	errors  atomic.Uint64 // store errors seen (a full disk, I/O)
 	lastErr atomic.Value  // string
@@ -114,6 +121,9 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 4096
 	}
+	if cfg.HubMaxPayload <= 0 {
+		cfg.HubMaxPayload = 1 << 20
+	}
 	if cfg.MaxBytes <= 0 {
 		return nil, errors.New("spool: no byte limit")
 	}
@@ -123,7 +133,8 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	// The disk must hold the limit: what the spool holds now plus what is
 	// free, with an eighth for the store's own files.
 	if free, ok := freeBytes(cfg.Dir); ok {
-		room := int64(min(free+dirBytes(cfg.Dir), 1<<62)) * 8 / 9
+		room := int64(min((free+dirBytes(cfg.Dir))/9*8, 1<<62))
+		room = max(room, 1<<20) // a disk as good as full: the store fails, and says so
 		if cfg.MaxBytes > room {
 			cfg.Logger.Warn("GENLBRIDGE_SPOOL_MAX_BYTES is more than the spool's disk holds: the spool's limit is what it holds",
 				"max_bytes", cfg.MaxBytes, "limit", room, "dir", cfg.Dir)
@@ -174,23 +185,37 @@ func (s *Spool) Forward(ctx context.Context, hub sink.Forwarder, hubStream jetst
 		s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err)
 		return nil
 	}
-	st := s.Stats()
-	s.log.Info("spool: forwarding to the fleet's server", "messages", st.Messages, "bytes", st.Bytes)
+	if s.forwarder() != nil {
+		st := s.Stats()
+		s.log.Info("spool: forwarding to the fleet's server", "messages", st.Messages, "bytes", st.Bytes)
+	}
 	return nil
 }
 
-// startForwarder starts the forwarder on the current store, if there is a
-// hub and none runs.
+// startForwarder starts a forwarder on the current store, if there is a
+// hub, none runs and the store works. The hub is asked what it has
+// without holding mu (Stats and Close must not wait for it); what changed
+// meanwhile (a failure, Close) discards the new forwarder.
 func (s *Spool) startForwarder(ctx context.Context) error {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	st := s.current()
-	if s.closed || s.hub == nil || s.fwd != nil || st == nil {
+	if s.closed || s.hub == nil || s.fwd != nil || s.starting || st == nil || s.broken.Load() {
+		s.mu.Unlock()
 		return nil
 	}
-	f, err := newForwarder(ctx, s, st, s.hub, s.hubStream)
+	s.starting = true
+	hub, hubStream := s.hub, s.hubStream
+	s.mu.Unlock()
+	f, err := newForwarder(ctx, s, st, hub, hubStream)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.starting = false
 	if err != nil {
 		return err
+	}
+	if s.closed || s.broken.Load() || s.current() != st {
+		go f.close()
+		return nil
 	}
 	s.fwd = f
 	return nil
@@ -239,8 +264,7 @@ func (s *Spool) Stats() Stats {
 			st.OldestAge = max(0, time.Since(state.FirstTime))
 		}
 	}
-	if f := s.forwarder(); f != nil {
-		st.Forwarded, st.Refused, st.Damaged = f.forwarded.Load(), f.refused.Load(), f.damaged.Load()
+	if f := s.forwarder(); f != nil && !f.dead() {
 		since := f.stalledSince()
 		st.Forwarding = since.IsZero() || st.Messages == 0
 		st.StalledSince = since
@@ -251,6 +275,7 @@ func (s *Spool) Stats() Stats {
 			st.StalledSince = s.opened
 		}
 	}
+	st.Forwarded, st.Refused, st.Damaged = s.forwarded.Load(), s.refused.Load(), s.damaged.Load()
 	st.StoreFailed = s.broken.Load()
 	return st
 }
@@ -320,13 +345,18 @@ func (s *Spool) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
-// storeError notes a failure of the local store; a write failure marks the
-// store failed (nats-server refuses every later write to it), which watch
-// handles at once.
-func (s *Spool) storeError(msg string) {
+// storeError notes a failure of the local store; a write failure of the
+// current store marks it failed (nats-server refuses every later write to
+// it), which watch handles at once.
+func (s *Spool) storeError(msg string) { s.storeErrorOf(s.current(), msg) }
+
+func (s *Spool) storeErrorOf(st *store, msg string) {
 	s.errors.Add(1)
 	s.lastErr.Store(msg)
-	if strings.Contains(msg, "write error") || strings.Contains(msg, "failed to store") || strings.Contains(msg, "no space left") ||
+	if st == nil || st != s.current() {
+		return // a store being opened (its error is returned) or one replaced
+	}
+	if msg := strings.ToLower(msg); strings.Contains(msg, "write error") || strings.Contains(msg, "failed to store") || strings.Contains(msg, "no space left") ||
 		strings.Contains(msg, "disabled") || strings.Contains(msg, "out of resources") {
 		s.failGen.Add(1)
 		s.broken.Store(true)
@@ -338,8 +368,11 @@ func (s *Spool) storeError(msg string) {
 }
 
 // serverLog passes the local server's warnings and errors to the log, and
-// notes the store's failures.
-type serverLog struct{ s *Spool }
+// notes the failures of its store.
+type serverLog struct {
+	s  *Spool
+	st atomic.Pointer[store]
+}
 
 func (l *serverLog) Noticef(format string, v ...any) {}
 func (l *serverLog) Debugf(format string, v ...any)  {}
@@ -352,6 +385,6 @@ func (l *serverLog) Fatalf(format string, v ...any) {
 }
 func (l *serverLog) Errorf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
-	l.s.storeError(msg)
+	l.s.storeErrorOf(l.st.Load(), msg)
 	l.s.log.Error("spool server", "msg", msg)
 }

@@ -54,11 +54,19 @@ type harness struct {
 }
 
 func newHarness(t *testing.T) *harness {
+	return newHarnessWindow(t, sink.DefaultStream.DuplicateWindow)
+}
+
+// newHarnessWindow has a hub stream with the duplicate window dup.
+func newHarnessWindow(t *testing.T, dup time.Duration) *harness {
 	_, nc := jstest.Start(t)
 	h := &harness{t: t, dir: t.TempDir(), hubNC: nc}
 	ctx := context.Background()
+	stream := sink.DefaultStream
+	stream.DuplicateWindow = dup
 	var err error
-	if h.hub, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true, Logger: jstest.Logger()}); err != nil {
+	if h.hub, err = sink.NewJetStream(ctx, nc, sink.JetStreamConfig{Stream: stream, Manage: true, Logger: jstest.Logger(),
+		AckTimeout: 100 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 100 * time.Millisecond}); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.hub.Close(ctx) })
@@ -146,47 +154,81 @@ func TestSpoolForwardsOnceAcrossRestarts(t *testing.T) {
 	}
 }
 
-// What the hub has already of a pack is not forwarded again: the forwarder
-// starts after the message the hub's last one names.
-func TestSpoolSkipsWhatTheHubHas(t *testing.T) {
-	h := newHarness(t)
-	h.openAlone() // no hub yet: the pack stays
-	defer h.close()
+// handForward gives the hub the messages idxs of pack 1, tagged as the
+// forwarder tags them: what a forwarder stopped midway leaves behind.
+func (h *harness) handForward(idxs ...int) {
+	h.t.Helper()
 	ctx := context.Background()
-	if err := h.sp.Sink().Deliver(ctx, &sink.Batch{Events: testEvents("h", 1, 10)}); err != nil {
-		t.Fatal(err)
-	}
-	// The hub gets the pack's first 4 messages by hand, tagged as the
-	// forwarder tags them.
-	st := h.sp.current()
-	m, err := st.stream.GetMsg(ctx, 1)
+	m, err := h.sp.current().stream.GetMsg(ctx, 1)
 	if err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
+	}
+	want := map[int]bool{}
+	for _, i := range idxs {
+		want[i] = true
 	}
 	var msgs []sink.Msg
 	if _, err := sink.Unpack(m.Data, func(i int, subject, id, data []byte) bool {
-		if i < 4 {
+		if want[i] {
 			msgs = append(msgs, sink.Msg{Subject: string(subject), ID: string(id), Data: data, Tag: fmt.Sprintf("%s:1:%d", h.sp.incarnation, i)})
 		}
 		return true
 	}); err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
 	done := make(chan error, 1)
-	h.hub.Forward(ctx, msgs, func(failed []int, err error) { done <- err })
+	h.hub.Forward(ctx, msgs, func(refused, unsent []int, err error) { done <- err })
 	if err := <-done; err != nil {
-		t.Fatal(err)
+		h.t.Fatal(err)
 	}
-	if err := h.sp.Forward(ctx, h.hub, h.hub.Stream()); err != nil {
-		t.Fatal(err)
-	}
-	h.waitEmpty()
-	recs := jstest.ReadStream(t, h.hubNC, sink.DefaultStream.Name)
-	if len(recs.Events) != 10 || recs.Msgs != 10 || recs.Events[4].Seq != 5 {
-		t.Fatalf("the hub holds %d events in %d messages: want 1..10 once", len(recs.Events), recs.Msgs)
-	}
-	if fwd := h.sp.Stats().Forwarded; fwd != 6 {
-		t.Fatalf("forwarded %d, want the 6 the hub did not have", fwd)
+}
+
+// What the hub already has of the spool is not stored twice: within its
+// duplicate window the forwarder sends it again and the hub drops it;
+// past the window the forwarder skips the run of the spool the hub is seen
+// to hold, and sends the rest, a message the hub lacks before the last one
+// it has included.
+func TestSpoolSkipsWhatTheHubHas(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		dup       time.Duration
+		have      []int
+		forwarded uint64 // by the forwarder
+	}{
+		{"within the duplicate window", 2 * time.Minute, []int{0, 1, 2, 3}, 10},
+		{"past it", time.Second, []int{0, 1, 2, 3}, 6},
+		{"past it, a gap", time.Second, []int{0, 1, 3}, 7},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			h := newHarnessWindow(t, tc.dup)
+			h.openAlone() // no hub yet: the pack stays
+			defer h.close()
+			ctx := context.Background()
+			if err := h.sp.Sink().Deliver(ctx, &sink.Batch{Events: testEvents("h", 1, 10)}); err != nil {
+				t.Fatal(err)
+			}
+			h.handForward(tc.have...)
+			if tc.dup < time.Minute {
+				time.Sleep(tc.dup + 100*time.Millisecond) // the hub forgets the ids
+			}
+			if err := h.sp.Forward(ctx, h.hub, h.hub.Stream()); err != nil {
+				t.Fatal(err)
+			}
+			h.waitEmpty()
+			recs := jstest.ReadStream(t, h.hubNC, sink.DefaultStream.Name)
+			seen := map[uint64]int{}
+			for _, e := range recs.Events {
+				seen[e.Seq]++
+			}
+			for q := uint64(1); q <= 10; q++ {
+				if seen[q] != 1 {
+					t.Fatalf("event %d stored %d times (%d events in the hub)", q, seen[q], len(recs.Events))
+				}
+			}
+			if fwd := h.sp.Stats().Forwarded; fwd != tc.forwarded {
+				t.Fatalf("forwarded %d, want %d", fwd, tc.forwarded)
+			}
+		})
 	}
 }
 

@@ -78,13 +78,15 @@ func (s *Spool) openStore(ctx context.Context) (*store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool server: %w", err)
 	}
-	srv.SetLoggerV2(&serverLog{s: s}, false, false, false)
+	sl := &serverLog{s: s}
+	srv.SetLoggerV2(sl, false, false, false)
 	go srv.Start()
 	if !srv.ReadyForConnections(30 * time.Second) {
 		shutdown(srv)
 		return nil, errors.New("spool server: not ready after 30s")
 	}
 	st := &store{srv: srv}
+	sl.st.Store(st)
 	if st.nc, err = nats.Connect("", nats.InProcessServer(srv), nats.Name("genlbridge spool"), nats.MaxReconnects(-1)); err != nil {
 		shutdown(srv)
 		return nil, fmt.Errorf("spool connection: %w", err)
@@ -97,6 +99,7 @@ func (s *Spool) openStore(ctx context.Context) (*store, error) {
 	sc.Stream = sink.StreamConfig{Name: StreamName, Subjects: cfg.Subjects, DuplicateWindow: 2 * time.Minute}
 	sc.Manage = false // openStream made it, with its own retention
 	sc.Pack = true    // a batch's messages of a subscription in one spool message
+	sc.MessageMaxPayload = cfg.HubMaxPayload
 	sc.Classify = func(reply []byte) error { return classify(srv, reply) }
 	sc.Logger = cfg.Logger.With("part", "spool")
 	if st.sink, err = sink.NewJetStream(ctx, st.nc, sc); err != nil {
@@ -166,10 +169,12 @@ func (s *Spool) openStream(ctx context.Context, nc *nats.Conn) (jetstream.Stream
 	if inc == "" {
 		inc = "unknown"
 	}
-	if s.incarnation != "" && s.incarnation != inc {
+	switch {
+	case s.incarnation == "":
+		s.incarnation = inc // Open, before any other goroutine reads it
+	case s.incarnation != inc:
 		return nil, fmt.Errorf("spool: the store's incarnation changed from %s to %s while open", s.incarnation, inc)
 	}
-	s.incarnation = inc
 	return st, nil
 }
 

@@ -66,6 +66,15 @@ func (s *Spool) watch() {
 			s.broken.Store(false)
 			s.log.Info("the spool's store works again: new events are spooled", "dir", s.cfg.Dir, "free_bytes", free)
 		}
+		if f := s.forwarder(); f != nil && f.dead() {
+			// Its stream's connection closed under it: another one takes over.
+			s.mu.Lock()
+			if s.fwd == f {
+				s.fwd = nil
+			}
+			s.mu.Unlock()
+			s.log.Warn("spool: the forwarder stopped; starting another")
+		}
 		if f := s.forwarder(); f == nil {
 			if err := s.startForwarder(context.Background()); err != nil {
 				s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err)

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"slices"
-	"strings"
 	"text/tabwriter"
 	"time"
 )
@@ -138,7 +137,7 @@ func (r *results) summarize() {
 			d.EventsPerSec, d.EventsPerSec > float64(d.Rate))
 	}
 	for _, p := range r.Idle {
-		if p.Error == "" && strings.Contains(p.Config, "spool") {
+		if p.Error == "" && p.Config == idleSpool {
 			add("idle CPU with the spool on, % of a core", "<= 0.1", p.CorePercent, p.CorePercent <= 0.1)
 		}
 	}

@@ -162,7 +162,8 @@ func startSpool(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slo
 	host := cmp.Or(cfg.NodeName, bridge.Hostname())
 	sp, err := spool.Open(ctx, spool.Config{
 		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Subjects: cfg.StreamSubjects,
-		Sink: cfg.JetStream(), Window: cfg.MaxInFlight, Logger: log,
+		HubMaxPayload: int(nc.MaxPayload()), // 0 (not connected yet): nats-server's default
+		Sink:          cfg.JetStream(), Window: cfg.MaxInFlight, Logger: log,
 		ResumeFilters: []string{events.Filter("", "", host, ""), losses.Filter("", "", host, "")},
 	})
 	if err != nil {
