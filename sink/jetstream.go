@@ -42,11 +42,12 @@ type JetStreamConfig struct {
 	// a message for good (returning why, e.g. ErrSpoolFull) rather than
 	// having it published again.
 	Classify func(reply []byte) error
-	// MessageMaxPayload, if set, is the payload limit the messages are
-	// encoded for (batched messages split below it) instead of the
-	// server's: with Pack, the limit of the server the messages go to in
-	// the end.
-	MessageMaxPayload int
+	// MessageMaxPayload, if set and above 0, is the payload limit the
+	// messages are encoded for (batched messages split below it) instead
+	// of the server's: with Pack, the limit of the server the messages go
+	// to in the end. It is asked at every batch (that server's limit is
+	// known once it is connected).
+	MessageMaxPayload func() int
 	// Pack stores a batch's messages of each subscription as one stream
 	// message, a pack (see Unpack): for the node's spool, which the
 	// forwarder unpacks into the messages the fleet's server gets. A pack
@@ -200,8 +201,10 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	pb.batch.Losses = append(pb.batch.Losses[:0], b.Losses...)
 	pb.done = done
 	limit := int(s.nc.MaxPayload())
-	if s.cfg.MessageMaxPayload > 0 {
-		limit = min(limit, s.cfg.MessageMaxPayload)
+	if f := s.cfg.MessageMaxPayload; f != nil {
+		if m := f(); m > 0 {
+			limit = min(limit, m)
+		}
 	}
 	s.enc.encode(&pb.enc, &pb.batch, limit)
 	pb.out = pb.out[:0]
@@ -306,10 +309,12 @@ type forwardGroup struct {
 }
 
 // Forward publishes prepared messages (the spool's) through the window, as
-// they are, with their Nats-Msg-Id and tag. done is called
-// once, in submission order with the sink's batches, when every message is
-// acknowledged (failed empty) or given up on (Flush's deadline, Close).
-// It blocks while the window is full.
+// they are, with their Nats-Msg-Id and tag. done is called once, in
+// submission order with the sink's batches, when every message is
+// acknowledged or given up on: refused lists the messages refused for good
+// (too large, a permanent error), unsent those given up on (Flush's
+// deadline, Close, the connection closed for good), both empty when all
+// are stored. It blocks while the window is full.
 func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(refused, unsent []int, err error)) {
 	if s.closed.Load() {
 		done(nil, allIndexes(len(msgs)), ErrClosed)

@@ -148,9 +148,9 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 
 // Forward publishes prepared messages (the spool's) and confirms them with
 // one flush, retrying all of them with backoff until confirmed or ctx ends;
-// then it calls done (with every message failed if ctx ended). A message
-// the client refuses for good is given up on at once. Not concurrent with
-// Deliver.
+// then it calls done with the messages the client refused for good (given
+// up on at once) and, if ctx ended first, every other one as unsent. Not
+// concurrent with Deliver.
 func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsent []int, err error)) {
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	for attempt := 0; ; attempt++ {

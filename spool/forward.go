@@ -53,7 +53,7 @@ type forwarder struct {
 func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
 	skip, err := s.skipForwarded(ctx, st, hubStream)
 	if err != nil {
-		s.log.Warn("cannot tell what the hub already stores of the spool; forwarding all of it (the hub's duplicate window drops repeats)", "err", err)
+		return nil, fmt.Errorf("spool: what the hub already stores: %w", err)
 	}
 	// A fresh consumer: what an earlier run had delivered and not
 	// acknowledged comes again now, not after an ack wait.
@@ -105,11 +105,21 @@ func parseTag(v string) (incarnation string, seq uint64, idx int, ok bool) {
 // group is what one Forward call carries: the messages of whole packs,
 // and the packs' local messages, acknowledged once the hub has the group.
 type group struct {
-	packs  []jetstream.Msg
-	msgs   []sink.Msg
-	packOf []int // the pack of each message, an index into packs
-	tags   []byte
-	tagEnd []int
+	packs   []jetstream.Msg
+	msgs    []sink.Msg
+	packOf  []int // the pack of each message, an index into packs
+	tags    []byte
+	tagEnd  []int
+	damaged []damage // packs that did not unpack whole
+}
+
+// damage is a pack that did not unpack whole: counted and logged once it
+// is acknowledged (dropped), not at every attempt.
+type damage struct {
+	pack   int    // index into packs
+	seq    uint64 // its sequence in SPOOL (0: unknown)
+	before int    // messages before the damage
+	err    error
 }
 
 // maxGroup bounds the messages of one Forward call.
@@ -187,16 +197,14 @@ func (f *forwarder) run() {
 }
 
 // add unpacks a pack into the group, leaving out what the hub already
-// has (skip). A
-// pack damaged past some point gives the messages before the damage; it
-// is counted, and logged with its place.
+// has (skip). A pack damaged past some point gives the messages before the
+// damage; groupDone counts it, and logs it with its place.
 func (f *forwarder) add(g *group, m jetstream.Msg) {
 	p := len(g.packs)
 	g.packs = append(g.packs, m)
 	md, err := m.Metadata()
 	if err != nil {
-		f.s.damaged.Add(1)
-		f.s.log.Error("spool: a message without its metadata; dropped", "subject", m.Subject(), "err", err)
+		g.damaged = append(g.damaged, damage{pack: p, err: fmt.Errorf("no metadata: %w", err)})
 		return
 	}
 	seq := md.Sequence.Stream
@@ -216,8 +224,7 @@ func (f *forwarder) add(g *group, m jetstream.Msg) {
 		return true
 	})
 	if err != nil {
-		f.s.damaged.Add(1)
-		f.s.log.Error("spool: a damaged pack; what follows the damage is dropped", "spool_seq", seq, "messages_before_it", n, "err", err)
+		g.damaged = append(g.damaged, damage{pack: p, seq: seq, before: n, err: err})
 	}
 }
 
@@ -237,17 +244,35 @@ func (g *group) seal() {
 // hub sink stops, or its connection closed for good), which stay in SPOOL
 // for the next forwarder (the hub drops what it has of them). What it
 // refused for good (a message too large for it, a permanent error) cannot
-// go: it is counted, logged, and dropped with its pack.
+// go: it is dropped with its pack, and counted then, as is a damaged pack;
+// what stays in SPOOL is counted when a later forwarder drops it. An
+// acknowledgement that fails (the store failing meanwhile) leaves its pack
+// spooled, to be sent, and counted, again.
 func (f *forwarder) groupDone(g *group, refused, unsent []int, err error) {
 	ackUpTo := len(g.packs) - 1
 	if len(unsent) > 0 {
 		ackUpTo = g.packOf[slices.Min(unsent)] - 1
 	}
-	if len(refused) > 0 {
-		f.s.refused.Add(uint64(len(refused)))
-		m := &g.msgs[slices.Min(refused)]
+	dropped, first := 0, -1
+	for _, i := range refused {
+		if g.packOf[i] <= ackUpTo {
+			dropped++
+			if first < 0 || i < first {
+				first = i
+			}
+		}
+	}
+	if dropped > 0 {
+		f.s.refused.Add(uint64(dropped))
+		m := &g.msgs[first]
 		f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool and counted (genlbridge_spool_refused_total)",
-			"messages", len(refused), "first_subject", m.Subject, "first_id", m.ID, "err", err)
+			"messages", dropped, "first_subject", m.Subject, "first_id", m.ID, "err", err)
+	}
+	for _, d := range g.damaged {
+		if d.pack <= ackUpTo {
+			f.s.damaged.Add(1)
+			f.s.log.Error("spool: a damaged pack; what follows the damage is dropped", "spool_seq", d.seq, "messages_before_it", d.before, "err", d.err)
+		}
 	}
 	for _, p := range g.packs[:ackUpTo+1] {
 		if aerr := p.Ack(); aerr != nil && f.ctx.Err() == nil {

@@ -20,39 +20,67 @@ type position struct {
 	idx int
 }
 
+// clockSkew is how far the node's clock may be from the hub's: the
+// times of SPOOL's packs and of the hub's messages are compared. minSpan
+// is the least time a message is taken to be retried for. Variables for
+// the tests.
+var (
+	clockSkew = 10 * time.Second
+	minSpan   = 10 * time.Second
+)
+
 // skipForwarded finds what the hub already stores of what is spooled, so
 // that a new forwarder does not send it again even past the hub's duplicate
 // window: it purges the packs the hub has whole from the start of the
 // spool, and returns the places of the other messages it has (nil: none).
+// An error (the hub not answering) means the forwarder cannot start yet.
 //
-// The hub's last message of this node, if it is this spool's, says how far
-// forwarding got, but not that everything before it is there: the window
-// can have a message stored after later ones (republished after a failure)
-// when the forwarder stopped between the two. So within the duplicate
-// window nothing is skipped (the hub drops what it has, exactly); past it
-// what is skipped is what the hub is seen to hold, by the tags of this
-// node's messages stored around the last one, and the rest is sent again.
+// The hub can hold messages of any pack still in SPOOL (a group is
+// acknowledged only once the hub has all of it, and an outage can split
+// one over minutes), and none stored before the oldest such pack was
+// spooled. When that is recent enough, every message the forwarder sends
+// again falls in the hub's duplicate window, which drops it: nothing is
+// skipped. Otherwise the tags of this node's messages the hub stored since
+// then are read, and what they name is skipped; the rest is sent again.
 func (s *Spool) skipForwarded(ctx context.Context, st *store, hubStream jetstream.Stream) (map[position]bool, error) {
 	if hubStream == nil {
 		return nil, nil
 	}
-	last, at, ok, err := s.lastForwarded(ctx, hubStream)
-	if err != nil || !ok {
-		return nil, err
-	}
-	span := max(s.cfg.Sink.RetrySpan(), 10*time.Second)
-	if dup := hubStream.CachedInfo().Config.Duplicates; time.Since(at) < dup-span {
-		return nil, nil
-	}
-	have, err := s.hubTags(ctx, hubStream, at.Add(-2*span-10*time.Second))
-	if err != nil {
-		return nil, fmt.Errorf("read what the hub stores of the spool: %w", err)
-	}
-	// Purge the packs, from the first, the hub holds whole.
 	info, err := st.stream.Info(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if info.State.Msgs == 0 {
+		return nil, nil
+	}
+	oldest := time.Now()
+	if m, err := st.stream.GetMsg(ctx, info.State.FirstSeq); err == nil {
+		oldest = m.Time
+	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, err
+	}
+	oldest = oldest.Add(-clockSkew)
+	last, at, ok, err := s.lastForwarded(ctx, hubStream)
+	if err != nil || !ok {
+		return nil, err
+	}
+	span := max(s.cfg.Sink.RetrySpan(), minSpan)
+	if dup := hubStream.CachedInfo().Config.Duplicates; time.Since(oldest) < dup-span {
+		return nil, nil
+	}
+	from := at.Add(-2*span - clockSkew)
+	if oldest.Before(from) {
+		from = oldest
+	}
+	have, complete, err := s.hubTags(ctx, hubStream, from)
+	if err != nil {
+		return nil, fmt.Errorf("read what the hub stores of the spool: %w", err)
+	}
+	if !complete {
+		s.log.Warn("the hub holds too many of this node's messages to read them all: what was not read is sent again, and what of it is past the hub's duplicate window is stored twice",
+			"read", maxScan, "since", from.Format(time.RFC3339))
+	}
+	// Purge the packs, from the first, the hub holds whole.
 	keep := info.State.FirstSeq
 walk:
 	for q := info.State.FirstSeq; q <= last.seq && q != 0; q++ {
@@ -105,18 +133,22 @@ func (s *Spool) lastForwarded(ctx context.Context, hubStream jetstream.Stream) (
 }
 
 // hubTags reads the places of this spool's messages the hub stored since
-// from (this node's subjects only), at most maxScan of them.
-func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from time.Time) (map[position]bool, error) {
+// from (this node's subjects only), at most maxScan of them (complete
+// false: there were more). It gives up when ctx ends.
+func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from time.Time) (have map[position]bool, complete bool, err error) {
 	c, err := hubStream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: s.cfg.ResumeFilters,
 		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	have := map[position]bool{}
+	have = map[position]bool{}
 	for n := 0; n < maxScan; {
-		batch, err := c.Fetch(1024, jetstream.FetchMaxWait(2*time.Second))
+		if err := ctx.Err(); err != nil {
+			return nil, false, err
+		}
+		batch, err := c.Fetch(min(1024, maxScan-n), jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
-			return nil, err
+			return nil, false, err
 		}
 		got, pending := 0, uint64(1)
 		for m := range batch.Messages() {
@@ -129,12 +161,12 @@ func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from ti
 			}
 		}
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
-			return nil, err
+			return nil, false, err
 		}
 		n += got
 		if got == 0 || pending == 0 {
-			return have, nil
+			return have, true, nil
 		}
 	}
-	return nil, fmt.Errorf("more than %d messages of this node in the hub since %s", maxScan, from.Format(time.RFC3339))
+	return have, false, nil
 }

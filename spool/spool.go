@@ -68,9 +68,10 @@ type Config struct {
 	// ResumeFilters are subject filters that match every message this node
 	// publishes (its event and loss subjects).
 	ResumeFilters []string
-	// HubMaxPayload is the payload limit of the fleet's server: batched
-	// messages are split below it (default 1 MiB, nats-server's).
-	HubMaxPayload int
+	// HubMaxPayload says the payload limit of the fleet's server, asked at
+	// every batch (0: not known yet): batched messages are split below it
+	// (by default, and while it is not known, 1 MiB, nats-server's).
+	HubMaxPayload func() int
 	// Window bounds the messages forwarded and not yet acknowledged by the
 	// hub (default 4096).
 	Window int
@@ -93,10 +94,14 @@ type Spool struct {
 	kick    chan struct{} // wakes watch at once (a failure seen)
 	quit    chan struct{} // stops watch
 	done    chan struct{} // closed when watch returns
+	// ctx ends at Close: it bounds a forwarder's start (the hub asked what
+	// it has), so that Close does not wait for the hub.
+	ctx       context.Context
+	cancelCtx context.CancelFunc
 
 	mu        sync.Mutex
-	fwd       *forwarder // nil until Forward (and while the store is replaced)
-	starting  bool       // a forwarder is being made
+	fwd       *forwarder    // nil until Forward (and while the store is replaced)
+	started   chan struct{} // non-nil while a forwarder is being made; closed when done
 	hub       sink.Forwarder
 	hubStream jetstream.Stream
 	closed    bool
@@ -121,8 +126,14 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	if cfg.Window <= 0 {
 		cfg.Window = 4096
 	}
-	if cfg.HubMaxPayload <= 0 {
-		cfg.HubMaxPayload = 1 << 20
+	hubMax := cfg.HubMaxPayload
+	cfg.HubMaxPayload = func() int {
+		if hubMax != nil {
+			if m := hubMax(); m > 0 {
+				return m
+			}
+		}
+		return 1 << 20
 	}
 	if cfg.MaxBytes <= 0 {
 		return nil, errors.New("spool: no byte limit")
@@ -143,9 +154,11 @@ func Open(ctx context.Context, cfg Config) (*Spool, error) {
 	}
 	s := &Spool{cfg: cfg, log: cfg.Logger, opened: time.Now(), kick: make(chan struct{}, 1),
 		quit: make(chan struct{}), done: make(chan struct{})}
+	s.ctx, s.cancelCtx = context.WithCancel(context.Background())
 	s.writer = &Writer{s: s}
 	st, err := s.openStore(ctx)
 	if err != nil {
+		s.cancelCtx()
 		return nil, err
 	}
 	s.st.Store(st)
@@ -194,30 +207,37 @@ func (s *Spool) Forward(ctx context.Context, hub sink.Forwarder, hubStream jetst
 
 // startForwarder starts a forwarder on the current store, if there is a
 // hub, none runs and the store works. The hub is asked what it has
-// without holding mu (Stats and Close must not wait for it); what changed
-// meanwhile (a failure, Close) discards the new forwarder.
+// without holding mu (Stats must not wait for it), with ctx, which Close
+// also ends; Close waits for the start to end. What changed meanwhile (a
+// failure, Close) discards the new forwarder.
 func (s *Spool) startForwarder(ctx context.Context) error {
 	s.mu.Lock()
 	st := s.current()
-	if s.closed || s.hub == nil || s.fwd != nil || s.starting || st == nil || s.broken.Load() {
+	if s.closed || s.hub == nil || s.fwd != nil || s.started != nil || st == nil || s.broken.Load() {
 		s.mu.Unlock()
 		return nil
 	}
-	s.starting = true
+	started := make(chan struct{})
+	s.started = started
 	hub, hubStream := s.hub, s.hubStream
 	s.mu.Unlock()
+	defer close(started)
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
+	defer context.AfterFunc(s.ctx, stop)()
 	f, err := newForwarder(ctx, s, st, hub, hubStream)
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.starting = false
+	s.started = nil
 	if err != nil {
+		s.mu.Unlock()
 		return err
 	}
 	if s.closed || s.broken.Load() || s.current() != st {
-		go f.close()
-		return nil
+		s.mu.Unlock()
+		return f.close()
 	}
 	s.fwd = f
+	s.mu.Unlock()
 	return nil
 }
 
@@ -236,8 +256,9 @@ type Stats struct {
 	// none).
 	OldestAge time.Duration
 	// Forwarded counts messages the hub acknowledged (or, core NATS,
-	// confirmed); Refused those it refused for good (dropped); Damaged the
-	// packs that did not unpack whole.
+	// confirmed), a message sent again (after a restart) again; Refused
+	// those it refused for good, dropped from the spool; Damaged the packs
+	// that did not unpack whole, dropped.
 	Forwarded, Refused, Damaged uint64
 	// Forwarding is false while forwarding fails (the hub is unreachable,
 	// refuses, or is silent) and the spool is not empty.
@@ -313,7 +334,7 @@ func (s *Spool) Ready() error {
 	if st.Forwarding {
 		return nil
 	}
-	if s.forwarder() == nil {
+	if f := s.forwarder(); f == nil || f.dead() {
 		return fmt.Errorf("spool: not forwarding (the fleet's server has not been reachable, or the store is being replaced), %d messages (%d bytes) waiting",
 			st.Messages, st.Bytes)
 	}
@@ -332,9 +353,14 @@ func (s *Spool) Close(ctx context.Context) error {
 	s.closed = true
 	f := s.fwd
 	s.fwd = nil
+	started := s.started
 	s.mu.Unlock()
+	s.cancelCtx()
 	close(s.quit)
 	<-s.done
+	if started != nil {
+		<-started // its forwarder is discarded
+	}
 	var errs []error
 	if f != nil {
 		errs = append(errs, f.close())

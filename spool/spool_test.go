@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -187,17 +189,23 @@ func (h *harness) handForward(idxs ...int) {
 // duplicate window the forwarder sends it again and the hub drops it;
 // past the window the forwarder skips the run of the spool the hub is seen
 // to hold, and sends the rest, a message the hub lacks before the last one
-// it has included.
+// it has included. A pack the hub got part of before its window and the
+// rest just now (an outage split it) is skipped too, though the hub's last
+// message is recent.
 func TestSpoolSkipsWhatTheHubHas(t *testing.T) {
+	skew, span := clockSkew, minSpan
+	clockSkew, minSpan = 500*time.Millisecond, 500*time.Millisecond
+	t.Cleanup(func() { clockSkew, minSpan = skew, span })
 	for _, tc := range []struct {
-		name      string
-		dup       time.Duration
-		have      []int
-		forwarded uint64 // by the forwarder
+		name        string
+		dup         time.Duration
+		have, later []int  // later: handed to the hub once it forgot have's ids
+		forwarded   uint64 // by the forwarder
 	}{
-		{"within the duplicate window", 2 * time.Minute, []int{0, 1, 2, 3}, 10},
-		{"past it", time.Second, []int{0, 1, 2, 3}, 6},
-		{"past it, a gap", time.Second, []int{0, 1, 3}, 7},
+		{"within the duplicate window", 2 * time.Minute, []int{0, 1, 2, 3}, nil, 10},
+		{"past it", time.Second, []int{0, 1, 2, 3}, nil, 6},
+		{"past it, a gap", time.Second, []int{0, 1, 3}, nil, 7},
+		{"a pack split across the window", 3 * time.Second, []int{0, 1}, []int{2, 3}, 6},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			h := newHarnessWindow(t, tc.dup)
@@ -210,6 +218,9 @@ func TestSpoolSkipsWhatTheHubHas(t *testing.T) {
 			h.handForward(tc.have...)
 			if tc.dup < time.Minute {
 				time.Sleep(tc.dup + 100*time.Millisecond) // the hub forgets the ids
+			}
+			if tc.later != nil {
+				h.handForward(tc.later...)
 			}
 			if err := h.sp.Forward(ctx, h.hub, h.hub.Stream()); err != nil {
 				t.Fatal(err)
@@ -258,5 +269,35 @@ func TestWriterRefusesWhileTheStoreFailed(t *testing.T) {
 	h.sp.broken.Store(false)
 	if err := h.sp.Sink().Deliver(context.Background(), &sink.Batch{Events: testEvents("h", 6, 1)}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// A message the hub refuses for good (larger than its max_payload) is
+// dropped from the spool with its pack and counted once; the others of the
+// pack reach the hub.
+func TestSpoolDropsWhatTheHubRefuses(t *testing.T) {
+	h := newHarness(t)
+	h.openAlone()
+	defer h.close()
+	ctx := context.Background()
+	evs := testEvents("h", 1, 5)
+	evs[2].Msg = strings.Repeat("x", int(h.hubNC.MaxPayload())+1)
+	if err := h.sp.Sink().Deliver(ctx, &sink.Batch{Events: evs}); err != nil {
+		t.Fatal(err)
+	}
+	if err := h.sp.Forward(ctx, h.hub, h.hub.Stream()); err != nil {
+		t.Fatal(err)
+	}
+	h.waitEmpty()
+	recs := jstest.ReadStream(t, h.hubNC, sink.DefaultStream.Name)
+	var got []uint64
+	for _, e := range recs.Events {
+		got = append(got, e.Seq)
+	}
+	if !slices.Equal(got, []uint64{1, 2, 4, 5}) {
+		t.Fatalf("the hub stores %v, want 1 2 4 5", got)
+	}
+	if st := h.sp.Stats(); st.Refused != 1 || st.Forwarded != 4 || st.Damaged != 0 {
+		t.Fatalf("refused %d, forwarded %d, damaged %d: want 1, 4, 0", st.Refused, st.Forwarded, st.Damaged)
 	}
 }

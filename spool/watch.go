@@ -2,6 +2,7 @@ package spool
 
 import (
 	"context"
+	"fmt"
 	"time"
 )
 
@@ -29,6 +30,7 @@ func (s *Spool) watch() {
 	defer t.Stop()
 	var handled uint64 // failures seen so far
 	down := false      // the current store has failed; a new one is due
+	startErr := ""     // why the last start of a forwarder failed, as logged
 	for {
 		select {
 		case <-s.quit:
@@ -76,9 +78,12 @@ func (s *Spool) watch() {
 			s.log.Warn("spool: the forwarder stopped; starting another")
 		}
 		if f := s.forwarder(); f == nil {
-			if err := s.startForwarder(context.Background()); err != nil {
-				s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err)
+			// Logged when the reason changes, not every watchEvery.
+			err := s.startForwarder(context.Background())
+			if msg := fmt.Sprint(err); err != nil && msg != startErr {
+				s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err, "every", watchEvery)
 			}
+			startErr = fmt.Sprint(err)
 		} else {
 			f.stalledSince() // logs the changes
 		}

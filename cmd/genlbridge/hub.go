@@ -162,7 +162,7 @@ func startSpool(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slo
 	host := cmp.Or(cfg.NodeName, bridge.Hostname())
 	sp, err := spool.Open(ctx, spool.Config{
 		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Subjects: cfg.StreamSubjects,
-		HubMaxPayload: int(nc.MaxPayload()), // 0 (not connected yet): nats-server's default
+		HubMaxPayload: func() int { return int(nc.MaxPayload()) }, // 0 until connected
 		Sink:          cfg.JetStream(), Window: cfg.MaxInFlight, Logger: log,
 		ResumeFilters: []string{events.Filter("", "", host, ""), losses.Filter("", "", host, "")},
 	})
@@ -224,9 +224,12 @@ func (h *spoolHub) resume(host, family, group string) (string, uint64, uint64, b
 	return r(host, family, group)
 }
 
-// close closes the spool (its forwarder first: what is not forwarded stays
-// spooled), then stops making the hub and closes its sink.
+// close stops making the hub (run returns, a forwarder's start with it),
+// closes the spool (its forwarder first: what is not forwarded stays
+// spooled), then the hub's sink.
 func (h *spoolHub) close(timeout time.Duration) {
+	h.stop()
+	<-h.done
 	if h.sp != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		if err := h.sp.Close(ctx); err != nil {
@@ -234,8 +237,6 @@ func (h *spoolHub) close(timeout time.Duration) {
 		}
 		cancel()
 	}
-	h.stop()
-	<-h.done
 	if s := h.get(); s != nil {
 		closeSink(s, timeout, h.log)
 	}
