@@ -213,38 +213,46 @@ func decode(m genetlink.Message) (event, error) {
 }
 
 // receive reads events of family f until n have arrived or timeout passes.
-// Errors other than a read timeout or ENOBUFS (an overrun, counted by the
-// socket's drop counter) fail the test.
 func receive(t *testing.T, c *genetlink.Conn, f genetlink.Family, n int, timeout time.Duration) []event {
 	t.Helper()
 	var out []event
 	deadline := time.Now().Add(timeout)
 	for len(out) < n && time.Now().Before(deadline) {
-		if err := c.SetReadDeadline(deadline); err != nil {
-			t.Fatal(err)
-		}
-		msgs, nlmsgs, err := c.Receive()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				break
-			}
-			if errors.Is(err, unix.ENOBUFS) {
-				continue
-			}
-			t.Fatalf("receive: %v", err)
-		}
-		for i, m := range msgs {
-			if nlmsgs[i].Header.Type != netlink.HeaderType(f.ID) {
-				continue
-			}
-			e, err := decode(m)
-			if err != nil {
-				t.Fatalf("decode event %x: %v", m.Data, err)
-			}
-			out = append(out, e)
-		}
+		evs, _ := readOnce(t, c, f, deadline)
+		out = append(out, evs...)
 	}
 	return out
+}
+
+// readOnce reads one batch of datagrams, waiting until at most until, and
+// returns the events of family f among them. enobufs says the read found
+// the socket overrun (the drop counter counts what was lost). Errors other
+// than that and the deadline fail the test.
+func readOnce(t *testing.T, c *genetlink.Conn, f genetlink.Family, until time.Time) (evs []event, enobufs bool) {
+	t.Helper()
+	if err := c.SetReadDeadline(until); err != nil {
+		t.Fatal(err)
+	}
+	msgs, nlmsgs, err := c.Receive()
+	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return nil, false
+	case errors.Is(err, unix.ENOBUFS):
+		return nil, true
+	case err != nil:
+		t.Fatalf("receive (drops %d): %v", drops(t, c), err)
+	}
+	for i, m := range msgs {
+		if nlmsgs[i].Header.Type != netlink.HeaderType(f.ID) {
+			continue
+		}
+		e, err := decode(m)
+		if err != nil {
+			t.Fatalf("decode event %x: %v", m.Data, err)
+		}
+		evs = append(evs, e)
+	}
+	return evs, false
 }
 
 // command sends an EMIT or BURST request on its own socket (events can come
@@ -421,28 +429,11 @@ func TestEmitAndBurst(t *testing.T) {
 		if uint64(received)+uint64(dropped) >= n || time.Now().After(deadline) {
 			break
 		}
-		if err := l.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
-			t.Fatal(err)
+		evs, overrun := readOnce(t, l, f, time.Now().Add(time.Second))
+		if overrun {
+			enobufs++
 		}
-		msgs, nlmsgs, err := l.Receive()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			if errors.Is(err, unix.ENOBUFS) {
-				enobufs++
-				continue
-			}
-			t.Fatalf("receive: %v", err)
-		}
-		for i, m := range msgs {
-			if nlmsgs[i].Header.Type != netlink.HeaderType(f.ID) {
-				continue
-			}
-			e, err := decode(m)
-			if err != nil {
-				t.Fatalf("decode: %v", err)
-			}
+		for _, e := range evs {
 			received++
 			lastAt = time.Since(start)
 			// SEQ numbers the burst contiguously from the one after
@@ -535,24 +526,11 @@ func TestSeqOrderWithConcurrentSenders(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("after 3 minutes: %d of %d burst events, %d of %d EMITs, %d drops", bursts, n, emitsSeen, emits, drops(t, l))
 		}
-		if err := l.SetReadDeadline(time.Now().Add(time.Second)); err != nil {
-			t.Fatal(err)
+		evs, overrun := readOnce(t, l, f, time.Now().Add(time.Second))
+		if overrun {
+			t.Fatalf("the socket overran (drops %d)", drops(t, l))
 		}
-		msgs, nlmsgs, err := l.Receive()
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				continue
-			}
-			t.Fatalf("receive (drops %d): %v", drops(t, l), err)
-		}
-		for i, m := range msgs {
-			if nlmsgs[i].Header.Type != netlink.HeaderType(f.ID) {
-				continue
-			}
-			e, err := decode(m)
-			if err != nil {
-				t.Fatalf("decode: %v", err)
-			}
+		for _, e := range evs {
 			got++
 			switch {
 			case strings.HasPrefix(e.msg, "burst "):
