@@ -52,7 +52,14 @@ type forwarder struct {
 // left, and starts forwarding.
 func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
 	skip, err := s.skipForwarded(ctx, st, hubStream)
-	if err != nil {
+	var apiErr *jetstream.APIError
+	switch {
+	case errors.As(err, &apiErr):
+		// The hub answers, and refuses (permissions, a consumer limit):
+		// asking again would leave the spool filling up for good.
+		s.log.Warn("the hub refuses to say what it already stores of the spool; forwarding all of it (what it has past its duplicate window is stored twice)", "err", err)
+	case err != nil:
+		// Not reachable yet: the start is tried again.
 		return nil, fmt.Errorf("spool: what the hub already stores: %w", err)
 	}
 	// A fresh consumer: what an earlier run had delivered and not

@@ -53,13 +53,7 @@ func (s *Spool) skipForwarded(ctx context.Context, st *store, hubStream jetstrea
 	if info.State.Msgs == 0 {
 		return nil, nil
 	}
-	oldest := time.Now()
-	if m, err := st.stream.GetMsg(ctx, info.State.FirstSeq); err == nil {
-		oldest = m.Time
-	} else if !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, err
-	}
-	oldest = oldest.Add(-clockSkew)
+	oldest := info.State.FirstTime.Add(-clockSkew)
 	last, at, ok, err := s.lastForwarded(ctx, hubStream)
 	if err != nil || !ok {
 		return nil, err
@@ -72,7 +66,7 @@ func (s *Spool) skipForwarded(ctx context.Context, st *store, hubStream jetstrea
 	if oldest.Before(from) {
 		from = oldest
 	}
-	have, complete, err := s.hubTags(ctx, hubStream, from)
+	have, complete, err := s.hubTags(ctx, hubStream, from, info.State.FirstSeq)
 	if err != nil {
 		return nil, fmt.Errorf("read what the hub stores of the spool: %w", err)
 	}
@@ -132,28 +126,31 @@ func (s *Spool) lastForwarded(ctx context.Context, hubStream jetstream.Stream) (
 	return last, at, ok, nil
 }
 
-// hubTags reads the places of this spool's messages the hub stored since
-// from (this node's subjects only), at most maxScan of them (complete
-// false: there were more). It gives up when ctx ends.
-func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from time.Time) (have map[position]bool, complete bool, err error) {
+// hubTags reads the places of this spool's messages from packs at or
+// after firstSeq that the hub stored since from (this node's subjects
+// only, headers only), at most maxScan of them (complete false: there were
+// more); the messages of packs already acknowledged are read past. It
+// gives up when ctx ends, and when the hub refuses the consumer it reads
+// with (nats.go would otherwise make it again, forever, inside Fetch).
+func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from time.Time, firstSeq uint64) (have map[position]bool, complete bool, err error) {
 	c, err := hubStream.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: s.cfg.ResumeFilters,
-		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from})
+		DeliverPolicy: jetstream.DeliverByStartTimePolicy, OptStartTime: &from, HeadersOnly: true, MaxResetAttempts: 1})
 	if err != nil {
 		return nil, false, err
 	}
 	have = map[position]bool{}
-	for n := 0; n < maxScan; {
+	for len(have) < maxScan {
 		if err := ctx.Err(); err != nil {
 			return nil, false, err
 		}
-		batch, err := c.Fetch(min(1024, maxScan-n), jetstream.FetchMaxWait(2*time.Second))
+		batch, err := c.Fetch(1024, jetstream.FetchMaxWait(2*time.Second))
 		if err != nil {
 			return nil, false, err
 		}
 		got, pending := 0, uint64(1)
 		for m := range batch.Messages() {
 			got++
-			if inc, q, i, ok := parseTag(m.Headers().Get(sink.TagHeader)); ok && inc == s.incarnation {
+			if inc, q, i, ok := parseTag(m.Headers().Get(sink.TagHeader)); ok && inc == s.incarnation && q >= firstSeq {
 				have[position{q, i}] = true
 			}
 			if md, err := m.Metadata(); err == nil {
@@ -163,7 +160,6 @@ func (s *Spool) hubTags(ctx context.Context, hubStream jetstream.Stream, from ti
 		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) {
 			return nil, false, err
 		}
-		n += got
 		if got == 0 || pending == 0 {
 			return have, true, nil
 		}

@@ -195,7 +195,9 @@ func (s *Spool) Forward(ctx context.Context, hub sink.Forwarder, hubStream jetst
 	s.hub, s.hubStream = hub, hubStream
 	s.mu.Unlock()
 	if err := s.startForwarder(ctx); err != nil {
-		s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err)
+		if ctx.Err() == nil {
+			s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err, "every", watchEvery)
+		}
 		return nil
 	}
 	if s.forwarder() != nil {

@@ -2,7 +2,6 @@ package spool
 
 import (
 	"context"
-	"fmt"
 	"time"
 )
 
@@ -80,10 +79,15 @@ func (s *Spool) watch() {
 		if f := s.forwarder(); f == nil {
 			// Logged when the reason changes, not every watchEvery.
 			err := s.startForwarder(context.Background())
-			if msg := fmt.Sprint(err); err != nil && msg != startErr {
+			switch {
+			case err != nil && err.Error() != startErr:
 				s.log.Warn("spool: cannot start forwarding yet; trying again", "err", err, "every", watchEvery)
+				startErr = err.Error()
+			case err == nil && startErr != "" && s.forwarder() != nil:
+				st := s.Stats()
+				s.log.Info("spool: forwarding to the fleet's server", "messages", st.Messages, "bytes", st.Bytes)
+				startErr = ""
 			}
-			startErr = fmt.Sprint(err)
 		} else {
 			f.stalledSince() // logs the changes
 		}
