@@ -16,8 +16,8 @@ import (
 // past: every one uses inputs just big enough to show the bound and checks
 // an error or a count, never a duration.
 
-// compileText parses spec (and override, if not empty) and compiles them.
-func compileText(t testing.TB, spec, ov string) (*Family, error) {
+// parseText parses spec and, if not empty, override ov.
+func parseText(t testing.TB, spec, ov string) (*Spec, *Override) {
 	t.Helper()
 	s, err := ParseSpec("s.yaml", []byte(spec))
 	if err != nil {
@@ -29,23 +29,20 @@ func compileText(t testing.TB, spec, ov string) (*Family, error) {
 			t.Fatal(err)
 		}
 	}
-	return Compile(s, o)
+	return s, o
+}
+
+// compileText parses spec (and override, if not empty) and compiles them.
+func compileText(t testing.TB, spec, ov string) (*Family, error) {
+	t.Helper()
+	return Compile(parseText(t, spec, ov))
 }
 
 // compileWork compiles like compileText and returns the compiler's work
 // count.
 func compileWork(t testing.TB, spec, ov string) int {
 	t.Helper()
-	s, err := ParseSpec("s.yaml", []byte(spec))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var o *Override
-	if ov != "" {
-		if o, err = ParseOverride("o.yaml", []byte(ov)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	s, o := parseText(t, spec, ov)
 	c := newCompiler(s, o)
 	if _, err := c.compile(o); err != nil {
 		t.Fatal(err)
