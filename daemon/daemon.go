@@ -7,14 +7,14 @@ package daemon
 
 import (
 	"context"
-	"log/slog"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
-		"strings"
-	
+	"strings"
+
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/config"
 	"github.com/genlbridge/genlbridge/monitor"
