@@ -1,7 +1,9 @@
 // The image: the root Dockerfile against go.mod's Go version and the
-// binary's GENLBRIDGE_HTTP_ADDR default (multi-stage, static build, non-root
-// distroless final stage, labels, EXPOSE, ENTRYPOINT); the root .dockerignore
-// against what the Dockerfile and deploy/kmod/Dockerfile copy.
+// binary's GENLBRIDGE_HTTP_ADDR default (multi-stage, no frontend to pull,
+// a builder on the build platform, static build, non-root scratch or
+// distroless final stage without RUN, labels, EXPOSE, ENTRYPOINT); the root
+// .dockerignore against what the Dockerfile and deploy/kmod/Dockerfile
+// copy. make k8s-test builds the image and runs it (k8stest).
 
 package deploy_test
 
@@ -61,6 +63,10 @@ func goVersion(t *testing.T) string {
 }
 
 func TestDockerfile(t *testing.T) {
+	// A `# syntax=` line makes BuildKit pull its frontend: no registry, no build.
+	if first, _, _ := strings.Cut(string(read(t, "../Dockerfile")), "\n"); strings.HasPrefix(strings.ReplaceAll(first, " ", ""), "#syntax=") {
+		t.Errorf("the Dockerfile starts with %q: BuildKit would pull that frontend", first)
+	}
 	ins := parseDockerfile(t, "../Dockerfile")
 	var stages [][]instruction
 	args := map[string]string{}
@@ -83,8 +89,19 @@ func TestDockerfile(t *testing.T) {
 		t.Errorf("ARG GO_VERSION=%q, go.mod says go %s", args["GO_VERSION"], gv)
 	}
 	build, final := stages[0], stages[len(stages)-1]
-	if from := build[0].args; !strings.Contains(from, "golang:${GO_VERSION}") || !strings.Contains(from, " AS ") {
-		t.Errorf("first stage %q: want a named golang:${GO_VERSION} builder", from)
+	// The builder's image may be an ARG (make image passes a local one);
+	// its default is the official Go image of go.mod's version.
+	from := build[0].args
+	for k, v := range args {
+		from = strings.ReplaceAll(from, "${"+k+"}", v)
+	}
+	if !strings.Contains(from, "golang:${GO_VERSION}") || !strings.Contains(from, " AS ") {
+		t.Errorf("first stage %q (%q): want a named golang:${GO_VERSION} builder", build[0].args, from)
+	}
+	// Built on the build machine's platform, cross-compiling for the
+	// target's: a manifest list needs no emulation.
+	if !strings.HasPrefix(build[0].args, "--platform=$BUILDPLATFORM ") {
+		t.Errorf("first stage %q: want FROM --platform=$BUILDPLATFORM", build[0].args)
 	}
 	built := false
 	for _, in := range build {
@@ -125,6 +142,11 @@ func TestDockerfile(t *testing.T) {
 	}
 	if !strings.HasPrefix(final[0].args, "gcr.io/distroless/static") && final[0].args != "scratch" {
 		t.Errorf("final image %q: want distroless static or scratch", final[0].args)
+	}
+	for _, in := range final {
+		if in.cmd == "RUN" {
+			t.Errorf("line %d: RUN in the final stage: each platform of the manifest list would need to run its binaries", in.line)
+		}
 	}
 	if !copied {
 		t.Error("the final stage does not copy /out/genlbridge from the build stage to /genlbridge")
