@@ -1,0 +1,12 @@
+// Package k8stest runs the DaemonSet of deploy/ on a real one-node
+// Kubernetes cluster on this machine (internal/k8scluster), with the image
+// the root Dockerfile builds, and checks what the issue of the DaemonSet
+// on a real kubelet asks: the rollout, the pod's security context as the
+// kernel sees it, kernel events stamped with the node's name, rollouts and
+// pod deletions while events flow, the spool on its hostPath, SIGTERM, the
+// probes, and the example without NET_ADMIN.
+//
+// The tests have the build tag k8s and need root, the binaries of make
+// k8s-bins and the image of make image: run them with make k8s-test. The
+// directory kube/ is the module those binaries are built from.
+package k8stest
