@@ -167,22 +167,83 @@ func TestLedgerMergesContiguousRanges(t *testing.T) {
 	}
 }
 
+// A long spool_full: more than 4,096 refused batches whose records come
+// back in any order (the newest first, as requeued ones do) keep their
+// exact ranges, merged into as few records as touch.
+func TestLedgerKeepsRangesOfManyRefusedBatches(t *testing.T) {
+	l := newLedger()
+	const batches, size = 10000, 16
+	// Two subscriptions; batch b holds sequences b*16+1 .. b*16+16. The
+	// records arrive newest first, and every tenth batch was delivered.
+	for b := batches - 1; b >= 0; b-- {
+		if b%10 == 9 {
+			continue
+		}
+		for _, fam := range []string{"f1", "f2"} {
+			first := uint64(b*size + 1)
+			l.requeue(event.Loss{Family: fam, Group: "g", Reason: event.ReasonSpoolFull, Count: size, FirstSeq: first,
+				LastSeq: first + size - 1, Instance: 9, TimeNS: int64(b + 1)})
+		}
+	}
+	got := l.take(nil)
+	// A record per run of nine batches, per subscription.
+	if want := 2 * batches / 10; len(got) != want {
+		t.Fatalf("%d records, want %d (a range per run of refused batches)", len(got), want)
+	}
+	seen := map[string]map[uint64]int{"f1": {}, "f2": {}}
+	var total uint64
+	for _, r := range got {
+		if r.FirstSeq == 0 || r.LastSeq-r.FirstSeq+1 != r.Count || r.Instance != 9 {
+			t.Fatalf("record %+v: want an exact range", r)
+		}
+		for s := r.FirstSeq; s <= r.LastSeq; s++ {
+			seen[r.Family][s]++
+		}
+		total += r.Count
+	}
+	for fam, m := range seen {
+		for b := 0; b < batches; b++ {
+			for s := uint64(b*size + 1); s <= uint64(b*size+size); s++ {
+				want := 1
+				if b%10 == 9 {
+					want = 0
+				}
+				if m[s] != want {
+					t.Fatalf("%s: sequence %d in %d records, want %d", fam, s, m[s], want)
+				}
+			}
+		}
+	}
+	if want := uint64(2 * batches * 9 / 10 * size); total != want {
+		t.Fatalf("%d events in the records, want %d", total, want)
+	}
+}
+
+// Past the bound, records that touch nothing lose their range, never their
+// count.
 func TestLedgerBoundsPendingRecords(t *testing.T) {
 	l := newLedger()
 	for i := uint64(0); i < maxPendingLosses+100; i++ {
-		s := 10 + 2*i // never contiguous
-		l.add(event.Loss{Family: "f", Group: "g", Reason: event.ReasonSeqGap, Count: 1, FirstSeq: s, LastSeq: s}, true)
+		s := 10 + 2*i // never touching
+		l.add(event.Loss{Family: "f", Group: "g", Reason: event.ReasonSeqGap, Count: 1, FirstSeq: s, LastSeq: s, Instance: 3}, true)
 	}
+	// One that joins two pending ranges still merges, with its range.
+	l.add(event.Loss{Family: "f", Group: "g", Reason: event.ReasonSeqGap, Count: 1, FirstSeq: 11, LastSeq: 11, Instance: 3}, true)
 	got := l.take(nil)
 	if len(got) != maxPendingLosses {
-		t.Fatalf("%d pending records, want the bound %d", len(got), maxPendingLosses)
+		t.Fatalf("%d pending records, want %d ranges and one count-only", len(got), maxPendingLosses-1)
 	}
-	var n uint64
+	var n, rangeless uint64
 	for _, r := range got {
 		n += r.Count
+		if r.FirstSeq == 0 {
+			rangeless += r.Count
+		} else if r.FirstSeq == 10 && (r.LastSeq != 12 || r.Count != 3) {
+			t.Fatalf("the touching record did not merge: %+v", r)
+		}
 	}
-	if n != maxPendingLosses+100 {
-		t.Fatalf("merged records count %d, want %d", n, maxPendingLosses+100)
+	if n != maxPendingLosses+101 || rangeless != 100 {
+		t.Fatalf("records count %d (%d without a range), want %d (100)", n, rangeless, maxPendingLosses+101)
 	}
 }
 

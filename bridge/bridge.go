@@ -74,8 +74,10 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Resume, if set, says where a previous run stopped: the boot id,
 	// instance and kernel sequence of the last event of host's family/group
-	// that reached the sink (ok false: unknown). Run calls it once per
-	// subscription before reading. When the first event's boot id is the
+	// that reached the sink (ok false: unknown). Each subscription's reader
+	// calls it once, from its own goroutine, before it reads its socket
+	// (which the controller may have joined already: the kernel queues the
+	// events there while it waits). When the first event's boot id is the
 	// same and its sequence is past the stored one, the registration went
 	// on while nobody listened: the events in between are published as a
 	// seq_gap loss and the stored instance is kept. A sequence at or below

@@ -8,9 +8,13 @@ import (
 	"github.com/genlbridge/genlbridge/event"
 )
 
-// maxPendingLosses bounds the loss records waiting for the sink; past it,
-// records of the same subscription and reason merge and lose their range.
-const maxPendingLosses = 4096
+// maxPendingLosses bounds the loss records waiting for the sink (ranges
+// that do not touch; touching ones merge, whatever order they come in).
+// Past it, a record of a key that has ranges pending merges into its
+// count-only record and loses its range: the counts stay exact. With the
+// ranges of a key merging whenever they touch, a long spool_full (one
+// range a subscription) stays far below it.
+const maxPendingLosses = 1 << 16
 
 // ledger counts every lost event by reason and keeps the loss records that
 // have not been handed to the sink yet. Loss records never wait for queue
@@ -20,7 +24,7 @@ type ledger struct {
 	counts [len(reasonIndex)]atomic.Uint64
 
 	mu       sync.Mutex
-	pending  []event.Loss
+	pending  pendingLosses
 	lastTime int64 // TimeNS of the last record queued
 	// notify has room for one wake-up: the batcher cuts a batch for losses
 	// even when no event follows them.
@@ -60,7 +64,7 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 		rec.TimeNS = l.lastTime + 1
 	}
 	l.lastTime = rec.TimeNS
-	l.pending = mergeLoss(l.pending, rec)
+	l.pending.add(rec)
 	l.mu.Unlock()
 	select {
 	case l.notify <- struct{}{}:
@@ -74,7 +78,7 @@ func (l *ledger) add(rec event.Loss, publish bool) {
 // carry it.
 func (l *ledger) requeue(rec event.Loss) {
 	l.mu.Lock()
-	l.pending = mergeLoss(l.pending, rec)
+	l.pending.add(rec)
 	l.mu.Unlock()
 	if l.retryArmed.CompareAndSwap(false, true) {
 		time.AfterFunc(requeueRetry, func() {
@@ -90,46 +94,10 @@ func (l *ledger) requeue(rec event.Loss) {
 // requeueRetry is how soon requeued loss records are tried again.
 const requeueRetry = 500 * time.Millisecond
 
-func sameKey(a, b *event.Loss) bool {
-	return a.Reason == b.Reason && a.Family == b.Family && a.Group == b.Group && a.Instance == b.Instance
-}
-
-// mergeLoss appends rec to p, extending the last record instead when rec
-// continues its sequence range (or both have none), and merging into any
-// record of the same key once p is full.
-func mergeLoss(p []event.Loss, rec event.Loss) []event.Loss {
-	if n := len(p); n > 0 {
-		last := &p[n-1]
-		if sameKey(last, &rec) {
-			switch {
-			case last.LastSeq == 0 && rec.FirstSeq == 0:
-				last.Count += rec.Count
-				return p
-			case last.LastSeq != 0 && rec.FirstSeq == last.LastSeq+1:
-				last.Count += rec.Count
-				last.LastSeq = rec.LastSeq
-				return p
-			}
-		}
-	}
-	if len(p) >= maxPendingLosses {
-		for i := range p {
-			if sameKey(&p[i], &rec) {
-				p[i].Count += rec.Count
-				p[i].FirstSeq, p[i].LastSeq = 0, 0
-				return p
-			}
-		}
-	}
-	return append(p, rec)
-}
-
 // take moves the pending records to dst and returns it.
 func (l *ledger) take(dst []event.Loss) []event.Loss {
 	l.mu.Lock()
-	dst = append(dst, l.pending...)
-	clear(l.pending)
-	l.pending = l.pending[:0]
+	dst = l.pending.take(dst)
 	l.mu.Unlock()
 	return dst
 }
@@ -138,17 +106,14 @@ func (l *ledger) take(dst []event.Loss) []event.Loss {
 func (l *ledger) abandon() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	n := len(l.pending)
-	clear(l.pending)
-	l.pending = l.pending[:0]
-	return n
+	return len(l.pending.take(nil))
 }
 
 // waiting returns how many records wait for the sink (not yet in a batch).
 func (l *ledger) waiting() int {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.pending)
+	return l.pending.n
 }
 
 // count returns how many events were lost for reason.

@@ -70,6 +70,13 @@ func (r *reader) isMarker(d *dgram) bool {
 // publish_failed.
 func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 	b := r.b
+	if b.cfg.Resume != nil {
+		// Where the last run stopped: asked here, not before joining, so
+		// that a slow answer (the fleet's server being waited for) leaves
+		// the kernel's events in the socket rather than unread.
+		rp := &r.seq.resume
+		rp.bootID, rp.instance, rp.seq, rp.ok = b.cfg.Resume(b.cfg.Host, r.ctl.Family, r.ctl.Group)
+	}
 	out := make([]dgram, 0, b.cfg.ReadBatch)
 	var ev event.Event
 	var deadline time.Time
@@ -109,6 +116,7 @@ func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 			if d, err := r.sock.drops(); err == nil {
 				r.seq.Empty(d, now)
 			}
+			r.seq.Final(now)
 			return
 		}
 		if err != nil {

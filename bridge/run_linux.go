@@ -72,13 +72,6 @@ func (b *Bridge) Run(ctx context.Context) error {
 	ctrlCtx, stopCtrl := context.WithCancel(ctx)
 	defer stopCtrl()
 
-	if b.cfg.Resume != nil {
-		for _, r := range b.readers {
-			rp := &r.seq.resume
-			rp.bootID, rp.instance, rp.seq, rp.ok = b.cfg.Resume(b.cfg.Host, r.ctl.Family, r.ctl.Group)
-		}
-	}
-
 	// deliverCtx ends only when the shutdown deadline passes: until then
 	// readers wait for queue space and the batcher for the sink.
 	deliverCtx, cancelDeliver := context.WithCancel(context.WithoutCancel(ctx))

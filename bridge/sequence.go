@@ -39,7 +39,11 @@ type resumePoint struct {
 // its drops placed where the sequence shows them: at the next gap, or, when
 // the socket is found empty, right after the last event read (the dropped
 // events are then the newest). A family without one is numbered by the
-// bridge, and its drops are published at once, without a range.
+// bridge, and its drops are published at once, without a range. Drops
+// read before the first event say nothing yet: they wait for the events to
+// tell which kind of family it is and where they go, and Final publishes
+// what no event placed (so that no drop is counted twice, once without a
+// range and once by the gap that shows it).
 //
 // It is used by the reader's goroutine only; SocketDrops may be read by any.
 type sequencer struct {
@@ -51,6 +55,7 @@ type sequencer struct {
 	socketDrops atomic.Uint64 // the kernel's drops seen, for Stats
 
 	kernelSeq bool   // the family has shown a kernel sequence
+	numbered  bool   // the family has shown an event (kernelSeq says which kind)
 	haveSeq   bool   // lastSeq is meaningful
 	fresh     bool   // a marker said the next registration's sequence starts at 1
 	lastSeq   uint64 // last kernel sequence seen
@@ -109,7 +114,13 @@ func (s *sequencer) nextInstance(now time.Time) uint64 {
 // Event stamps ev's sequence and accounts for any gap before it. ev.Seq is
 // the module's sequence number, 0 when the family has none.
 func (s *sequencer) Event(ev *event.Event, now time.Time) {
+	s.numbered = true
 	if ev.Seq == 0 {
+		if !s.kernelSeq {
+			// Drops read before this first event: a family without a
+			// sequence, so they have no place.
+			s.publishPendingDrops(now, false)
+		}
 		s.bridgeSeq++
 		ev.Seq, ev.SeqSource, ev.Instance = s.bridgeSeq, event.SeqBridge, s.runInstance
 		return
@@ -185,16 +196,28 @@ func (s *sequencer) gap(first, last uint64, now time.Time) {
 }
 
 // Drops reads the kernel's drop counter. Drops on a socket whose family
-// has shown no sequence are published at once; otherwise they wait for the
-// gap that places them, or for the socket to be found empty (Empty).
+// has shown events without a sequence are published at once; otherwise
+// they wait for the gap that places them, or for the socket to be found
+// empty (Empty).
 func (s *sequencer) Drops(now time.Time) {
 	d, err := s.counter.drops()
 	if err != nil {
 		return
 	}
 	s.countDrops(d)
-	if !s.kernelSeq {
+	if s.numbered && !s.kernelSeq {
 		s.publishPendingDrops(now, false)
+	}
+}
+
+// Final publishes the drops nothing placed (the socket has left its group
+// and is drained: no event will show them), without a range when no event
+// told where they go.
+func (s *sequencer) Final(now time.Time) {
+	s.publishPendingDrops(now, true)
+	if s.pendingDrops > 0 {
+		s.losses.add(s.record(event.ReasonOverrun, s.pendingDrops, 0, 0, now.UnixNano()), true)
+		s.pendingDrops = 0
 	}
 }
 
@@ -221,6 +244,11 @@ func (s *sequencer) countDrops(d uint32) {
 // counted again.
 func (s *sequencer) publishPendingDrops(now time.Time, ranged bool) {
 	if s.pendingDrops == 0 {
+		return
+	}
+	if ranged && !s.haveSeq && (s.kernelSeq || !s.numbered) {
+		// No event of this registration read yet: its first event's gap
+		// places them (or Final).
 		return
 	}
 	var first, last uint64

@@ -29,6 +29,7 @@ func (l *lossList) add(rec event.Loss, publish bool) {
 //	empty N   the socket is found empty with the counter at N
 //	marker    a new registration of the family begins
 //	malformed a message that could not be decoded
+//	final     the socket has left its group and is drained
 type step struct {
 	op string
 	n  uint64
@@ -42,6 +43,7 @@ func empty(n uint64) step   { return step{"empty", n} }
 var (
 	marker    = step{op: "marker"}
 	malformed = step{op: "malformed"}
+	final     = step{op: "final"}
 )
 
 // TestSequencer drives the sequence and drop attribution with what a
@@ -102,7 +104,17 @@ func TestSequencer(t *testing.T) {
 		{name: "resume: another boot says nothing", resume: resumeAt("other-boot", 42, 100), steps: []step{ev(500)}, events: "500k@1"},
 		{name: "the drop counter wraps at 2^32", dropsSeen: 0xFFFFFFFE, steps: []step{ev(1), counter(3), ev(5), empty(3)},
 			events: "1k@1 5k@1", losses: "overrun 3 [2-4]@1, overrun 2 [6-7]@1", socket: 5},
-		{name: "drops before any event have no place", steps: []step{drops(2), ev(1)}, events: "1k@1", losses: "overrun 2", socket: 2},
+		{name: "drops before any event wait for the events to place them", steps: []step{drops(2), ev(1), empty(2)},
+			events: "1k@1", losses: "overrun 2 [2-3]@1", socket: 2},
+		{name: "drops before any event are counted once, not again by the gap that shows them (frozen right after joining)",
+			steps:  []step{drops(47480), empty(47480), ev(1), ev(2), ev(3), drops(47480), empty(47480), ev(47484), ev(47485)},
+			events: "1k@1 2k@1 3k@1 47484k@1 47485k@1", losses: "overrun 47480 [4-47483]@1", socket: 47480},
+		{name: "drops before any event of a family without a sequence go with its first event",
+			steps: []step{drops(2), empty(2), ev(0), ev(0)}, events: "1b 2b", losses: "overrun 2", socket: 2},
+		{name: "drops no event placed are published at the end", steps: []step{drops(4), final},
+			losses: "overrun 4", socket: 4},
+		{name: "drops after the last event are placed at the end", steps: []step{ev(1), counter(2), final},
+			events: "1k@1", losses: "overrun 2 [2-3]@1", socket: 2},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -145,6 +157,11 @@ func TestSequencer(t *testing.T) {
 					s.Marker(now)
 				case "malformed":
 					s.Malformed(now)
+				case "final":
+					if d, err := fc.drops(); err == nil {
+						s.Empty(d, now)
+					}
+					s.Final(now)
 				}
 			}
 			var losses []string
