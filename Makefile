@@ -43,7 +43,12 @@ $(PROMTOOL):
 	rm -rf build/tools/prometheus-deb
 	$@ --version | head -1
 
-build:
+# build/ holds build outputs and tool caches (Go module trees among them):
+# a go.mod of its own keeps it out of the main module's ./... patterns.
+build/go.mod:
+	@mkdir -p build && printf 'module genlbridge.invalid/build\n' > $@
+
+build: build/go.mod
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$$(git describe --always --dirty 2>/dev/null || echo dev)" -o $(BIN) ./cmd/genlbridge
 
 # The embedded server keeps its JetStream store under build/ unless told otherwise.
@@ -54,26 +59,27 @@ run: build
 tail: build
 	GENLBRIDGE_DATA_DIR=$${GENLBRIDGE_DATA_DIR:-$(CURDIR)/build/data} $(BIN) tail
 
-vet:
+vet: build/go.mod
 	$(GO) vet ./...
 
 fmt-check:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 
-unit: deps
+unit: deps build/go.mod
 	$(GO) test -race -count=1 -timeout 20m ./...
 
 # Each fuzzer runs FUZZTIME: the bridge's decoder, the JSON encoder, and the
 # YNL engine's spec loader (arbitrary YAML), decoder (arbitrary messages
 # against every shipped spec) and exmpl schema (against the old decoder),
-# and the spool's pack reader.
+# and the spool's pack and record meta readers.
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bridge
 	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) ./event
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./ynl
 	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ynl
 	$(GO) test -run '^$$' -fuzz '^FuzzExmpl$$' -fuzztime $(FUZZTIME) ./ynl
-	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./sink
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./spool
+	$(GO) test -run '^$$' -fuzz '^FuzzParseMeta$$' -fuzztime $(FUZZTIME) ./spool
 
 # demo: the README's first command is part of what CI proves; it fails
 # unless its burst ends fully accounted (received + reported lost).

@@ -61,8 +61,9 @@ type Config struct {
 	StreamManage          bool          `envconfig:"GENLBRIDGE_STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
 	MaxInFlight           int           `envconfig:"GENLBRIDGE_MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink and spool forwarder: most messages published and not yet acknowledged, across batches"`
 
-	Spool         Choice   `envconfig:"GENLBRIDGE_SPOOL" default:"auto" choices:"auto,on,off" desc:"keep events in a spool on this node's disk (a local JetStream stream) while the fleet's server cannot take them, and forward them in order once it can; auto: on with GENLBRIDGE_NATS_URL, off with the embedded server"`
-	SpoolDir      string   `envconfig:"GENLBRIDGE_SPOOL_DIR" default:"/var/lib/genlbridge/spool" desc:"directory of the spool's store (a hostPath in Kubernetes, so that it outlives the pod)"`
+	Spool         Choice   `envconfig:"GENLBRIDGE_SPOOL" default:"auto" choices:"auto,on,off" desc:"keep events in a spool on this node's disk (a log of checksummed records) while the fleet's server cannot take them, and forward them in order once it can; auto: on with GENLBRIDGE_NATS_URL, off with the embedded server"`
+	SpoolDir      string   `envconfig:"GENLBRIDGE_SPOOL_DIR" default:"/var/lib/genlbridge/spool" desc:"directory of the spool's log and state (a hostPath in Kubernetes, so that it outlives the pod); one bridge at a time"`
+	SpoolSync     string   `envconfig:"GENLBRIDGE_SPOOL_SYNC" default:"always" desc:"when the spool puts what it takes on the disk: always (synced before a batch counts as delivered, so a power cut loses nothing it took; syncs are shared by the batches written meanwhile), or an interval such as 100ms or 1s (a power cut may lose what it took in the last interval)"`
 	SpoolMaxBytes ByteSize `envconfig:"GENLBRIDGE_SPOOL_MAX_BYTES" default:"1GiB" desc:"most bytes the spool holds; when full, new events are counted as spool_full and nothing spooled is dropped; an outage of T seconds at R events/s needs about T*R*430 bytes (module-shaped events; see deploy/README.md)"`
 
 	ReceiveBuffer         ByteSize      `envconfig:"GENLBRIDGE_RECEIVE_BUFFER" default:"64MiB" desc:"socket receive buffer per subscription; the kernel grants twice this, and a queued event takes 750-930 bytes of it, so the default holds a burst of about 140,000 events"`
@@ -368,6 +369,9 @@ func (c *Config) check() error {
 		if c.SpoolMaxBytes < 1<<20 {
 			return badValue(Prefix+"_SPOOL_MAX_BYTES", strconv.Itoa(int(c.SpoolMaxBytes)), "want at least 1MiB")
 		}
+		if _, err := c.SpoolSyncInterval(); err != nil {
+			return badValue(Prefix+"_SPOOL_SYNC", c.SpoolSync, "want always, or an interval such as 100ms or 1s")
+		}
 		if c.SpoolDir == "" {
 			return badValue(Prefix+"_SPOOL_DIR", "", "want a directory")
 		}
@@ -397,6 +401,18 @@ func Default(env string) string {
 		}
 	}
 	return ""
+}
+
+// SpoolSyncInterval is GENLBRIDGE_SPOOL_SYNC: 0 for always.
+func (c *Config) SpoolSyncInterval() (time.Duration, error) {
+	if c.SpoolSync == "always" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(c.SpoolSync)
+	if err != nil || d <= 0 {
+		return 0, errors.New("want always or a positive duration")
+	}
+	return d, nil
 }
 
 // UsesSpool says whether events go through the node's spool: on, or auto

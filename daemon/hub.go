@@ -1,7 +1,6 @@
 package daemon
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -18,17 +17,15 @@ import (
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/genlbridge/genlbridge/spool"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
 // resumeFunc is bridge.Config.Resume.
 type resumeFunc = func(host, family, group string) (bootID string, instance, seq uint64, ok bool)
 
 // hubWait is how long a bridge with a spool waits at start for the fleet's
-// server before it starts without it: the hub's stream knows where the
-// previous run stopped (the resume point) when the spool holds nothing.
-// Past it events go to the spool, and forwarding starts once the server is
-// reachable.
+// server when the spool does not know where a subscription stopped and
+// the hub's stream might: the subscription's first event waits for it (the
+// kernel queues what follows in the socket), then goes on without.
 const hubWait = 5 * time.Second
 
 // connectNATS connects to the configured server (the remote one, or an
@@ -95,7 +92,6 @@ func connectNATS(ctx context.Context, cfg *config.Config, log *slog.Logger, canc
 type hub struct {
 	sink   sink.Sink
 	resume resumeFunc
-	stream jetstream.Stream
 }
 
 // makeHub makes the sink to the server behind nc. The core NATS sink needs
@@ -116,87 +112,66 @@ func makeHub(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.L
 	if err != nil {
 		return hub{}, err
 	}
-	return hub{sink: js, resume: js.Resume, stream: js.Stream()}, nil
+	return hub{sink: js, resume: js.Resume}, nil
 }
 
 // spoolHub is the hub behind a spool: made in the background by one
-// goroutine (run), which gives it to the spool once both exist. Its owner
-// is runDaemon, which calls close.
+// goroutine (run), which gives it to the spool once made. Its owner is
+// Run, which calls close.
 type spoolHub struct {
-	log    *slog.Logger
-	stop   context.CancelFunc
-	made   chan struct{} // closed when makeHub has returned (hub, err set)
-	opened chan struct{} // closed when sp is set
-	done   chan struct{} // closed when run returns
-	sp     *spool.Spool
+	log   *slog.Logger
+	ctx   context.Context
+	stop  context.CancelFunc
+	start time.Time
+	made  chan struct{} // closed when makeHub has returned (hub, err set)
+	done  chan struct{} // closed when run returns
+	sp    *spool.Spool
 
-	mu  sync.Mutex
-	hub hub // zero until made
-	err error
+	mu     sync.Mutex
+	hub    hub // zero until made
+	err    error
+	warned bool // logged that the hub's resume point was not waited for longer
 }
 
-// startSpool opens the node's spool and starts making the hub's sink; it
-// waits up to hubWait for it, so that a normal start knows the hub's resume
-// point. A hub that cannot be made (a stream that conflicts, the
-// connection closed for good) stops the start, or later cancels the daemon
-// with the error.
+// startSpool opens the node's spool, which takes events at once, and
+// starts making the hub's sink, which the spool forwards to once made. A
+// hub that cannot be made (a stream that conflicts, the connection closed
+// for good) cancels the daemon with the error.
 func startSpool(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.Logger, cancel context.CancelCauseFunc) (*spool.Spool, *spoolHub, error) {
-	hubCtx, stop := context.WithCancel(ctx)
-	h := &spoolHub{log: log, stop: stop, made: make(chan struct{}), opened: make(chan struct{}), done: make(chan struct{})}
-	go h.run(hubCtx, cfg, nc, cancel)
-	select {
-	case <-h.made:
-		if h.err != nil {
-			err := h.err
-			h.close(cfg.FlushTimeout)
-			return nil, nil, err
-		}
-	case <-time.After(hubWait):
-		log.Warn("the fleet's NATS server is not reachable: events go to the spool; it forwards them once the server is", "waited", hubWait)
-	case <-ctx.Done():
-		h.close(cfg.FlushTimeout)
-		return nil, nil, ctx.Err()
-	}
-
+	sync, _ := cfg.SpoolSyncInterval()
 	events, losses := cfg.Templates()
-	host := cmp.Or(cfg.NodeName, bridge.Hostname())
-	sp, err := spool.Open(ctx, spool.Config{
-		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Subjects: cfg.StreamSubjects,
+	sp, err := spool.Open(spool.Config{
+		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Sync: sync,
+		Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch",
 		HubMaxPayload: func() int { return int(nc.MaxPayload()) }, // 0 until connected
-		Sink:          cfg.JetStream(), Window: cfg.MaxInFlight, Logger: log,
-		ResumeFilters: []string{events.Filter("", "", host, ""), losses.Filter("", "", host, "")},
+		Window:        cfg.MaxInFlight, Logger: log,
 	})
 	if err != nil {
-		h.close(cfg.FlushTimeout)
 		return nil, nil, fmt.Errorf("GENLBRIDGE_SPOOL_DIR=%s: %w", cfg.SpoolDir, err)
 	}
-	h.sp = sp
-	close(h.opened)
+	hubCtx, stop := context.WithCancel(ctx)
+	h := &spoolHub{log: log, ctx: hubCtx, stop: stop, start: time.Now(), made: make(chan struct{}), done: make(chan struct{}), sp: sp}
+	go h.run(cfg, nc, cancel)
 	return sp, h, nil
 }
 
-// run makes the hub, then, once the spool is open, starts forwarding to it.
-func (h *spoolHub) run(ctx context.Context, cfg *config.Config, nc *nats.Conn, cancel context.CancelCauseFunc) {
+// run makes the hub, then starts forwarding to it.
+func (h *spoolHub) run(cfg *config.Config, nc *nats.Conn, cancel context.CancelCauseFunc) {
 	defer close(h.done)
-	hb, err := makeHub(ctx, cfg, nc, h.log)
+	hb, err := makeHub(h.ctx, cfg, nc, h.log)
 	h.mu.Lock()
 	h.hub, h.err = hb, err
 	h.mu.Unlock()
 	close(h.made)
-	select {
-	case <-h.opened:
-	case <-ctx.Done():
-		return // the start failed, or the daemon stops
-	}
 	if err == nil {
 		fwd, ok := hb.sink.(sink.Forwarder)
 		if !ok {
 			err = fmt.Errorf("GENLBRIDGE_SPOOL: the %s sink cannot forward from a spool", sinkName(hb.sink))
 		} else {
-			err = h.sp.Forward(ctx, fwd, hb.stream)
+			err = h.sp.Forward(fwd)
 		}
 	}
-	if err != nil && ctx.Err() == nil {
+	if err != nil && h.ctx.Err() == nil {
 		cancel(fmt.Errorf("the sink to the fleet's server: %w", err))
 	}
 }
@@ -208,12 +183,27 @@ func (h *spoolHub) get() sink.Sink {
 	return h.hub.sink
 }
 
-// resume is the bridge's resume point: the spool's last event of a
-// subscription when it holds one (it is newer than anything forwarded),
-// else the hub's, when it was reachable at the start.
+// resume is the bridge's resume point: the spool's when it covered the
+// subscription (it is newer than anything forwarded), else the hub's,
+// waited for until hubWait after the start.
 func (h *spoolHub) resume(host, family, group string) (string, uint64, uint64, bool) {
 	if boot, inst, seq, ok := h.sp.Resume(host, family, group); ok {
 		return boot, inst, seq, true
+	}
+	wait := time.NewTimer(max(0, time.Until(h.start.Add(hubWait))))
+	defer wait.Stop()
+	select {
+	case <-h.made:
+	case <-h.ctx.Done():
+		return "", 0, 0, false
+	case <-wait.C:
+		h.mu.Lock()
+		if !h.warned {
+			h.warned = true
+			h.log.Warn("the fleet's NATS server is not reachable: subscriptions the spool holds nothing of start without its resume point (events the kernel sent while no bridge ran are not counted)", "waited", hubWait)
+		}
+		h.mu.Unlock()
+		return "", 0, 0, false
 	}
 	h.mu.Lock()
 	r := h.hub.resume
@@ -224,19 +214,16 @@ func (h *spoolHub) resume(host, family, group string) (string, uint64, uint64, b
 	return r(host, family, group)
 }
 
-// close stops making the hub (run returns, a forwarder's start with it),
-// closes the spool (its forwarder first: what is not forwarded stays
-// spooled), then the hub's sink.
+// close stops making the hub, closes the spool (its forwarder first: what
+// is not forwarded stays spooled), then the hub's sink.
 func (h *spoolHub) close(timeout time.Duration) {
 	h.stop()
 	<-h.done
-	if h.sp != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		if err := h.sp.Close(ctx); err != nil {
-			h.log.Error("closing the spool", "err", err)
-		}
-		cancel()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	if err := h.sp.Close(ctx); err != nil {
+		h.log.Error("closing the spool", "err", err)
 	}
+	cancel()
 	if s := h.get(); s != nil {
 		closeSink(s, timeout, h.log)
 	}

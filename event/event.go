@@ -99,10 +99,14 @@ const (
 	// or its disk) while the fleet's server could not take events: new
 	// events were dropped; nothing already spooled was.
 	ReasonSpoolFull = "spool_full"
+	// ReasonSpoolDamaged: events the node's spool had taken were found
+	// damaged or missing on its disk (a checksum that fails, a file cut
+	// short or deleted) before they were forwarded.
+	ReasonSpoolDamaged = "spool_damaged"
 )
 
 // Reasons lists every loss reason, for metrics and docs.
-var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed, ReasonSpoolFull}
+var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed, ReasonSpoolFull, ReasonSpoolDamaged}
 
 // Loss marks events that did not make it, published in-band next to the
 // events so consumers see holes in the stream itself. FirstSeq and LastSeq

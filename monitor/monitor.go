@@ -185,7 +185,7 @@ var (
 	descLossRecords = prometheus.NewDesc("genlbridge_loss_records_published_total",
 		"Loss records the sink delivered.", nil, nil)
 	descDropped = prometheus.NewDesc("genlbridge_events_dropped_total",
-		"Events lost, by reason: overrun, seq_gap, queue_full, sender_rejected, malformed, publish_failed.", []string{"reason"}, nil)
+		"Events lost, by reason: overrun, seq_gap, queue_full, sender_rejected, malformed, publish_failed, spool_full, spool_damaged.", []string{"reason"}, nil)
 	descQueueDepth = prometheus.NewDesc("genlbridge_queue_depth",
 		"Events waiting in the queue between readers and sink.", nil, nil)
 	descQueueCap = prometheus.NewDesc("genlbridge_queue_capacity",
@@ -249,8 +249,12 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(descLossRecords, prometheus.CounterValue, float64(st.LossRecords))
 	ch <- prometheus.MustNewConstMetric(descLossFailed, prometheus.CounterValue, float64(st.LossRecordsFailed))
 	ch <- prometheus.MustNewConstMetric(descLossWaiting, prometheus.GaugeValue, float64(st.LossRecordsWaiting))
+	var spoolLost map[string]uint64 // events the spool had taken and lost
+	if c.m.spool != nil {
+		spoolLost = c.m.spool.Stats().Lost
+	}
 	for _, r := range event.Reasons {
-		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Lost[r]), r)
+		ch <- prometheus.MustNewConstMetric(descDropped, prometheus.CounterValue, float64(st.Lost[r]+spoolLost[r]), r)
 	}
 	ch <- prometheus.MustNewConstMetric(descQueueDepth, prometheus.GaugeValue, float64(st.QueueDepth))
 	ch <- prometheus.MustNewConstMetric(descQueueCap, prometheus.GaugeValue, float64(st.QueueCapacity))
@@ -259,23 +263,23 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 
 var (
 	descSpoolMsgs = prometheus.NewDesc("genlbridge_spool_messages",
-		"Messages in the node's spool, waiting to be forwarded to the fleet's server: one per batch and subscription (a pack of its events' messages).", nil, nil)
+		"Records in the node's spool not wholly forwarded to the fleet's server: one per batch (its events' messages).", nil, nil)
 	descSpoolBytes = prometheus.NewDesc("genlbridge_spool_bytes",
-		"Bytes the spool holds.", nil, nil)
+		"Bytes the spool takes on its disk (its segment files, forwarded records waiting for their segment to go included).", nil, nil)
 	descSpoolMax = prometheus.NewDesc("genlbridge_spool_max_bytes",
 		"The spool's limit (GENLBRIDGE_SPOOL_MAX_BYTES); when full, new events are counted as spool_full.", nil, nil)
 	descSpoolAge = prometheus.NewDesc("genlbridge_spool_oldest_age_seconds",
-		"How long the oldest spooled message has waited (0: none).", nil, nil)
+		"How long the oldest record not forwarded has waited (0: none).", nil, nil)
 	descSpoolFwd = prometheus.NewDesc("genlbridge_spool_forwarded_total",
 		"Messages (one per event, or per batched message) forwarded from the spool and acknowledged by the fleet's server (rate: the forward rate).", nil, nil)
 	descSpoolUp = prometheus.NewDesc("genlbridge_spool_forwarding",
 		"1 while forwarding works or nothing waits, 0 while it is stalled (the fleet's server does not take messages).", nil, nil)
 	descSpoolErr = prometheus.NewDesc("genlbridge_spool_store_errors_total",
-		"Failures of the spool's local store (a full disk, an I/O error, its JetStream disabled); new events are then counted as spool_full.", nil, nil)
+		"Failed writes, syncs and reads of the spool's disk (full, or an I/O error); new events are counted as spool_full until a write succeeds.", nil, nil)
 	descSpoolRefused = prometheus.NewDesc("genlbridge_spool_refused_total",
-		"Messages the fleet's server refused for good (too large for it, a permanent error): dropped from the spool, each logged.", nil, nil)
+		"Messages the fleet's server refused for good (too large for it, a permanent error): dropped from the spool, their events counted as publish_failed and published as loss records, each logged.", nil, nil)
 	descSpoolDamaged = prometheus.NewDesc("genlbridge_spool_damaged_total",
-		"Spool messages that did not unpack whole (a damaged store): what followed the damage was dropped, each logged with its place.", nil, nil)
+		"Records of the spool found damaged or missing on its disk (a checksum that fails, a file cut short or deleted), each logged with its place; their events are counted as spool_damaged and published as loss records.", nil, nil)
 )
 
 type spoolCollector struct{ s Spool }

@@ -147,3 +147,43 @@ func (enc *encoder) encode(c *encoded, b *Batch, maxPayload int) {
 		i = j
 	}
 }
+
+// Encoder turns batches into the messages the NATS sinks publish, for
+// those who keep them for later (the node's spool): each with its subject,
+// Nats-Msg-Id and payload, and the records it carries. It is used by one
+// goroutine at a time.
+type Encoder struct {
+	enc  encoder
+	out  encoded
+	msgs []EncodedMsg
+}
+
+// NewEncoder returns an encoder for the subject templates; batched puts a
+// run of events of one subject in one message (JSON lines).
+func NewEncoder(subject, lossSubject Template, batched bool) *Encoder {
+	return &Encoder{enc: newEncoder(subject, lossSubject, batched)}
+}
+
+// EncodedMsg is one message of an encoded batch. ID and Data are views of
+// the Encoder's buffer, valid until its next Encode.
+type EncodedMsg struct {
+	Subject  string
+	ID, Data []byte
+	// Loss: the message is the loss record Losses[First]; otherwise it
+	// holds Events[First..Last].
+	Loss        bool
+	First, Last int
+}
+
+// Encode encodes b for a server whose payload limit is maxPayload (batched
+// messages are split below it): loss records first, then the events. The
+// result is valid until the next call.
+func (e *Encoder) Encode(b *Batch, maxPayload int) []EncodedMsg {
+	e.enc.encode(&e.out, b, maxPayload)
+	e.msgs = e.msgs[:0]
+	for i := range e.out.msgs {
+		m := &e.out.msgs[i]
+		e.msgs = append(e.msgs, EncodedMsg{Subject: m.subject, ID: e.out.id(m), Data: e.out.data(m), Loss: m.loss, First: m.first, Last: m.last})
+	}
+	return e.msgs
+}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,23 +37,6 @@ type JetStreamConfig struct {
 	AckTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between rounds of republishing.
 	RetryMin, RetryMax time.Duration
-	// Classify, if set, says whether an error reply from the stream rejects
-	// a message for good (returning why, e.g. ErrSpoolFull) rather than
-	// having it published again.
-	Classify func(reply []byte) error
-	// MessageMaxPayload, if set and above 0, is the payload limit the
-	// messages are encoded for (batched messages split below it) instead
-	// of the server's: with Pack, the limit of the server the messages go
-	// to in the end. It is asked at every batch (that server's limit is
-	// known once it is connected).
-	MessageMaxPayload func() int
-	// Pack stores a batch's messages of each subscription as one stream
-	// message, a pack (see Unpack): for the node's spool, which the
-	// forwarder unpacks into the messages the fleet's server gets. A pack
-	// is a message of the first event's subject (or, with only loss
-	// records, the first one's), so that Resume finds a subscription's last
-	// pack.
-	Pack bool
 	// ResumeWindow is how many of the last stored events of a
 	// subscription Resume reads to find the highest sequence number (see
 	// Resume); default 1024. It must cover the largest batch the bridge
@@ -127,18 +109,7 @@ type pendingBatch struct {
 	enc   encoded
 	out   []outMsg
 	done  func(*Batch, error)
-
-	// With Pack: the packs' bytes, and which of enc.msgs each out holds
-	// (views into packIdx); byKey and keys are scratch.
-	packBuf []byte
-	packs   [][]int
-	packIdx []int
-	byKey   [][]int
-	keys    []packKey
 }
-
-// packKey is a subscription, which a pack does not mix with another.
-type packKey struct{ family, group string }
 
 // JetStreamStats counts what the sink did since it was made.
 type JetStreamStats struct {
@@ -176,7 +147,7 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 		return nil, err
 	}
 	s.win, err = newWindow(nc, windowConfig{Max: cfg.MaxInFlight, AckTimeout: cfg.AckTimeout, RetryMin: cfg.RetryMin,
-		RetryMax: cfg.RetryMax, DuplicateWindow: cfg.Stream.DuplicateWindow, Classify: cfg.Classify, Logger: cfg.Logger}, s.groupDone)
+		RetryMax: cfg.RetryMax, DuplicateWindow: cfg.Stream.DuplicateWindow, Logger: cfg.Logger}, s.groupDone)
 	if err != nil {
 		return nil, err
 	}
@@ -200,21 +171,9 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	pb.batch.Events = append(pb.batch.Events[:0], b.Events...)
 	pb.batch.Losses = append(pb.batch.Losses[:0], b.Losses...)
 	pb.done = done
-	limit := int(s.nc.MaxPayload())
-	if f := s.cfg.MessageMaxPayload; f != nil {
-		if m := f(); m > 0 {
-			limit = min(limit, m)
-		}
-	}
-	s.enc.encode(&pb.enc, &pb.batch, limit)
+	s.enc.encode(&pb.enc, &pb.batch, int(s.nc.MaxPayload()))
 	pb.out = pb.out[:0]
-	if s.cfg.Pack {
-		s.pack(pb, int(s.nc.MaxPayload()))
-	}
 	for i := range pb.enc.msgs {
-		if s.cfg.Pack {
-			break
-		}
 		m := &pb.enc.msgs[i]
 		id := pb.enc.id(m)
 		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.enc.data(m)})
@@ -224,82 +183,6 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 		return
 	}
 	s.win.submit(ctx, pb.out, pb)
-}
-
-// pack makes pb.out the batch's packs: one per subscription, in the order
-// the subscriptions first appear, split where a pack would pass the
-// server's payload limit. A pack's Nats-Msg-Id is its first message's, its
-// message count after a '+'.
-func (s *JetStream) pack(pb *pendingBatch, maxPayload int) {
-	// Which subscription each message is of: byKey[k] lists keys[k]'s.
-	pb.keys = pb.keys[:0]
-	for i := range pb.byKey {
-		pb.byKey[i] = pb.byKey[i][:0]
-	}
-	for i := range pb.enc.msgs {
-		m := &pb.enc.msgs[i]
-		var k packKey
-		if m.loss {
-			k = packKey{pb.batch.Losses[m.first].Family, pb.batch.Losses[m.first].Group}
-		} else {
-			k = packKey{pb.batch.Events[m.first].Family, pb.batch.Events[m.first].Group}
-		}
-		ki := slices.Index(pb.keys, k)
-		if ki < 0 {
-			ki = len(pb.keys)
-			pb.keys = append(pb.keys, k)
-			if ki == len(pb.byKey) {
-				pb.byKey = append(pb.byKey, nil)
-			}
-		}
-		pb.byKey[ki] = append(pb.byKey[ki], i)
-	}
-	// Split where the limit says, and lay every pack out in packBuf.
-	limit := max(maxPayload-1024, 4096)
-	pb.packBuf, pb.packIdx = pb.packBuf[:0], pb.packIdx[:0]
-	var ends [][4]int // per pack: end in packIdx, data start and end, id end (in packBuf)
-	for _, list := range pb.byKey[:len(pb.keys)] {
-		for len(list) > 0 {
-			n, size := 0, 1
-			for n < len(list) {
-				m := &pb.enc.msgs[list[n]]
-				add := packedSize(len(m.subject), m.idEnd-m.idStart, m.dataEnd-m.dataStart)
-				if n > 0 && size+add > limit {
-					break
-				}
-				size += add
-				n++
-			}
-			start := len(pb.packBuf)
-			pb.packBuf = appendPackHeader(pb.packBuf)
-			for _, mi := range list[:n] {
-				m := &pb.enc.msgs[mi]
-				pb.packBuf = appendPacked(pb.packBuf, m.subject, pb.enc.id(m), pb.enc.data(m))
-			}
-			end := len(pb.packBuf)
-			pb.packBuf = append(pb.packBuf, pb.enc.id(&pb.enc.msgs[list[0]])...)
-			pb.packBuf = strconv.AppendInt(append(pb.packBuf, '+'), int64(n), 10)
-			pb.packIdx = append(pb.packIdx, list[:n]...)
-			ends = append(ends, [4]int{len(pb.packIdx), start, end, len(pb.packBuf)})
-			list = list[n:]
-		}
-	}
-	pb.packs = pb.packs[:0]
-	from := 0
-	for _, e := range ends {
-		idx := pb.packIdx[from:e[0]]
-		pb.packs = append(pb.packs, idx)
-		subject := pb.enc.msgs[idx[0]].subject
-		for _, mi := range idx {
-			if !pb.enc.msgs[mi].loss {
-				subject = pb.enc.msgs[mi].subject
-				break
-			}
-		}
-		id := pb.packBuf[e[2]:e[3]]
-		pb.out = append(pb.out, outMsg{subject: subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.packBuf[e[1]:e[2]]})
-		from = e[0]
-	}
 }
 
 // forwardGroup is a group Forward submitted.
@@ -323,7 +206,7 @@ func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(refused, 
 	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
 	for i := range msgs {
 		m := &msgs[i]
-		g.out[i] = outMsg{subject: m.Subject, id: m.ID, data: m.Data, tag: m.Tag}
+		g.out[i] = outMsg{subject: m.Subject, id: m.ID, data: m.Data}
 	}
 	s.win.submit(ctx, g.out, g)
 }
@@ -359,13 +242,7 @@ func (s *JetStream) groupDone(tag any, failed, refused []int, err error) {
 	if len(failed) > 0 {
 		de := &DeliveryError{Err: err}
 		for _, i := range failed {
-			if !s.cfg.Pack {
-				pb.enc.msgs[i].name(de)
-				continue
-			}
-			for _, m := range pb.packs[i] {
-				pb.enc.msgs[m].name(de)
-			}
+			pb.enc.msgs[i].name(de)
 		}
 		derr = de
 	}

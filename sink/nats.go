@@ -159,9 +159,6 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsen
 		for i := range msgs {
 			m := &msgs[i]
 			h := nats.Header{"Nats-Msg-Id": []string{m.ID}}
-			if m.Tag != "" {
-				h[TagHeader] = []string{m.Tag}
-			}
 			if perr := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); perr != nil {
 				if permanent(perr) {
 					rejected = append(rejected, i)

@@ -120,19 +120,14 @@ func permanent(err error) bool {
 // nats.ErrConnectionClosed.
 func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
 
-// Msg is a message prepared elsewhere (unpacked from the spool): published
-// as it is, with its Nats-Msg-Id and, if Tag is set, a TagHeader header.
-// The bytes (and strings) belong to the caller until Forward's done.
+// Msg is a message prepared elsewhere (read back from the spool):
+// published as it is, with its Nats-Msg-Id. The bytes (and strings) belong
+// to the caller until Forward's done.
 type Msg struct {
 	Subject string
 	ID      string
-	Tag     string
 	Data    []byte
 }
-
-// TagHeader is the header of Msg.Tag: where a forwarded message comes from
-// (the spool's incarnation and place).
-const TagHeader = "Genlbridge-Spool"
 
 // Forwarder publishes prepared messages to the fleet's server: the
 // JetStream sink (a window of acknowledged publishes) or the core NATS sink

@@ -14,14 +14,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// outMsg is one message a window publishes: its subject, its Nats-Msg-Id,
-// its payload and, optionally, more headers. The bytes belong to whoever
-// submitted the message until its group is done.
+// outMsg is one message a window publishes: its subject, its Nats-Msg-Id
+// and its payload. The bytes belong to whoever submitted the message until
+// its group is done.
 type outMsg struct {
 	subject string
 	id      string
 	data    []byte
-	tag     string // the TagHeader header's value ("": none)
 }
 
 // windowConfig configures a window.
@@ -38,10 +37,7 @@ type windowConfig struct {
 	// DuplicateWindow is the stream's: republishing later than this after
 	// the first publish is counted (the stream may store a record twice).
 	DuplicateWindow time.Duration
-	// Classify, if set, says whether an error reply rejects the message
-	// for good (a non-nil error, e.g. ErrSpoolFull) instead of retrying it.
-	Classify func(reply []byte) error
-	Logger   *slog.Logger
+	Logger          *slog.Logger
 }
 
 // window publishes messages to JetStream with at most Max of them
@@ -106,8 +102,6 @@ type wslot struct {
 	msg   nats.Msg
 	idv   []string    // the Nats-Msg-Id header's value
 	base  nats.Header // {Nats-Msg-Id}
-	tagv  []string    // the TagHeader header's value
-	extra nats.Header // {Nats-Msg-Id, TagHeader}, made on first use
 	reply []byte      // the reply subject's bytes
 	state uint8
 	gen   uint64    // failGen when it was last published
@@ -217,14 +211,6 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 		s.msg.Subject, s.msg.Data = m.subject, m.data
 		s.idv[0] = m.id
 		s.msg.Header = s.base
-		if m.tag != "" {
-			if s.extra == nil {
-				s.tagv = []string{""}
-				s.extra = nats.Header{"Nats-Msg-Id": s.idv, TagHeader: s.tagv}
-			}
-			s.tagv[0] = m.tag
-			s.msg.Header = s.extra
-		}
 		s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
 		s.msg.Reply = unsafe.String(unsafe.SliceData(s.reply), len(s.reply))
 		g.n++
@@ -299,10 +285,6 @@ func (w *window) onReply(m *nats.Msg) {
 		w.foreign.Add(1)
 		return
 	}
-	var rejected error
-	if perr != nil && w.cfg.Classify != nil {
-		rejected = w.cfg.Classify(m.Data)
-	}
 	w.mu.Lock()
 	s := w.slot(id)
 	if s.id != id || s.state != slotInFlight || s.group == nil {
@@ -312,11 +294,6 @@ func (w *window) onReply(m *nats.Msg) {
 	w.inFlight--
 	w.lastAck = time.Now()
 	switch {
-	case rejected != nil:
-		s.state = slotRejected
-		s.group.failed = append(s.group.failed, s.index)
-		s.group.refused = append(s.group.refused, s.index)
-		s.group.err = rejected
 	case perr != nil:
 		s.state = slotIdle
 		w.fail(perr, id)

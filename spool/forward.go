@@ -5,297 +5,594 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 
+	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
-	"github.com/nats-io/nats.go/jetstream"
 )
 
-// consumerName is SPOOL's durable consumer, the forwarder's.
-const consumerName = "forward"
-
-// forwarder moves SPOOL's packs to the hub, unpacked, in order,
-// acknowledging them locally once the hub has their messages. It is owned
-// by its Spool: one goroutine (run) reads SPOOL and submits groups to the
-// hub, another (its reader) feeds it; the hub's completions ack them.
-// close stops it; what is not acknowledged stays in SPOOL.
+// forwarder moves the log's records to the fleet's server (the hub),
+// unpacked into their messages, in order, and moves the spool's cursor
+// past what the hub has; the segments behind the cursor are deleted. It
+// is owned by its Spool: run (one goroutine) reads the log and submits
+// groups of messages to the hub; the hub's completions (its goroutines)
+// advance the cursor, strictly in submission order. close stops it; what
+// the hub had not confirmed stays in the log for the next forwarder.
+//
+// Damage it meets becomes loss records it publishes itself, ahead of the
+// messages after it, and counts (Stats): a record whose payload is damaged
+// gives its events as a spool_damaged record with their exact range (and
+// its own loss records as they were); records that cannot be read at all
+// are found from what the records after them say the log covered before
+// them (their meta's Prev), or, at the end of the log, from what the
+// writer wrote (the marks): the sequence numbers covered there and never
+// read are spool_damaged.
 type forwarder struct {
-	s    *Spool
-	st   *store // the store it reads
-	hub  sink.Forwarder
-	cons jetstream.Consumer
-	it   jetstream.MessagesContext
+	s      *Spool
+	hub    sink.Forwarder
+	enc    *sink.Encoder // the loss records it makes
+	window int
 
 	ctx    context.Context
 	cancel context.CancelFunc
 	done   chan struct{}
+	urgent chan urgentReq // loss records to publish at once (Spool.direct)
 
-	inFlight atomic.Int64  // messages submitted to the hub, not done
-	room     chan struct{} // signalled when completions free the window
+	// run's own.
+	sc         *scanner
+	cursor     uint64 // records before it were forwarded: skipped
+	cursorMsgs int    // messages of record cursor that were
+	read       map[markKey]uint64
+	sweepDue   bool  // damage seen whose ranges the end of the log may tell
+	lastTime   int64 // the time of the last record read
+	madeQ      []event.Loss
 
-	// skip holds the places of messages the hub has (skipForwarded): they
-	// are not forwarded again. Read by run's goroutine only.
-	skip map[position]bool
-
-	mu      sync.Mutex
-	stalled time.Time // when the hub last stopped taking messages (zero: it takes them)
-	lastErr error
+	mu       sync.Mutex
+	inflight int       // messages submitted and not done
+	groups   []*fgroup // submitted, not applied yet, in order
+	room     chan struct{}
+	stopped  bool // a group came back unsent: this forwarder is done
+	stalled  time.Time
 }
 
-// newForwarder skips, with a JetStream hub, what the hub already stores
-// of this spool, (re)creates the durable consumer from the first message
-// left, and starts forwarding.
-func newForwarder(ctx context.Context, s *Spool, st *store, hub sink.Forwarder, hubStream jetstream.Stream) (*forwarder, error) {
-	skip, err := s.skipForwarded(ctx, st, hubStream)
-	var apiErr *jetstream.APIError
-	switch {
-	case errors.As(err, &apiErr):
-		// The hub answers, and refuses (permissions, a consumer limit):
-		// asking again would leave the spool filling up for good.
-		s.log.Warn("the hub refuses to say what it already stores of the spool; forwarding all of it (what it has past its duplicate window is stored twice)", "err", err)
-	case err != nil:
-		// Not reachable yet: the start is tried again.
-		return nil, fmt.Errorf("spool: what the hub already stores: %w", err)
-	}
-	// A fresh consumer: what an earlier run had delivered and not
-	// acknowledged comes again now, not after an ack wait.
-	if err := st.stream.DeleteConsumer(ctx, consumerName); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-		return nil, fmt.Errorf("spool: reset consumer: %w", err)
-	}
-	cons, err := st.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
-		Durable:       consumerName,
-		AckPolicy:     jetstream.AckExplicitPolicy, // a work queue's: each pack is acknowledged
-		AckWait:       time.Hour,                   // the forwarder acks once the hub has; an outage is no reason to deliver again
-		MaxDeliver:    -1,
-		MaxAckPending: 2 * s.cfg.Window,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
-		// Its state is rebuilt from SPOOL at every start (acknowledged
-		// packs are gone from a work queue): nothing of it on disk, so it
-		// can be made on a full one.
-		MemoryStorage: true,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("spool: consumer: %w", err)
-	}
-	f := &forwarder{s: s, st: st, hub: hub, cons: cons, done: make(chan struct{}), room: make(chan struct{}, 1), skip: skip}
-	f.ctx, f.cancel = context.WithCancel(context.Background())
-	// The pull is bounded in bytes, and holds the largest pack (the local
-	// server's payload limit) twice.
-	if f.it, err = cons.Messages(jetstream.PullMaxBytes(2 * int(st.nc.MaxPayload()))); err != nil {
-		return nil, fmt.Errorf("spool: read: %w", err)
-	}
-	go f.run()
-	return f, nil
+// urgentReq is a Spool.direct call.
+type urgentReq struct {
+	msgs   []sink.Msg
+	result chan error
 }
 
-// parseTag reads a forwarded message's tag: "<incarnation>:<pack's
-// sequence in SPOOL>:<index in the pack>".
-func parseTag(v string) (incarnation string, seq uint64, idx int, ok bool) {
-	inc, rest, found := strings.Cut(v, ":")
-	q, i, found2 := strings.Cut(rest, ":")
-	if !found || !found2 {
-		return "", 0, 0, false
+// fgroup is one Forward call.
+type fgroup struct {
+	msgs []sink.Msg
+	recs []grec
+	// made is the number of loss records at the front that no record
+	// carries (the end-of-log check, refused messages); madeDone says what
+	// they move and count once delivered.
+	made     int
+	madeDone effects
+	time     int64 // the first record's
+	result   chan error
+	// Set by the completion.
+	finished        bool
+	refused, unsent []int
+	err             error
+}
+
+// effects are what delivering a record's messages (or the made ones)
+// changes: the forwarded marks, the damaged records and the events lost
+// by reason it counts.
+type effects struct {
+	marks   map[markKey]uint64
+	damaged uint64
+	lost    map[string]uint64
+}
+
+func (e *effects) addLost(reason string, n uint64) {
+	if e.lost == nil {
+		e.lost = map[string]uint64{}
 	}
-	n, err1 := strconv.ParseUint(q, 10, 64)
-	k, err2 := strconv.Atoi(i)
-	if err1 != nil || err2 != nil || k < 0 {
-		return "", 0, 0, false
+	e.lost[reason] += n
+}
+
+func (e *effects) mark(k markKey, v uint64) {
+	if e.marks == nil {
+		e.marks = map[markKey]uint64{}
 	}
-	return inc, n, k, true
+	e.marks[k] = v
 }
 
-// group is what one Forward call carries: the messages of whole packs,
-// and the packs' local messages, acknowledged once the hub has the group.
-type group struct {
-	packs   []jetstream.Msg
-	msgs    []sink.Msg
-	packOf  []int // the pack of each message, an index into packs
-	tags    []byte
-	tagEnd  []int
-	damaged []damage // packs that did not unpack whole
+// grec is a record's messages in a group: the messages it contributes
+// (loss records the forwarder made for it first, then its own), from
+// index from to to of them, at g.msgs[at:].
+type grec struct {
+	seq      uint64
+	meta     *meta
+	made     int // of its messages, the first made are loss records the forwarder made
+	from, to int
+	at       int
+	effects
 }
 
-// damage is a pack that did not unpack whole: counted and logged once it
-// is acknowledged (dropped), not at every attempt.
-type damage struct {
-	pack   int    // index into packs
-	seq    uint64 // its sequence in SPOOL (0: unknown)
-	before int    // messages before the damage
-	err    error
-}
-
-// maxGroup bounds the messages of one Forward call.
+// maxGroup bounds the messages of one Forward call (a record's are never
+// split).
 const maxGroup = 4096
 
-// run reads SPOOL and forwards what it reads: as much as is there at once,
-// in one group, so that a backlog goes in large groups and a live event at
-// once.
+func newForwarder(s *Spool, hub sink.Forwarder, cursor uint64, cursorMsgs int, forwarded map[markKey]uint64) *forwarder {
+	f := &forwarder{s: s, hub: hub, enc: sink.NewEncoder(s.cfg.Subject, s.cfg.LossSubject, false), window: s.cfg.Window,
+		done: make(chan struct{}), urgent: make(chan urgentReq), room: make(chan struct{}, 1),
+		sc: newScanner(s.seg, cursor), cursor: cursor, cursorMsgs: cursorMsgs, read: forwarded, sweepDue: true}
+	f.ctx, f.cancel = context.WithCancel(context.Background())
+	go f.run()
+	return f
+}
+
 func (f *forwarder) run() {
 	defer close(f.done)
-	next := make(chan jetstream.Msg, 8)
-	read := make(chan struct{}) // closed when the reader returns
-	defer func() { f.cancel(); <-read }()
-	go func() {
-		defer close(read)
-		defer close(next)
-		for {
-			m, err := f.it.Next()
-			if err != nil {
-				if errors.Is(err, jetstream.ErrMsgIteratorClosed) || f.ctx.Err() != nil {
-					return
-				}
-				f.s.log.Warn("spool: reading the stream", "err", err)
-				select {
-				case <-f.ctx.Done():
-					return
-				case <-time.After(time.Second):
-				}
-				continue
-			}
-			select {
-			case next <- m:
-			case <-f.ctx.Done():
-				return
-			}
-		}
-	}()
-	window := int64(f.s.cfg.Window)
+	defer f.sc.close()
+	errorLogged := false
 	for {
-		m, ok := <-next
-		if !ok {
-			return
-		}
-		g := &group{}
-		f.add(g, m)
-	more:
-		for len(g.msgs) < maxGroup && f.inFlight.Load()+int64(len(g.msgs)) < window {
-			select {
-			case m, ok := <-next:
-				if !ok {
-					break more
-				}
-				f.add(g, m)
-			default:
-				break more
-			}
-		}
-		g.seal()
-		f.inFlight.Add(int64(len(g.msgs)))
-		// Even a group left empty (skipped, damaged) goes through the hub
-		// sink, which reports it done in its turn.
-		f.hub.Forward(f.ctx, g.msgs, func(refused, unsent []int, err error) { f.groupDone(g, refused, unsent, err) })
-		if f.ctx.Err() != nil {
-			return
-		}
-		// The hub's completions free the window; wait for room.
-		for f.inFlight.Load() >= window {
+		for f.pending() >= f.window {
 			select {
 			case <-f.room:
 			case <-f.ctx.Done():
 				return
 			}
 		}
+		if f.isStopped() {
+			return
+		}
+		select {
+		case r := <-f.urgent:
+			f.submit(&fgroup{msgs: r.msgs, made: len(r.msgs), result: r.result})
+			continue
+		default:
+		}
+		g, err := f.collect()
+		if err != nil {
+			if !errorLogged {
+				f.s.log.Error("spool: reading the log", "err", err)
+				errorLogged = true
+			}
+			f.s.storeFailed(err)
+			select {
+			case <-f.ctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		errorLogged = false
+		if g == nil {
+			select {
+			case <-f.s.notify:
+			case r := <-f.urgent:
+				f.submit(&fgroup{msgs: r.msgs, made: len(r.msgs), result: r.result})
+			case <-f.ctx.Done():
+				return
+			}
+			continue
+		}
+		f.submit(g)
 	}
 }
 
-// add unpacks a pack into the group, leaving out what the hub already
-// has (skip). A pack damaged past some point gives the messages before the
-// damage; groupDone counts it, and logs it with its place.
-func (f *forwarder) add(g *group, m jetstream.Msg) {
-	p := len(g.packs)
-	g.packs = append(g.packs, m)
-	md, err := m.Metadata()
-	if err != nil {
-		g.damaged = append(g.damaged, damage{pack: p, err: fmt.Errorf("no metadata: %w", err)})
+func (f *forwarder) pending() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.inflight
+}
+
+func (f *forwarder) isStopped() bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.stopped
+}
+
+// collect reads what the log holds now into a group (nil: nothing).
+func (f *forwarder) collect() (*fgroup, error) {
+	g := &fgroup{}
+	f.mu.Lock()
+	madeQ := f.madeQ
+	f.madeQ = nil
+	f.mu.Unlock()
+	if len(madeQ) > 0 {
+		g.msgs = lossMsgs(f.enc, madeQ, f.s.hubMaxPayload())
+		g.made = len(g.msgs)
+	}
+	var snap map[markKey]uint64 // the writer's marks when the log seemed read through
+	var snapNext uint64         // and the next record's number
+	for len(g.msgs) < maxGroup {
+		it, ok, err := f.sc.next()
+		if err != nil {
+			return nil, err
+		}
+		if !ok {
+			if !f.sweepDue || len(g.msgs) > 0 {
+				break
+			}
+			if snap == nil {
+				// Read once more after taking the marks: then every
+				// record they cover, and every one numbered below
+				// snapNext, has been read (or does not exist).
+				snapNext = f.s.seg.next.Load()
+				snap = f.s.writtenMarks()
+				continue
+			}
+			f.sweep(g, snap, snapNext)
+			break
+		}
+		switch it.kind {
+		case itemLost:
+			f.lostItem(g, &it)
+		case itemDamaged:
+			f.damagedItem(g, &it)
+		case itemRecord:
+			f.recordItem(g, &it)
+		}
+	}
+	if len(g.msgs) == 0 && len(g.recs) == 0 {
+		return nil, nil
+	}
+	return g, nil
+}
+
+// recordItem adds a whole record's messages (those not forwarded yet).
+func (f *forwarder) recordItem(g *fgroup, it *item) {
+	r := &it.rec
+	if r.seq < f.cursor {
+		return // forwarded before
+	}
+	f.lastTime = r.time
+	rc := grec{seq: r.seq, meta: r.meta}
+	made := f.infer(r.meta, r.time, &rc.effects)
+	rc.made = len(made)
+	f.advanceRead(r.meta, &rc.effects)
+	f.addMsgs(g, &rc, made, func(add func(sink.Msg)) {
+		_, _ = Unpack(r.payload, func(_ int, subject, id, data []byte) bool {
+			add(sink.Msg{Subject: unsafe.String(unsafe.SliceData(subject), len(subject)),
+				ID: unsafe.String(unsafe.SliceData(id), len(id)), Data: data})
+			return true
+		})
+	})
+}
+
+// damagedItem adds the loss records of a record whose payload is damaged:
+// its events as spool_damaged, its loss records as they were.
+func (f *forwarder) damagedItem(g *fgroup, it *item) {
+	r := &it.rec
+	if r.seq < f.cursor {
 		return
 	}
-	seq := md.Sequence.Stream
-	n, err := sink.Unpack(m.Data(), func(i int, subject, id, data []byte) bool {
-		if f.skip[position{seq, i}] {
-			return true
+	f.lastTime = r.time
+	rc := grec{seq: r.seq, meta: r.meta}
+	made := f.infer(r.meta, r.time, &rc.effects)
+	var events uint64
+	for i := range r.meta.Parts {
+		p := &r.meta.Parts[i]
+		if p.Kind == partLoss {
+			made = append(made, r.meta.lossOf(p))
+			continue
 		}
-		g.tags = append(g.tags, f.s.incarnation...)
-		g.tags = append(g.tags, ':')
-		g.tags = strconv.AppendUint(g.tags, seq, 10)
-		g.tags = append(g.tags, ':')
-		g.tags = strconv.AppendInt(g.tags, int64(i), 10)
-		g.tagEnd = append(g.tagEnd, len(g.tags))
-		g.msgs = append(g.msgs, sink.Msg{Subject: unsafe.String(unsafe.SliceData(subject), len(subject)),
-			ID: unsafe.String(unsafe.SliceData(id), len(id)), Data: data})
-		g.packOf = append(g.packOf, p)
-		return true
-	})
-	if err != nil {
-		g.damaged = append(g.damaged, damage{pack: p, seq: seq, before: n, err: err})
+		made = append(made, damagedOf(r.meta.Keys[p.Key], p.Instance, p.First, p.Last, r.time))
+		events += p.events()
 	}
+	rc.addLost(event.ReasonSpoolDamaged, events)
+	rc.damaged++
+	f.s.log.Error("spool: a record's payload is damaged (its checksum fails); its events are published as a spool_damaged loss record, its loss records as they were",
+		"file", it.file, "offset", it.off, "record", r.seq, "events", events)
+	rc.made = len(made)
+	f.advanceRead(r.meta, &rc.effects)
+	f.addMsgs(g, &rc, made, nil)
 }
 
-// seal sets the messages' tags once every pack is added (the tags' bytes
-// no longer move).
-func (g *group) seal() {
-	start := 0
-	for i, end := range g.tagEnd {
-		t := g.tags[start:end]
-		g.msgs[i].Tag = unsafe.String(unsafe.SliceData(t), len(t))
-		start = end
+// lostItem notes records that cannot be read: counted, logged; their
+// ranges come from the records after them (infer) or the end of the log
+// (sweep).
+func (f *forwarder) lostItem(g *fgroup, it *item) {
+	from := max(it.lostFrom, f.cursor)
+	n := uint64(0)
+	if it.lostTo > from {
+		n = it.lostTo - from
+		// The cursor passes them with what comes before.
+		g.recs = append(g.recs, grec{seq: it.lostTo - 1, at: len(g.msgs)})
 	}
+	f.sweepDue = true
+	if n == 0 && it.bytes == 0 {
+		return
+	}
+	f.s.countLost(from, it.lostTo)
+	f.s.log.Error("spool: bytes of the log that hold no readable record were skipped; what they held is published as spool_damaged loss records where the records around them tell",
+		"file", it.file, "offset", it.off, "bytes", it.bytes, "records_lost", n, "first_record", from)
 }
 
-// groupDone acknowledges locally what the hub has: the packs before the
-// first message it did not send (given up on because the forwarder or the
-// hub sink stops, or its connection closed for good), which stay in SPOOL
-// for the next forwarder (the hub drops what it has of them). What it
-// refused for good (a message too large for it, a permanent error) cannot
-// go: it is dropped with its pack, and counted then, as is a damaged pack;
-// what stays in SPOOL is counted when a later forwarder drops it. An
-// acknowledgement that fails (the store failing meanwhile) leaves its pack
-// spooled, to be sent, and counted, again.
-func (f *forwarder) groupDone(g *group, refused, unsent []int, err error) {
-	ackUpTo := len(g.packs) - 1
-	if len(unsent) > 0 {
-		ackUpTo = g.packOf[slices.Min(unsent)] - 1
+// infer returns the spool_damaged loss records for what the log covered
+// before record m (its parts' Prev) and the forwarder never read: the
+// records between were lost. The record's own ranges are not in them.
+func (f *forwarder) infer(m *meta, t int64, e *effects) []event.Loss {
+	var out []event.Loss
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		k := m.markKey(p)
+		rd, known := f.read[k]
+		if !known {
+			continue
+		}
+		if p.Prev <= rd {
+			continue
+		}
+		for _, r := range subtract(rd+1, p.Prev, m, k) {
+			out = append(out, damagedOf(k.metaKey, k.Instance, r[0], r[1], t))
+			e.addLost(event.ReasonSpoolDamaged, r[1]-r[0]+1)
+		}
+		f.read[k] = p.Prev
+		e.mark(k, p.Prev)
 	}
-	dropped, first := 0, -1
-	for _, i := range refused {
-		if g.packOf[i] <= ackUpTo {
-			dropped++
-			if first < 0 || i < first {
-				first = i
+	return out
+}
+
+// subtract returns first..last without the ranges of m's parts of key k.
+func subtract(first, last uint64, m *meta, k markKey) [][2]uint64 {
+	out := [][2]uint64{{first, last}}
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		if p.Last == 0 || m.markKey(p) != k {
+			continue
+		}
+		var next [][2]uint64
+		for _, r := range out {
+			if p.Last < r[0] || p.First > r[1] {
+				next = append(next, r)
+				continue
+			}
+			if p.First > r[0] {
+				next = append(next, [2]uint64{r[0], p.First - 1})
+			}
+			if p.Last < r[1] {
+				next = append(next, [2]uint64{p.Last + 1, r[1]})
 			}
 		}
+		out = next
 	}
-	if dropped > 0 {
-		f.s.refused.Add(uint64(dropped))
-		m := &g.msgs[first]
-		f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool and counted (genlbridge_spool_refused_total)",
-			"messages", dropped, "first_subject", m.Subject, "first_id", m.ID, "err", err)
+	return out
+}
+
+// advanceRead moves the read marks past m's parts, and e's with them.
+func (f *forwarder) advanceRead(m *meta, e *effects) {
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		k := m.markKey(p)
+		f.read[k] = max(f.read[k], p.Last)
+		e.mark(k, f.read[k])
 	}
-	for _, d := range g.damaged {
-		if d.pack <= ackUpTo {
-			f.s.damaged.Add(1)
-			f.s.log.Error("spool: a damaged pack; what follows the damage is dropped", "spool_seq", d.seq, "messages_before_it", d.before, "err", d.err)
+}
+
+// sweep compares what the writer covered (snap, taken before the log was
+// read through, when the next record was to be next) with what was read:
+// the difference was lost with records no later record speaks for. The
+// cursor then passes every number below next.
+func (f *forwarder) sweep(g *fgroup, snap map[markKey]uint64, next uint64) {
+	f.sweepDue = false
+	rc := grec{seq: next - 1}
+	var made []event.Loss
+	keys := make([]markKey, 0, len(snap))
+	for k := range snap {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, func(a, b markKey) int { return int64Cmp(a.Instance, b.Instance) })
+	for _, k := range keys {
+		w := snap[k]
+		rd, known := f.read[k]
+		if w <= rd {
+			continue
+		}
+		if !known {
+			f.s.log.Warn("spool: the log covered sequence numbers of an instance no record was read of; they may be lost, their first is not known",
+				"family", k.Family, "group", k.Group, "instance", k.Instance, "up_to", w)
+			f.read[k] = w
+			continue
+		}
+		made = append(made, damagedOf(k.metaKey, k.Instance, rd+1, w, f.lastTime))
+		rc.addLost(event.ReasonSpoolDamaged, w-rd)
+		f.read[k] = w
+		rc.mark(k, w)
+	}
+	for _, l := range made {
+		f.s.log.Error("spool: records lost from the log (cut short, damaged or deleted): their events are published as a spool_damaged loss record",
+			"family", l.Family, "group", l.Group, "instance", l.Instance, "first_seq", l.FirstSeq, "last_seq", l.LastSeq)
+	}
+	if rc.seq < f.cursor && len(made) == 0 {
+		return
+	}
+	rc.made = len(made)
+	f.addMsgs(g, &rc, made, nil)
+}
+
+// addMsgs adds a record's messages to g: the loss records made for it,
+// then its own (from fill), skipping those forwarded before.
+func (f *forwarder) addMsgs(g *fgroup, rc *grec, made []event.Loss, fill func(add func(sink.Msg))) {
+	if g.time == 0 {
+		g.time = f.lastTime
+	}
+	skip := 0
+	if rc.seq == f.cursor {
+		skip = f.cursorMsgs
+	}
+	rc.at = len(g.msgs)
+	i := 0
+	add := func(m sink.Msg) {
+		if i >= skip {
+			g.msgs = append(g.msgs, m)
+		}
+		i++
+	}
+	if len(made) > 0 {
+		for _, m := range lossMsgs(f.enc, made, f.s.hubMaxPayload()) {
+			add(m)
 		}
 	}
-	for _, p := range g.packs[:ackUpTo+1] {
-		if aerr := p.Ack(); aerr != nil && f.ctx.Err() == nil {
-			f.s.log.Warn("spool: acknowledging a forwarded pack", "err", aerr)
+	if fill != nil {
+		fill(add)
+	}
+	rc.from, rc.to = min(skip, i), i
+	g.recs = append(g.recs, *rc)
+}
+
+// submit hands g to the hub.
+func (f *forwarder) submit(g *fgroup) {
+	f.mu.Lock()
+	f.inflight += len(g.msgs)
+	f.groups = append(f.groups, g)
+	f.mu.Unlock()
+	f.hub.Forward(f.ctx, g.msgs, func(refused, unsent []int, err error) { f.groupDone(g, refused, unsent, err) })
+}
+
+// groupDone takes a completion; completions apply in submission order.
+func (f *forwarder) groupDone(g *fgroup, refused, unsent []int, err error) {
+	f.mu.Lock()
+	g.finished, g.refused, g.unsent, g.err = true, refused, unsent, err
+	var ready []*fgroup
+	for len(f.groups) > 0 && f.groups[0].finished {
+		ready = append(ready, f.groups[0])
+		f.groups = f.groups[1:]
+	}
+	f.mu.Unlock()
+	for _, g := range ready {
+		f.apply(g)
+	}
+}
+
+// apply moves the cursor past what the hub has of g, counts, and frees
+// the window.
+func (f *forwarder) apply(g *fgroup) {
+	s := f.s
+	f.mu.Lock()
+	stopped := f.stopped
+	f.inflight -= len(g.msgs)
+	f.mu.Unlock()
+	defer func() {
+		select {
+		case f.room <- struct{}{}:
+		default:
+		}
+	}()
+	if g.result != nil {
+		if len(g.unsent)+len(g.refused) > 0 {
+			g.result <- fmt.Errorf("not delivered: %v", g.err)
+		} else {
+			g.result <- nil
+		}
+		return
+	}
+	if stopped {
+		return // an earlier group came back unsent: the next forwarder starts there
+	}
+	firstUnsent := len(g.msgs)
+	if len(g.unsent) > 0 {
+		firstUnsent = slices.Min(g.unsent)
+		f.mu.Lock()
+		f.stopped = true
+		f.mu.Unlock()
+		f.cancel()
+		if !s.isClosed() {
+			s.log.Warn("spool: the fleet's server's sink gave up; what it has not confirmed stays in the spool for the next forwarder", "err", g.err)
 		}
 	}
-	f.s.forwarded.Add(uint64(len(g.msgs) - len(refused) - len(unsent)))
-	f.inFlight.Add(-int64(len(g.msgs)))
+	s.forwarded.Add(uint64(len(g.msgs) - len(g.refused) - len(g.unsent)))
+	if len(g.refused) > 0 {
+		f.refused(g)
+	}
+	if firstUnsent < g.made {
+		return
+	}
+	apply := []*effects{&g.madeDone}
+	// The cursor: past every record whose messages all went, into the
+	// first one that did not.
+	var cursor uint64
+	cursorMsgs := 0
+	for i := range g.recs {
+		rc := &g.recs[i]
+		n := rc.to - rc.from
+		if rc.at+n <= firstUnsent {
+			cursor, cursorMsgs = rc.seq+1, 0
+			apply = append(apply, &rc.effects)
+			continue
+		}
+		if rc.at < firstUnsent {
+			cursor, cursorMsgs = rc.seq, rc.from+(firstUnsent-rc.at)
+		}
+		break
+	}
+	marks := map[markKey]uint64{}
+	for _, e := range apply {
+		s.damaged.Add(e.damaged)
+		for r, n := range e.lost {
+			s.addLost(r, n)
+		}
+		for k, v := range e.marks {
+			marks[k] = max(marks[k], v)
+		}
+	}
+	if cursor != 0 || len(marks) > 0 {
+		s.forwardedTo(cursor, cursorMsgs, marks)
+	}
+}
+
+// queueMade queues loss records for the next group.
+func (f *forwarder) queueMade(l []event.Loss) {
+	f.mu.Lock()
+	f.madeQ = append(f.madeQ, l...)
+	f.mu.Unlock()
 	select {
-	case f.room <- struct{}{}:
+	case f.s.notify <- struct{}{}:
 	default:
 	}
 }
 
+// refused turns the messages the hub refused for good into loss records
+// (publish_failed) of their events, published with the next group, and
+// logs them.
+func (f *forwarder) refused(g *fgroup) {
+	var made []event.Loss
+	for _, i := range g.refused {
+		if i < g.made {
+			continue // a loss record the forwarder made: logged below
+		}
+		for _, rc := range g.recs {
+			if i < rc.at || i >= rc.at+(rc.to-rc.from) {
+				continue
+			}
+			idx := rc.from + (i - rc.at) - rc.made
+			if idx < 0 {
+				break // a loss record the forwarder made for the record
+			}
+			rc.meta.partsOf(idx, func(p part) {
+				if p.Kind == partEvents {
+					made = append(made, event.Loss{Host: rc.meta.Keys[p.Key].Host, BootID: rc.meta.Keys[p.Key].BootID,
+						Family: rc.meta.Keys[p.Key].Family, Group: rc.meta.Keys[p.Key].Group, Reason: event.ReasonPublishFailed,
+						Count: p.events(), FirstSeq: p.First, LastSeq: p.Last, Instance: p.Instance, TimeNS: time.Now().UnixNano()})
+				}
+			})
+			break
+		}
+	}
+	var events uint64
+	for _, l := range made {
+		events += l.Count
+	}
+	f.s.refused.Add(uint64(len(g.refused)))
+	f.s.addLost(event.ReasonPublishFailed, events)
+	m := g.msgs[g.refused[0]]
+	f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool, their events counted as publish_failed and published as loss records",
+		"messages", len(g.refused), "events", events, "first_subject", m.Subject, "first_id", m.ID, "err", g.err)
+	if len(made) > 0 {
+		f.queueMade(made)
+	}
+}
+
 // stalledSince says since when forwarding fails (zero: it does not), as
-// the hub sink says it.
+// the hub sink says it, and logs the changes.
 func (f *forwarder) stalledSince() time.Time {
 	failing := false
 	switch h := f.hub.(type) {
@@ -317,17 +614,47 @@ func (f *forwarder) stalledSince() time.Time {
 	return f.stalled
 }
 
-// close stops reading and forwarding; groups submitted and not done are
-// given up on by the hub sink's own Close.
-func (f *forwarder) close() error {
-	f.cancel()
-	f.it.Stop()
-	<-f.done
-	return nil
+// oldest is the time of the oldest record submitted and not done (0:
+// none).
+func (f *forwarder) oldest() int64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, g := range f.groups {
+		if g.time != 0 {
+			return g.time
+		}
+	}
+	return 0
 }
 
-// dead says whether run has returned on its own (its stream's connection
-// closed under it): a new forwarder must take over.
+// urgentSend publishes msgs at once, ahead of what waits in the log, and
+// returns once the hub has them.
+func (f *forwarder) urgentSend(ctx context.Context, msgs []sink.Msg) error {
+	r := urgentReq{msgs: msgs, result: make(chan error, 1)}
+	select {
+	case f.urgent <- r:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-f.done:
+		return errors.New("not forwarding")
+	}
+	select {
+	case err := <-r.result:
+		return err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// close stops reading and forwarding; groups submitted and not done are
+// given up on by the hub sink itself.
+func (f *forwarder) close() {
+	f.cancel()
+	<-f.done
+}
+
+// dead says whether run has returned on its own (the hub gave up on a
+// group): a new forwarder must take over.
 func (f *forwarder) dead() bool {
 	select {
 	case <-f.done:

@@ -4,66 +4,190 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
+	"unsafe"
 
+	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
 )
 
-// errStoreDown is the error of the batches a failed store refuses: the
-// bridge counts their events as spool_full.
-var errStoreDown = fmt.Errorf("%w: its store failed (a full disk, an I/O error)", sink.ErrSpoolFull)
-
-// Writer is the sink the bridge delivers to: the current store's sink into
-// SPOOL. While the store has failed it refuses every batch at once with
-// sink.ErrSpoolFull, and what the failed store held in flight comes back
-// with that error too; a store that works again takes batches again.
+// Writer is the sink the bridge delivers to: each batch becomes one record
+// of the log, its messages encoded once, as the fleet's server is to get
+// them (subject, Nats-Msg-Id, payload), with its meta. A batch counts as
+// delivered once its record is written and, with Config.Sync 0 (always),
+// synced to the disk: a power cut then loses nothing the bridge counted
+// delivered. Syncs are shared: one fdatasync covers every record written
+// while the one before it ran.
 //
-// Its methods follow sink.Sink and the batcher's pipelined sink: Submit and
-// Deliver from one goroutine at a time; done runs on a sink goroutine.
-type Writer struct{ s *Spool }
+// A batch the log has no room for (its limit, or its disk full) is
+// refused whole with sink.ErrSpoolFull: its events are counted as
+// spool_full, and its loss records wait for room. A batch of loss records
+// alone may use a reserve the events may not, and when even that fails
+// they go straight to the fleet's server, if it is reachable: loss records
+// are never the ones given up on while they can be delivered.
+//
+// Its methods follow sink.Sink and the batcher's pipelined sink: Submit,
+// Deliver and Flush from one goroutine at a time; done runs on the
+// caller's goroutine (interval syncing, a refusal) or the syncer's.
+type Writer struct {
+	s    *Spool
+	enc  *sink.Encoder
+	meta meta
+	rec  []byte
+}
 
-// Submit hands b to the current store's sink, or refuses it while the
-// store has failed.
+// Submit writes b to the log and calls done once it counts as delivered
+// (see Writer), or refused.
 func (w *Writer) Submit(ctx context.Context, b *sink.Batch, done func(*sink.Batch, error)) {
-	st := w.s.current()
-	if st == nil || w.s.broken.Load() {
-		done(b, sink.AllUndelivered(b, errStoreDown))
+	s := w.s
+	if s.isClosed() {
+		done(b, sink.AllUndelivered(b, sink.ErrClosed))
 		return
 	}
-	st.sink.Submit(ctx, b, func(b *sink.Batch, err error) { done(b, w.s.storeErr(err)) })
+	if s.sy.always && !s.sy.waitRoom(ctx) {
+		done(b, sink.AllUndelivered(b, ctx.Err()))
+		return
+	}
+	seq, err := w.write(b)
+	if err != nil {
+		if len(b.Events) == 0 && s.direct(ctx, w.enc, b) == nil {
+			done(b, nil)
+			return
+		}
+		done(b, sink.AllUndelivered(b, err))
+		return
+	}
+	if s.sy.always {
+		s.sy.enqueue(seq, b, done)
+		return
+	}
+	s.sy.wrote()
+	done(b, nil)
 }
 
 // Deliver is Submit, waiting for the result.
 func (w *Writer) Deliver(ctx context.Context, b *sink.Batch) error {
-	st := w.s.current()
-	if st == nil || w.s.broken.Load() {
-		return sink.AllUndelivered(b, errStoreDown)
-	}
-	return w.s.storeErr(st.sink.Deliver(ctx, b))
+	result := make(chan error, 1)
+	w.Submit(ctx, b, func(_ *sink.Batch, err error) { result <- err })
+	return <-result
 }
 
-// Flush waits for what the current store's sink holds (see
-// sink.JetStream.Flush).
+// Flush syncs what is written and waits until every batch submitted is
+// done.
 func (w *Writer) Flush(ctx context.Context) error {
-	if st := w.s.current(); st != nil {
-		return st.sink.Flush(ctx)
-	}
+	w.s.sy.flush()
 	return nil
 }
 
-// Close does nothing: the Spool closes its stores.
+// Close does nothing: the Spool closes the log.
 func (w *Writer) Close(context.Context) error { return nil }
 
-// storeErr turns a failure while the store is down into the store's error
-// (the records are counted as spool_full, not publish_failed).
-func (s *Spool) storeErr(err error) error {
-	if err == nil || !s.broken.Load() || errors.Is(err, sink.ErrSpoolFull) {
-		return err
+// write encodes b into a record and appends it to the log, or returns
+// why it cannot (wrapping sink.ErrSpoolFull).
+func (w *Writer) write(b *sink.Batch) (uint64, error) {
+	s := w.s
+	msgs := w.enc.Encode(b, s.hubMaxPayload())
+	s.marksMu.Lock()
+	w.meta.build(b, msgs, s.coveredLocked)
+	s.marksMu.Unlock()
+	rec := beginRecord(w.rec)
+	rec = appendMeta(rec, &w.meta)
+	metaEnd := len(rec)
+	rec = appendPackHeader(rec)
+	for i := range msgs {
+		m := &msgs[i]
+		rec = appendPacked(rec, m.Subject, m.ID, m.Data)
 	}
-	var de *sink.DeliveryError
-	if errors.As(err, &de) {
-		c := *de
-		c.Err = fmt.Errorf("%w (%v)", errStoreDown, de.Err)
-		return &c
+	w.rec = rec
+	if err := s.room(len(rec), len(b.Events) == 0); err != nil {
+		return 0, err
 	}
-	return fmt.Errorf("%w (%v)", errStoreDown, err)
+	seq := s.seg.next.Load()
+	now := time.Now().UnixNano()
+	sealRecord(rec, seq, now, metaEnd)
+	if err := s.seg.append(rec); err != nil {
+		s.storeFailed(err)
+		return 0, fmt.Errorf("%w: %v", sink.ErrSpoolFull, err)
+	}
+	s.wroteBytes(len(rec))
+	s.marksMu.Lock()
+	s.noteLocked(&w.meta, seq)
+	s.marksMu.Unlock()
+	s.appended()
+	return seq, nil
+}
+
+// coveredLocked is what the log covered of k's instance so far. Called
+// with marksMu held.
+func (s *Spool) coveredLocked(k markKey) uint64 {
+	if m := s.marks[k]; m != nil {
+		return m.written
+	}
+	return 0
+}
+
+// noteLocked records what record seq, described by m, covers. Called with
+// marksMu held.
+func (s *Spool) noteLocked(m *meta, seq uint64) {
+	for i := range m.Parts {
+		p := &m.Parts[i]
+		k := m.markKey(p)
+		ms := s.marks[k]
+		if ms == nil {
+			ms = &markState{}
+			s.marks[k] = ms
+		}
+		if p.Kind == partEvents {
+			ms.kernel = p.Kernel
+		}
+		ms.written = max(ms.written, p.Last)
+		ms.record = seq
+	}
+	pruneMarks(s.marks)
+}
+
+// directWait bounds how long a batch of loss records waits to go straight
+// to the fleet's server (the batcher waits meanwhile).
+const directWait = 2 * time.Second
+
+// direct publishes a batch of loss records straight to the fleet's
+// server, through the forwarder, when the log cannot take it and the
+// server takes messages: loss records are not given up on while the
+// server is reachable. It returns nil once the server has them; else the
+// batcher keeps them for later.
+func (s *Spool) direct(ctx context.Context, enc *sink.Encoder, b *sink.Batch) error {
+	f := s.forwarder()
+	if f == nil || f.dead() || !f.stalledSince().IsZero() {
+		return errors.New("not forwarding")
+	}
+	ctx, cancel := context.WithTimeout(ctx, directWait)
+	defer cancel()
+	encoded := enc.Encode(b, s.hubMaxPayload())
+	msgs := make([]sink.Msg, len(encoded))
+	for i := range encoded {
+		m := &encoded[i]
+		msgs[i] = sink.Msg{Subject: m.Subject, ID: string(m.ID), Data: append([]byte(nil), m.Data...)}
+	}
+	return f.urgentSend(ctx, msgs)
+}
+
+// lossMsgs encodes loss records into messages of their own (a copy).
+func lossMsgs(enc *sink.Encoder, losses []event.Loss, maxPayload int) []sink.Msg {
+	encoded := enc.Encode(&sink.Batch{Losses: losses}, maxPayload)
+	var buf []byte
+	for i := range encoded {
+		buf = append(buf, encoded[i].ID...)
+		buf = append(buf, encoded[i].Data...)
+	}
+	msgs := make([]sink.Msg, len(encoded))
+	at := 0
+	for i := range encoded {
+		m := &encoded[i]
+		id := buf[at : at+len(m.ID)]
+		at += len(m.ID)
+		data := buf[at : at+len(m.Data)]
+		at += len(m.Data)
+		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Data: data}
+	}
+	return msgs
 }

@@ -32,6 +32,7 @@ Usage:
   genlbridge replay [flags]         read events back from the JetStream stream (by time, sequence, host...)
   genlbridge families [--json]      list generic netlink families, their multicast groups and what decodes them
   genlbridge spec check FILE...     check YNL specs and overrides, say what they decode
+  genlbridge spool status|verify    what the node's spool holds; read every record of it back
   genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
   genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
   genlbridge version
@@ -66,6 +67,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		err = cmdSend(args[1:], stdout, stderr)
 	case "spec":
 		err = cmdSpec(args[1:], stdout, stderr)
+	case "spool":
+		err = cmdSpool(args[1:], stdout, stderr)
 	case "version", "--version":
 		fmt.Fprintln(stdout, "genlbridge", version)
 	case "help", "-h", "--help":
@@ -79,6 +82,8 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		return 0
 	case errors.Is(err, errUsage):
 		return 2
+	case errors.Is(err, errDamaged):
+		return 1
 	default:
 		fmt.Fprintf(stderr, "genlbridge %s: %v\n", args[0], err)
 		return 1

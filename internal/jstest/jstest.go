@@ -64,6 +64,23 @@ type Records struct {
 	IDs  map[string]int
 }
 
+// StreamMsgs is the number of messages the stream holds now (no consumer
+// made: for polling).
+func StreamMsgs(t testing.TB, nc *nats.Conn, stream string) uint64 {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return st.CachedInfo().State.Msgs
+}
+
 // ReadStream reads every message of the stream with an ordered consumer.
 func ReadStream(t testing.TB, nc *nats.Conn, stream string) Records {
 	t.Helper()

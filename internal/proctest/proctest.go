@@ -259,19 +259,47 @@ func (b *Bridge) Metrics() (Metrics, error) {
 }
 
 // WaitMetrics scrapes /metrics until cond holds for a scrape, and returns
-// that scrape; it fails the test after timeout.
-func (b *Bridge) WaitMetrics(timeout time.Duration, what string, cond func(Metrics) bool) Metrics {
+// that scrape. It waits on progress, not on a clock: it fails the test
+// only once the bridge's counters (events read, delivered, lost, spooled,
+// forwarded) have not moved for stall, so that a loaded machine makes it
+// slower, never wrong; or when the process exits first.
+func (b *Bridge) WaitMetrics(stall time.Duration, what string, cond func(Metrics) bool) Metrics {
 	b.t.Helper()
 	var last Metrics
-	b.WaitFor(timeout, what, func() bool {
+	progress, moved := -1.0, time.Now()
+	for {
 		m, err := b.Metrics()
-		if err != nil {
-			return false
+		if err == nil {
+			last = m
+			if cond(m) {
+				return m
+			}
+			if p := m.Progress(); p != progress {
+				progress, moved = p, time.Now()
+			}
 		}
-		last = m
-		return cond(m)
-	})
-	return last
+		if !b.Running() {
+			b.t.Fatalf("genlbridge exited (%v) while waiting for %s; its log:\n%s", b.waitErr, what, b.Log())
+		}
+		if time.Since(moved) > stall {
+			b.t.Fatalf("no progress for %s while waiting for %s (last scrape: %v); genlbridge's log:\n%s", stall, what, last.Progress(), b.Log())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Progress sums the counters that move while a bridge works: events read,
+// delivered and lost, loss records, batches, what its spool holds and
+// forwarded. A wait that sees it move is not stuck.
+func (m Metrics) Progress() float64 {
+	var p float64
+	for _, name := range []string{"genlbridge_events_received_total", "genlbridge_events_published_total",
+		"genlbridge_events_dropped_total", "genlbridge_loss_records_published_total", "genlbridge_batches_total",
+		"genlbridge_spool_bytes", "genlbridge_spool_forwarded_total", "genlbridge_sink_messages_total",
+		"genlbridge_socket_drops_total", "genlbridge_spool_messages"} {
+		p += m.Sum(name)
+	}
+	return p
 }
 
 // WaitFor polls cond every 10ms until it holds; it fails the test after
