@@ -653,6 +653,18 @@ func (f *forwarder) close() {
 	<-f.done
 }
 
+// waitIdle waits, while the hub takes messages, until no message it
+// submitted waits for the hub, or ctx ends.
+func (f *forwarder) waitIdle(ctx context.Context) {
+	for f.pending() > 0 && ctx.Err() == nil && f.stalledSince().IsZero() {
+		select {
+		case <-f.room:
+		case <-ctx.Done():
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+}
+
 // dead says whether run has returned on its own (the hub gave up on a
 // group): a new forwarder must take over.
 func (f *forwarder) dead() bool {

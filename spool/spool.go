@@ -670,6 +670,9 @@ func (s *Spool) Close(ctx context.Context) error {
 	<-s.done
 	if f != nil {
 		f.close()
+		// What the hub has in hand may still be confirmed: the cursor
+		// saved below then says so, and the next start sends less again.
+		f.waitIdle(ctx)
 	}
 	s.sy.stop()
 	err := s.seg.close()
