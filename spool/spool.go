@@ -107,6 +107,8 @@ type Spool struct {
 	diskFree   atomic.Int64
 	diskFreeAt atomic.Int64
 	refusing   atomic.Bool // the last write failed (disk full or failing)
+	// freeBytes reads the disk's free bytes (a test may fill the disk so).
+	freeBytes atomic.Pointer[func(dir string) (uint64, bool)]
 
 	forwarded, refused, damaged atomic.Uint64
 	lostCounted                 atomic.Uint64 // records counted lost up to this sequence number
@@ -214,6 +216,8 @@ func open(cfg Config, lock *os.File) (*Spool, error) {
 		marks: map[markKey]*markState{}, cursor: st.Cursor, cursorMsgs: st.CursorMsgs, synced: st.Synced,
 		lossReserve: min(max(cfg.MaxBytes/64, 64<<10), 1<<20), quit: make(chan struct{}), done: make(chan struct{}),
 		lost: map[string]uint64{}}
+	fb := freeBytes
+	s.freeBytes.Store(&fb)
 	s.w = &Writer{s: s, enc: sink.NewEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
 	for _, m := range st.Marks {
 		s.marks[markKey{metaKey{m.Host, m.BootID, m.Family, m.Group}, m.Instance}] = &markState{kernel: m.Kernel,
@@ -372,7 +376,7 @@ func (s *Spool) room(n int, lossOnly bool) error {
 
 // refreshDisk reads the disk's free bytes (-1: not known).
 func (s *Spool) refreshDisk() int64 {
-	free, ok := freeBytes(s.cfg.Dir)
+	free, ok := (*s.freeBytes.Load())(s.cfg.Dir)
 	v := int64(-1)
 	if ok {
 		v = int64(min(free, 1<<62))

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -540,5 +541,47 @@ func TestInspect(t *testing.T) {
 	}
 	if r.State == nil || !r.State.Clean || r.State.Synced != 5 {
 		t.Fatalf("state %+v", r.State)
+	}
+}
+
+// A disk another writer filled: batches are refused before any write
+// fails; loss records the log cannot take go straight to the hub while it
+// takes messages; once the disk has room the spool takes events again.
+func TestSpoolDiskFullLossRecordsGoStraightToTheHub(t *testing.T) {
+	h := newHarness(t)
+	h.open()
+	h.mustDeliver(&sink.Batch{Events: testEvents("h", 1, 10)})
+	h.waitForwarded()
+	var full atomic.Bool
+	full.Store(true)
+	fb := func(string) (uint64, bool) {
+		if full.Load() {
+			return 4096, true
+		}
+		return 1 << 40, true
+	}
+	h.sp.freeBytes.Store(&fb)
+	h.sp.diskFreeAt.Store(0) // read the disk again at the next write
+	err := h.deliver(&sink.Batch{Events: testEvents("h", 11, 10)})
+	if !errors.Is(err, sink.ErrSpoolFull) || h.sp.Ready() == nil || h.sp.Stats().StoreErrors != 1 {
+		t.Fatalf("a full disk: %v; ready %v; stats %+v", err, h.sp.Ready(), h.sp.Stats())
+	}
+	loss := event.Loss{Host: "h", BootID: "boot", Family: "CONTROL_EXMPL", Group: "EXMPL_GRP", Reason: event.ReasonSpoolFull,
+		Count: 10, FirstSeq: 11, LastSeq: 20, Instance: 5, TimeNS: 3}
+	h.mustDeliver(&sink.Batch{Losses: []event.Loss{loss}})
+	recs := h.hubRecords(11)
+	if losses := checkCoverage(t, recs, 20); len(losses) != 1 || losses[0] != loss {
+		t.Fatalf("loss records in the hub %+v, want %+v", losses, loss)
+	}
+	if segs, _ := listSegments(h.dir); h.sp.Stats().Messages != 0 || len(segs) != 1 {
+		t.Fatalf("the loss record went into the log: %+v", h.sp.Stats())
+	}
+	full.Store(false)
+	h.sp.diskFreeAt.Store(0)
+	h.mustDeliver(&sink.Batch{Events: testEvents("h", 21, 10)})
+	h.waitForwarded()
+	checkCoverage(t, h.hubRecords(21), 30)
+	if h.sp.Ready() != nil {
+		t.Fatalf("not ready once the disk has room: %v", h.sp.Ready())
 	}
 }
