@@ -264,7 +264,7 @@ func (h *hub) start() {
 		h.t.Fatal(err)
 	}
 	cmd.Stdout, cmd.Stderr = logf, logf
-	if err := cmd.Start(); err != nil {
+	if err := k8scluster.Spawn(cmd); err != nil {
 		h.t.Fatal(err)
 	}
 	exited := make(chan struct{})
@@ -619,7 +619,7 @@ func watchPods(t *testing.T, c *k8scluster.Cluster) *podWatcher {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := cmd.Start(); err != nil {
+	if err := k8scluster.Spawn(cmd); err != nil {
 		t.Fatal(err)
 	}
 	w := &podWatcher{cmd: cmd, last: map[string]corev1.Pod{}}

@@ -89,7 +89,7 @@ func TestProbes(t *testing.T) {
 	follow := exec.Command(binDir+"/kubectl", "--kubeconfig", c.Kubeconfig(), "-n", namespace, "logs", "-f", p.Name)
 	var lastWords syncbuf.Buffer
 	follow.Stdout = &lastWords
-	if err := follow.Start(); err != nil {
+	if err := k8scluster.Spawn(follow); err != nil {
 		t.Fatal(err)
 	}
 	followed := make(chan error, 1)

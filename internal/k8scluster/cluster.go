@@ -84,7 +84,6 @@ type Cluster struct {
 	cgroupRoot string // the kubelet's --cgroup-root, e.g. /k8scluster-1234
 	state      string // the record in StateDir
 
-	spawner chan spawnReq
 	mu      sync.Mutex
 	procs   []*proc // in start order
 	holder  *proc   // keeps the node's mount namespace
@@ -162,13 +161,12 @@ func Start(cfg Config) (c *Cluster, err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, err
 	}
-	c = &Cluster{cfg: cfg, cgroupRoot: fmt.Sprintf("/k8scluster-%d", os.Getpid()), spawner: make(chan spawnReq)}
+	c = &Cluster{cfg: cfg, cgroupRoot: fmt.Sprintf("/k8scluster-%d", os.Getpid())}
 	CleanStale(cfg.StateDir, c.logf)
 	c.before = snapshotHost(c.cgroupRoot, cfg.Dir)
 	if err := os.MkdirAll(cfg.Dir, 0o755); err != nil {
 		return nil, err
 	}
-	go c.spawnLoop()
 	defer func() {
 		if err != nil {
 			err = fmt.Errorf("k8scluster: %w", err)
@@ -199,20 +197,45 @@ func Start(cfg Config) (c *Cluster, err error) {
 	return c, nil
 }
 
-// spawnLoop starts every process from one OS thread that lives as long as
-// the test process: their parent-death signal (SIGKILL) is tied to the
-// thread that forked them, and this one never exits, so they die with the
-// test process and only then.
-func (c *Cluster) spawnLoop() {
-	runtime.LockOSThread()
-	for r := range c.spawner {
-		r.errc <- r.cmd.Start()
+var (
+	spawnOnce sync.Once
+	spawner   = make(chan spawnReq)
+)
+
+// Spawn starts cmd with SIGKILL (or the one cmd names) as its parent-death
+// signal, so that it
+// dies with the test process even when that is killed: the cluster's
+// components, and whatever a test starts that must not outlive it. The
+// signal is tied to the thread that forks, so every process is started
+// from one OS thread that never exits.
+func Spawn(cmd *exec.Cmd) error {
+	spawnOnce.Do(func() {
+		go func() {
+			runtime.LockOSThread()
+			for r := range spawner {
+				r.errc <- r.cmd.Start()
+			}
+		}()
+	})
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
+	if cmd.SysProcAttr.Pdeathsig == 0 {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	errc := make(chan error)
+	spawner <- spawnReq{cmd, errc}
+	return <-errc
 }
 
 // run starts a component; inNode runs it in the node's mount namespace.
 // Its output goes to Dir/logs/NAME.log.
 func (c *Cluster) run(name string, inNode bool, bin string, args ...string) (*proc, error) {
+	return c.runSig(name, syscall.SIGKILL, inNode, bin, args...)
+}
+
+// runSig is run with the parent-death signal sig.
+func (c *Cluster) runSig(name string, sig syscall.Signal, inNode bool, bin string, args ...string) (*proc, error) {
 	if inNode {
 		args = append([]string{fmt.Sprintf("--mount=/proc/%d/ns/mnt", c.holder.cmd.Process.Pid), "--", bin}, args...)
 		bin = "nsenter"
@@ -228,10 +251,8 @@ func (c *Cluster) run(name string, inNode bool, bin string, args ...string) (*pr
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.cfg.Dir
 	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + c.Path("home")}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	errc := make(chan error)
-	c.spawner <- spawnReq{cmd, errc}
-	if err := <-errc; err != nil {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: sig}
+	if err := Spawn(cmd); err != nil {
 		logf.Close()
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
@@ -306,11 +327,43 @@ func (c *Cluster) startNode() error {
 		return err
 	}
 	fmt.Fprintf(&script, "mount --bind %s %s\nmount --make-rshared %s\n", kubelet, kubelet, kubelet)
-	script.WriteString("echo node-ready\nexec sleep infinity\n")
+	// The holder is the dead man's switch too: it gets SIGTERM when the
+	// test process dies (its parent-death signal) or stops the cluster,
+	// and then kills what is left in the node's namespace and cgroups (the
+	// containers, and the shims containerd leaves) and removes the cgroups.
+	var cgdirs []string
+	for _, h := range cgroupHierarchies() {
+		cgdirs = append(cgdirs, filepath.Join(h, c.cgroupRoot))
+	}
+	fmt.Fprintf(&script, `ns=$(readlink /proc/$$/ns/mnt)
+cgroups="%s"
+cleanup() {
+	trap - TERM
+	for i in $(seq 50); do
+		n=0
+		for f in $(find $cgroups -name cgroup.procs 2>/dev/null); do
+			for p in $(cat "$f"); do kill -9 "$p" 2>/dev/null; n=$((n+1)); done
+		done
+		for d in /proc/[0-9]*; do
+			p=${d#/proc/}
+			[ "$p" = "$$" ] && continue
+			[ "$(readlink "$d/ns/mnt" 2>/dev/null)" = "$ns" ] && { kill -9 "$p" 2>/dev/null; n=$((n+1)); }
+		done
+		[ "$n" = 0 ] && break
+		sleep 0.2
+	done
+	find $cgroups -depth -type d -exec rmdir {} + 2>/dev/null
+	exit 0
+}
+trap cleanup TERM
+echo node-ready
+sleep infinity &
+wait $!
+`, strings.Join(cgdirs, " "))
 	if err := os.WriteFile(filepath.Join(ns, "setup.sh"), []byte(script.String()), 0o755); err != nil {
 		return err
 	}
-	p, err := c.run("node", false, "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", filepath.Join(ns, "setup.sh"))
+	p, err := c.runSig("node", syscall.SIGTERM, false, "unshare", "--mount", "--propagation", "private", "--", "/bin/sh", filepath.Join(ns, "setup.sh"))
 	if err != nil {
 		return err
 	}
@@ -618,7 +671,11 @@ func (c *Cluster) Ctr(args ...string) (string, error) {
 	cmd := exec.Command("ctr", append([]string{"--address", c.sock, "--namespace", "k8s.io"}, args...)...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Run(); err != nil {
+	err := Spawn(cmd)
+	if err == nil {
+		err = cmd.Wait()
+	}
+	if err != nil {
 		return out.String(), fmt.Errorf("ctr %s: %v: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String(), nil
@@ -740,7 +797,9 @@ func (c *Cluster) KubectlOutput(ctx context.Context, args ...string) (stdout, st
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Path("home")}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	err = cmd.Run()
+	if err = Spawn(cmd); err == nil {
+		err = cmd.Wait()
+	}
 	return out.String(), errb.String(), err
 }
 
@@ -783,7 +842,6 @@ func (c *Cluster) Stop() error {
 	if c.state != "" {
 		_ = os.Remove(c.state)
 	}
-	close(c.spawner)
 	after := snapshotHost(c.cgroupRoot, c.cfg.Dir)
 	if d := c.before.diff(after); d != "" {
 		errs = append(errs, fmt.Errorf("the host is not as the cluster found it:\n%s", d))
