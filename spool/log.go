@@ -34,8 +34,10 @@ type segLog struct {
 	segs  []*segment // oldest first; the last is the active one
 	bytes int64      // the segments' sizes
 	// sealed are segments sealed since the last sync, with their files
-	// still open: the syncer syncs and closes them.
-	sealed []*os.File
+	// still open: the syncer syncs and closes them. newFiles: a segment
+	// was made since, whose directory entry the sync must make durable.
+	sealed   []*os.File
+	newFiles bool
 
 	next   atomic.Uint64 // the next record's sequence number
 	active *os.File      // the last segment's file, the writer's
@@ -275,16 +277,19 @@ func (l *segLog) roll(seq uint64) error {
 	l.segs = append(l.segs, &segment{base: seq, path: path})
 	l.active = f
 	l.broken = false
+	l.newFiles = true
 	l.mu.Unlock()
 	return nil
 }
 
 // syncFiles syncs the active segment and those sealed since the last
-// call, and closes the sealed ones. It is the syncer's.
+// call, and closes the sealed ones; and the directory, when a segment was
+// made since (a new file's name is on the disk only once its directory
+// is synced). It is the syncer's.
 func (l *segLog) syncFiles() error {
 	l.mu.Lock()
-	sealed := l.sealed
-	l.sealed = nil
+	sealed, newFiles := l.sealed, l.newFiles
+	l.sealed, l.newFiles = nil, false
 	active := l.active
 	l.mu.Unlock()
 	var errs []error
@@ -293,6 +298,14 @@ func (l *segLog) syncFiles() error {
 	}
 	if active != nil {
 		errs = append(errs, fdatasync(active))
+	}
+	if newFiles {
+		d, err := os.Open(l.dir)
+		if err == nil {
+			err = d.Sync()
+			d.Close()
+		}
+		errs = append(errs, err)
 	}
 	return errors.Join(errs...)
 }

@@ -56,6 +56,9 @@ const (
 	// GuestButtonPath holds the kernel's ACPI button driver (button.ko),
 	// when vm.sh fetched it.
 	GuestButtonPath = "/button.ko"
+	// GuestDiskModules holds the modules a virtio disk with ext4 needs,
+	// and their load order (a file "order"), for the power-loss test.
+	GuestDiskModules = "/mods"
 	// GuestKernelSpecs holds the kernel's YNL specs (Debian's
 	// linux-doc-6.12), in the 6.12 kernel's VM only: the 6.1 one has none.
 	GuestKernelSpecs = "/usr/share/doc/linux-doc-6.12/Documentation/netlink/specs"

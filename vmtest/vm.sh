@@ -26,7 +26,7 @@ die() { echo "vm.sh: $*" >&2; exit 1; }
 
 # The commands these scripts and the VM test call, each with the Debian
 # package that has it.
-TOOLS="modinfo:kmod qemu-system-x86_64:qemu-system-x86 busybox:busybox-static dpkg-deb:dpkg tar:tar xz:xz-utils make:make gcc:gcc ip:iproute2"
+TOOLS="modinfo:kmod depmod:kmod modprobe:kmod qemu-system-x86_64:qemu-system-x86 busybox:busybox-static dpkg-deb:dpkg tar:tar xz:xz-utils make:make gcc:gcc ip:iproute2 mkfs.ext4:e2fsprogs zstd:zstd"
 
 # need CMD PKG: fail, naming the command and its package, when CMD is missing.
 need() {
@@ -91,12 +91,15 @@ cmd_kvers() {
 	for m in "$@"; do kver "$m"; done
 }
 
-# fetch_vmlinuz KVER DIR: DIR/vmlinuz, and DIR/button.ko (the ACPI button
-# driver, whose power button events the VM test reads; uncompressed), from
-# the linux-image package of the same version as the installed headers.
+# fetch_vmlinuz KVER DIR: DIR/vmlinuz, DIR/button.ko (the ACPI button
+# driver, whose power button events the VM test reads; uncompressed) and
+# DIR/disk/ (the modules a virtio disk with ext4 needs, uncompressed, in
+# the order to load them: DIR/disk/order; the power-loss test mounts one),
+# from the linux-image package of the same version as the installed
+# headers.
 fetch_vmlinuz() {
 	k=$1 dir=$2
-	[ -s "$dir/vmlinuz" ] && [ -s "$dir/button.ko" ] && return 0
+	[ -s "$dir/vmlinuz" ] && [ -s "$dir/button.ko" ] && [ -s "$dir/disk/order" ] && return 0
 	need dpkg-deb dpkg
 	need tar tar
 	ver=$(dpkg-query -W -f='${Version}' "linux-headers-$k" 2>/dev/null) ||
@@ -117,16 +120,36 @@ fetch_vmlinuz() {
 	[ -n "$deb" ] || die "cannot download linux-image-$k (headers version $ver): run apt-get update; if the ABI moved on, upgrade the headers meta packages (apt-get install --only-upgrade linux-headers-...)"
 	tmp=$dir/.extract
 	rm -rf "$tmp" && mkdir -p "$tmp"
-	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards "./boot/vmlinuz-$k" "*/drivers/acpi/button.ko*"
+	dpkg-deb --fsys-tarfile "$deb" | tar -x -C "$tmp" --wildcards "./boot/vmlinuz-$k" "./lib/modules/$k/*"
 	mv "$tmp/boot/vmlinuz-$k" "$dir/vmlinuz"
 	button=$(find "$tmp" -name 'button.ko*' | head -n1)
 	[ -n "$button" ] || die "$(basename "$deb") has no drivers/acpi/button.ko"
-	case "$button" in
-	*.xz) need xz xz-utils; xz -dc "$button" >"$dir/button.ko" ;;
-	*) cp "$button" "$dir/button.ko" ;;
-	esac
+	unpack_ko "$button" "$dir/button.ko"
+	# The disk's modules: what modprobe would load for virtio_pci, virtio_blk and
+	# ext4, in its order (those built into the kernel are not listed).
+	need depmod kmod
+	depmod -b "$tmp" "$k"
+	rm -rf "$dir/disk" && mkdir -p "$dir/disk"
+	: >"$dir/disk/order"
+	modprobe -a -d "$tmp" -S "$k" --show-depends virtio_pci virtio_blk ext4 | while read -r what path _; do
+		[ "$what" = insmod ] || continue
+		name=$(basename "$path" | sed 's/\.ko.*//')
+		grep -qx "$name" "$dir/disk/order" && continue
+		unpack_ko "$path" "$dir/disk/$name.ko"
+		echo "$name" >>"$dir/disk/order"
+	done
 	rm -rf "$tmp" "$deb"
-	echo "vm-kernels: $dir/vmlinuz and button.ko from $(basename "$deb")"
+	echo "vm-kernels: $dir/vmlinuz, button.ko and the disk's modules ($(tr '\n' ' ' <"$dir/disk/order")) from $(basename "$deb")"
+}
+
+# unpack_ko SRC DST: a module, uncompressed (busybox's insmod reads plain
+# ones).
+unpack_ko() {
+	case "$1" in
+	*.xz) need xz xz-utils; xz -dc "$1" >"$2" ;;
+	*.zst) need zstd zstd; zstd -qdc "$1" >"$2" ;;
+	*) cp "$1" "$2" ;;
+	esac
 }
 
 # build_kmod KVER DIR: DIR/genl_exmpl.ko built against linux-headers-KVER.
