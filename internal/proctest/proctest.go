@@ -88,8 +88,15 @@ func Start(t testing.TB, env ...string) *Bridge {
 
 // StartBinary is Start with the genlbridge binary at bin (the VM's guest
 // has no go command).
+//
+// A test writes only in its own temporary directories: the bridge gets a
+// GENLBRIDGE_DATA_DIR and a GENLBRIDGE_SPOOL_DIR of the test's when env
+// sets none (their defaults are the host's /var/lib/genlbridge, a
+// DaemonSet's hostPath), and one env sets outside the temporary directory
+// fails the test (inside the test VM any path is the VM's own).
 func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
 	t.Helper()
+	env = privateDirs(t, env)
 	b := &Bridge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), done: make(chan struct{})}
 	b.cmd = exec.Command(bin, "run")
 	b.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_LOG_FORMAT=json", "GENLBRIDGE_HTTP_ADDR=" + b.addr}, env...)
@@ -120,6 +127,29 @@ func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
 		return resp.StatusCode == http.StatusOK
 	})
 	return b
+}
+
+// privateDirs gives the bridge the test's own data and spool directories
+// (see StartBinary).
+func privateDirs(t testing.TB, env []string) []string {
+	t.Helper()
+	tmp := filepath.Clean(os.TempDir()) + string(filepath.Separator)
+	inVM := os.Getenv("VMTEST_GUEST") == "1"
+	for _, name := range []string{"GENLBRIDGE_DATA_DIR", "GENLBRIDGE_SPOOL_DIR"} {
+		set := false
+		for _, kv := range env {
+			if v, ok := strings.CutPrefix(kv, name+"="); ok {
+				set = true
+				if abs, err := filepath.Abs(v); err != nil || !strings.HasPrefix(abs+string(filepath.Separator), tmp) && !inVM {
+					t.Fatalf("%s=%s: a test bridge writes only in the test's temporary directories (under %s)", name, v, tmp)
+				}
+			}
+		}
+		if !set {
+			env = append(env, name+"="+t.TempDir())
+		}
+	}
+	return env
 }
 
 // Stop sends SIGTERM and fails the test unless the process exits with
