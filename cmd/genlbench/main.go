@@ -10,6 +10,8 @@
 //	bridge-batch  genlbridge run, one NATS message per batch
 //	bridge-event  genlbridge run, one NATS message per event (the default)
 //	bridge-js     genlbridge run into JetStream, one message per event
+//	bridge-spool  the node's spool (GENLBRIDGE_SPOOL_SYNC=always) in front of the same JetStream
+//	bridge-spool-1s  the same, the spool synced every second
 //	naive         netlink.Conn.Receive + one nats.Publish per event
 //	js-bare       a bare JetStream PublishAsync loop (no kernel) into the same subscriber, for reference
 //
@@ -79,7 +81,7 @@ type options struct {
 
 func run() error {
 	var o options
-	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,bridge-spool,naive,js-bare", "pipelines to measure")
+	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,bridge-spool,bridge-spool-1s,naive,js-bare", "pipelines to measure")
 	rates := flag.String("rates", "10000,100000,400000,0", "offered rates in events/s; 0 is as fast as possible")
 	flag.StringVar(&o.bridge, "bridge", "build/genlbridge", "the genlbridge binary")
 	flag.StringVar(&o.out, "out", "build/bench", "directory for results.json and chart.png")
@@ -123,7 +125,7 @@ func run() error {
 	done := 0
 	for rep := 0; rep < o.repeat; rep++ {
 		for _, mode := range o.modes {
-			if (mode == "bridge-js" || mode == "bridge-spool") && !jsOK {
+			if (mode == "bridge-js" || strings.HasPrefix(mode, "bridge-spool")) && !jsOK {
 				continue
 			}
 			rs := o.rates
@@ -305,9 +307,12 @@ func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL, 
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_MESSAGE_MODE=batch")
 		case "bridge-js":
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream")
-		case "bridge-spool":
+		case "bridge-spool", "bridge-spool-1s":
 			// The node's spool in front of the same JetStream server.
 			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR="+spoolDir)
+			if mode == "bridge-spool-1s" {
+				c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SPOOL_SYNC=1s")
+			}
 		}
 		c.cmd.Env = append(c.cmd.Env, env...)
 	}
@@ -402,7 +407,7 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js" || mode == "bridge-spool", StoreDir: filepath.Join(dir, "hub")})
+	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js" || strings.HasPrefix(mode, "bridge-spool"), StoreDir: filepath.Join(dir, "hub")})
 	if err != nil {
 		return nil, err
 	}

@@ -132,6 +132,15 @@ func (r *results) summarize() {
 	if sp := get("bridge-spool", 10000); sp != nil {
 		add("bridge-spool p99 latency kernel -> subscriber at 10k/s (ms)", "<= 10", sp.P99us/1000, sp.P99us <= 10000)
 	}
+	// The spool's sync setting, side by side: what syncing before a batch
+	// counts as delivered costs against syncing every second.
+	for _, rate := range []int{10000, 0} {
+		if al, iv := get("bridge-spool", rate), get("bridge-spool-1s", rate); al != nil && iv != nil {
+			add(fmt.Sprintf("spool sync always / every 1s, events/s at %s", rateName(rate)), "(measured)", al.EventsPerSec/iv.EventsPerSec, true)
+			add(fmt.Sprintf("spool sync always / every 1s, CPU per event at %s", rateName(rate)), "(measured)", al.CPUusPerEv/iv.CPUusPerEv, true)
+			add(fmt.Sprintf("spool p99 at %s, sync always against every 1s (ms)", rateName(rate)), fmt.Sprintf("(every 1s: %.1f)", iv.P99us/1000), al.P99us/1000, true)
+		}
+	}
 	if d := r.Drain; d != nil && d.Error == "" {
 		add(fmt.Sprintf("spool drain after a %.0fs outage at %dk/s, live events on (events/s)", d.OutageSec, d.Rate/1000), "> rate (it catches up)",
 			d.EventsPerSec, d.EventsPerSec > float64(d.Rate))
