@@ -41,6 +41,15 @@ type eventSocket struct {
 	// socket empty, if emptySeen (see takeEmpty).
 	emptyDrops uint32
 	emptySeen  bool
+
+	// The functions the reader hands the runtime's poller, made once (a
+	// closure made at each call would be an allocation a read), and
+	// their results.
+	readFn             func(fd uintptr) bool
+	recvNowFn, dropsFn func(fd uintptr) // through Control: whatever the read deadline
+	n                  int
+	errno              syscall.Errno
+	dropsVal           uint32
 }
 
 // dgram is one datagram read by recv.
@@ -59,6 +68,12 @@ func openEventSocket(netns, rcvbuf, vlen, slot int) (*eventSocket, int, error) {
 		return nil, 0, fmt.Errorf("dial generic netlink: %w", err)
 	}
 	s := &eventSocket{c: c, slot: slot}
+	s.readFn = func(fd uintptr) bool {
+		s.n, s.errno = s.recvmmsg(fd)
+		return s.errno != unix.EAGAIN // empty: wait in the netpoller
+	}
+	s.recvNowFn = func(fd uintptr) { s.n, s.errno = s.recvmmsg(fd) }
+	s.dropsFn = func(fd uintptr) { s.dropsVal, s.errno = dropsFD(fd) }
 	granted, err := s.setup(rcvbuf, vlen)
 	if err != nil {
 		c.Close()
@@ -118,17 +133,13 @@ func (s *eventSocket) setup(rcvbuf, vlen int) (int, error) {
 // passes, or the socket is closed), then reads up to vlen datagrams without
 // blocking into out, which it returns. EINTR is retried.
 func (s *eventSocket) recv(out []dgram) ([]dgram, error) {
-	var n int
-	var errno syscall.Errno
-	err := s.rc.Read(func(fd uintptr) bool {
-		n, errno = s.recvmmsg(fd)
-		return errno != unix.EAGAIN // empty: wait in the netpoller
-	})
+	s.n, s.errno = 0, 0
+	err := s.rc.Read(s.readFn)
 	runtime.KeepAlive(s)
 	if err != nil {
 		return out[:0], err
 	}
-	return s.collect(out, n, errno)
+	return s.collect(out, s.n, s.errno)
 }
 
 // recvNow reads what is queued without waiting, whatever the read deadline:
@@ -136,15 +147,14 @@ func (s *eventSocket) recv(out []dgram) ([]dgram, error) {
 // nothing queued (its drop counter was read at that moment, see takeEmpty).
 // Used to drain a socket that has left its group.
 func (s *eventSocket) recvNow(out []dgram) (_ []dgram, empty bool, err error) {
-	var n int
-	var errno syscall.Errno
-	if err := s.rc.Control(func(fd uintptr) { n, errno = s.recvmmsg(fd) }); err != nil {
+	s.n, s.errno = 0, 0
+	if err := s.rc.Control(s.recvNowFn); err != nil {
 		return out[:0], false, err
 	}
-	if errno == unix.EAGAIN {
+	if s.errno == unix.EAGAIN {
 		return out[:0], true, nil
 	}
-	out, err = s.collect(out, n, errno)
+	out, err = s.collect(out, s.n, s.errno)
 	return out, false, err
 }
 
@@ -205,16 +215,13 @@ func (s *eventSocket) collect(out []dgram, n int, errno syscall.Errno) ([]dgram,
 // (SO_MEMINFO's SK_MEMINFO_DROPS, the Drops column of /proc/net/netlink).
 // It wraps at 2^32; callers subtract in uint32.
 func (s *eventSocket) drops() (uint32, error) {
-	var d uint32
-	var errno syscall.Errno
-	err := s.rc.Control(func(fd uintptr) { d, errno = dropsFD(fd) })
-	if err != nil {
+	if err := s.rc.Control(s.dropsFn); err != nil {
 		return 0, err
 	}
-	if errno != 0 {
-		return 0, os.NewSyscallError("getsockopt SO_MEMINFO", errno)
+	if s.errno != 0 {
+		return 0, os.NewSyscallError("getsockopt SO_MEMINFO", s.errno)
 	}
-	return d, nil
+	return s.dropsVal, nil
 }
 
 func dropsFD(fd uintptr) (uint32, syscall.Errno) {

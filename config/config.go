@@ -58,6 +58,7 @@ type Config struct {
 	StreamStorage         Choice        `envconfig:"GENLBRIDGE_STREAM_STORAGE" default:"file" choices:"file,memory" desc:"jetstream sink: the stream's storage"`
 	StreamReplicas        int           `envconfig:"GENLBRIDGE_STREAM_REPLICAS" default:"1" desc:"jetstream sink: the stream's replicas (1-5)"`
 	StreamDuplicateWindow time.Duration `envconfig:"GENLBRIDGE_STREAM_DUPLICATE_WINDOW" default:"2m" desc:"jetstream sink: how long the server remembers message ids; at least FLUSH_TIMEOUT + RETRY_MAX (one republish), and the outage it outlasts by that much is deduplicated; the server keeps one id per message within it"`
+	StreamFastBatch       bool          `envconfig:"GENLBRIDGE_STREAM_FAST_BATCH" default:"true" desc:"jetstream sink: publish the messages sent together as one JetStream fast batch (the stream allows them: allow_batched; nats-server 2.14 or later), acknowledged every few messages and once at its end instead of one acknowledgement a message; a managed stream is made to allow them, an unmanaged one that does not is published to one acknowledgement a message (logged)"`
 	StreamManage          bool          `envconfig:"GENLBRIDGE_STREAM_MANAGE" default:"true" desc:"jetstream sink: create the stream if missing and fail if it differs; false: never touch it, only check it exists and captures the subjects"`
 	MaxInFlight           int           `envconfig:"GENLBRIDGE_MAX_IN_FLIGHT" default:"4096" desc:"jetstream sink and spool forwarder: most messages published and not yet acknowledged, across batches"`
 
@@ -480,7 +481,7 @@ func (c *Config) JetStream() sink.JetStreamConfig {
 		Subject: events, LossSubject: losses, Batched: c.MessageMode == "batch",
 		Stream: sink.StreamConfig{Name: c.Stream, Subjects: c.StreamSubjects, MaxAge: c.StreamMaxAge,
 			MaxBytes: int64(c.StreamMaxBytes), MaxMsgs: int64(c.StreamMaxMsgs), Storage: string(c.StreamStorage),
-			Replicas: c.StreamReplicas, DuplicateWindow: c.StreamDuplicateWindow},
+			Replicas: c.StreamReplicas, DuplicateWindow: c.StreamDuplicateWindow, AllowBatchPublish: c.StreamFastBatch},
 		Manage: c.StreamManage, MaxInFlight: c.MaxInFlight, AckTimeout: c.FlushTimeout, RetryMax: c.RetryMax,
 		// A republished event lands at most a batch (or the ack window)
 		// behind later ones.

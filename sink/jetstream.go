@@ -91,6 +91,7 @@ type JetStream struct {
 	nc     *nats.Conn
 	js     jetstream.JetStream
 	stream jetstream.Stream // nil when the account may not look at it
+	batch  bool             // publishing fast batches (the stream allows them)
 	cfg    JetStreamConfig
 	log    *slog.Logger
 	enc    encoder
@@ -147,12 +148,15 @@ func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*Jet
 		return nil, err
 	}
 	s.win, err = newWindow(nc, windowConfig{Max: cfg.MaxInFlight, AckTimeout: cfg.AckTimeout, RetryMin: cfg.RetryMin,
-		RetryMax: cfg.RetryMax, DuplicateWindow: cfg.Stream.DuplicateWindow, Logger: cfg.Logger}, s.groupDone)
+		RetryMax: cfg.RetryMax, DuplicateWindow: cfg.Stream.DuplicateWindow, Batch: s.batch, Logger: cfg.Logger}, s.groupDone)
 	if err != nil {
 		return nil, err
 	}
 	return s, nil
 }
+
+// BatchPublishing says whether the sink publishes fast batches.
+func (s *JetStream) BatchPublishing() bool { return s.batch }
 
 // Stream returns the stream, or nil when the account may not look at it.
 func (s *JetStream) Stream() jetstream.Stream { return s.stream }

@@ -31,7 +31,10 @@ func TestJetStreamAcknowledgementPaths(t *testing.T) {
 	}
 	t.Cleanup(nc.Close)
 	ctx := context.Background()
-	s, err := NewJetStream(ctx, nc, JetStreamConfig{Stream: DefaultStream, Manage: true, MaxInFlight: 8,
+	// The acknowledgement of each message (no fast batches).
+	stream := DefaultStream
+	stream.AllowBatchPublish = false
+	s, err := NewJetStream(ctx, nc, JetStreamConfig{Stream: stream, Manage: true, MaxInFlight: 8,
 		AckTimeout: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {

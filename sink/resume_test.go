@@ -26,6 +26,7 @@ type dropProxy struct {
 	target string
 	prefix string
 	mu     sync.Mutex
+	pass   int // HPUBs on prefix to let through before dropping
 	drop   int
 }
 
@@ -80,7 +81,10 @@ func (p *dropProxy) forward(dst io.Writer, src io.Reader) {
 			}
 			if bytes.HasPrefix(f[1], []byte(p.prefix)) {
 				p.mu.Lock()
-				if p.drop > 0 {
+				switch {
+				case p.pass > 0:
+					p.pass--
+				case p.drop > 0:
 					p.drop--
 					skip = true
 				}
@@ -112,7 +116,11 @@ func TestResumeFindsTheHighestAfterARepublish(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	s := newJS(t, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true,
+	// One acknowledgement a message: a fast batch that loses its first
+	// messages is refused whole, and published again in order.
+	stream := sink.DefaultStream
+	stream.AllowBatchPublish = false
+	s := newJS(t, nc, sink.JetStreamConfig{Stream: stream, Manage: true,
 		AckTimeout: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
 	if err := s.Deliver(context.Background(), &sink.Batch{Events: testEvents("h1", 1, 10)}); err != nil {
 		t.Fatal(err)
@@ -166,5 +174,41 @@ func TestResumeOnASharedStream(t *testing.T) {
 	}
 	if _, inst, seq, ok := s.Resume("h1", "CONTROL_EXMPL", "EXMPL_GRP"); !ok || inst != 8 || seq != 3 {
 		t.Fatalf("resume h1 at instance %d seq %d %v, want 8, 3", inst, seq, ok)
+	}
+}
+
+// A fast batch that loses messages in the middle (a proxy drops two of
+// them) is ended by the server at the gap; the window publishes the rest
+// again, from the first message it has no acknowledgement of, in a new
+// batch: every record stored once, in order.
+func TestJetStreamFastBatchGap(t *testing.T) {
+	srv, direct := jstest.Start(t)
+	proxy := newDropProxy(t, srv.URL(), "genl.", 2)
+	proxy.pass = 3
+	nc, err := nats.Connect(proxy.url())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	s := newJS(t, nc, sink.JetStreamConfig{Stream: sink.DefaultStream, Manage: true,
+		AckTimeout: 500 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 20 * time.Millisecond})
+	if !s.BatchPublishing() {
+		t.Fatal("no fast batches")
+	}
+	if err := s.Deliver(context.Background(), &sink.Batch{Events: testEvents("h1", 1, 10)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Deliver(context.Background(), &sink.Batch{Events: testEvents("h1", 11, 300)}); err != nil {
+		t.Fatal(err)
+	}
+	evs, _, msgs := readStream(t, direct, "GENL")
+	for i, e := range evs {
+		if e.Seq != uint64(i+1) {
+			t.Fatalf("event %d has seq %d", i, e.Seq)
+		}
+	}
+	st := s.Stats()
+	if len(evs) != 310 || msgs != 310 || st.Republished == 0 || st.Acked != 310 || st.Published != 310+st.Republished {
+		t.Fatalf("%d events in %d messages, stats %+v: want 310 once each, some published again", len(evs), msgs, st)
 	}
 }

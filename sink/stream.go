@@ -28,6 +28,9 @@ type StreamConfig struct {
 	// record published again within it is stored once. It must cover the
 	// sink's retries (see JetStreamConfig.RetrySpan).
 	DuplicateWindow time.Duration
+	// AllowBatchPublish lets publishers send JetStream fast batches into
+	// the stream (nats-server 2.14 or later; allow_batched).
+	AllowBatchPublish bool
 }
 
 // DefaultStream is the stream the sink creates when told nothing else.
@@ -37,8 +40,9 @@ var DefaultStream = StreamConfig{
 	MaxAge:          24 * time.Hour,
 	MaxBytes:        1 << 30,
 	Storage:         "file",
-	Replicas:        1,
-	DuplicateWindow: 2 * time.Minute,
+	Replicas:          1,
+	DuplicateWindow:   2 * time.Minute,
+	AllowBatchPublish: true,
 }
 
 // provision creates the stream or checks it, and checks that its duplicate
@@ -80,10 +84,28 @@ func (s *JetStream) provision(ctx context.Context) error {
 			return fmt.Errorf("stream %s exists with another configuration (left unchanged; change the stream or the GENLBRIDGE_STREAM_* settings): %s",
 				want.Name, strings.Join(d, "; "))
 		}
+		if want.AllowBatchPublish && !have.AllowBatchPublish {
+			// Allowing fast batches changes nothing that is stored:
+			// a stream made before (or by an older bridge) is updated.
+			up := have
+			up.AllowBatchPublish = true
+			if st, err = s.js.UpdateStream(ctx, up); err != nil {
+				s.log.Warn("cannot allow fast batches into the stream; publishing one acknowledgement a message", "stream", want.Name, "err", err)
+			} else {
+				s.stream, have = st, st.CachedInfo().Config
+				s.log.Info("allowed fast batch publishing into the stream (allow_batched)", "stream", want.Name)
+			}
+		}
+		s.batch = want.AllowBatchPublish && have.AllowBatchPublish
 		return nil
 	}
 	if err := s.checkSubjects(have.Subjects); err != nil {
 		return fmt.Errorf("stream %s: %w", want.Name, err)
+	}
+	s.batch = want.AllowBatchPublish && have.AllowBatchPublish
+	if want.AllowBatchPublish && !have.AllowBatchPublish {
+		s.log.Warn("the stream does not allow fast batch publishing (allow_batched; nats-server 2.14 or later): publishing one acknowledgement a message, which costs the server and the bridge more",
+			"stream", want.Name)
 	}
 	return s.checkWindow(have.Duplicates)
 }
@@ -132,6 +154,8 @@ func (c StreamConfig) jetstream() jetstream.StreamConfig {
 		Storage:    storageType(c.Storage),
 		Replicas:   c.Replicas,
 		Duplicates: c.DuplicateWindow,
+		// Batches are allowed only where they are used.
+		AllowBatchPublish: c.AllowBatchPublish,
 	}
 	return sc
 }

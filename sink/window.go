@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -37,7 +38,13 @@ type windowConfig struct {
 	// DuplicateWindow is the stream's: republishing later than this after
 	// the first publish is counted (the stream may store a record twice).
 	DuplicateWindow time.Duration
-	Logger          *slog.Logger
+	// Batch publishes the messages as JetStream fast batches (the stream
+	// allows it): a run of messages published at once is one batch,
+	// acknowledged by the server every few messages and once at its end,
+	// rather than a reply for each message. BatchMax bounds a run.
+	Batch    bool
+	BatchMax int
+	Logger   *slog.Logger
 }
 
 // window publishes messages to JetStream with at most Max of them
@@ -52,7 +59,15 @@ type windowConfig struct {
 //
 // Messages are plain core NATS requests whose reply subject names the
 // message; acknowledgements come on one wildcard subscription, so a message
-// costs no future, timer or map entry. submit may be called from one
+// costs no future, timer or map entry. With Batch, a run of messages
+// published at once is a JetStream fast batch: each message's reply subject
+// names its run and its place in it (nats-server's fast-ingest protocol,
+// "<inbox>.<run>.<flow>.fail.<seq>.<op>.$FI"), the run ends with an
+// end-of-batch commit, and the server's flow acknowledgements (every few
+// messages) and the batch's own PubAck acknowledge the messages, so that a
+// run of 500 costs a handful of replies; a run that fails (a gap, an error,
+// silence) is published again as a new run, and the duplicate window drops
+// what the server had stored of it. submit may be called from one
 // goroutine at a time; the done function is called from the goroutine that
 // completes a group (the subscription's, the publisher's, or abandon's),
 // never with the window's lock held. close stops every goroutine.
@@ -82,6 +97,13 @@ type window struct {
 
 	failGen uint64 // counts failures; a message published since the last one that is acknowledged ends failing
 
+	// Fast batches (cfg.Batch): the runs in flight by number, and the
+	// next run's number. A run's batch id is runTag (the inbox's unique
+	// token: a stream keys batches by id alone) and r<number in base 36>.
+	runs   map[uint64]*wrun
+	runNo  uint64
+	runTag string
+
 	wake   chan struct{}
 	quit   chan struct{}
 	exited chan struct{} // closed when the publisher has returned
@@ -98,16 +120,26 @@ type window struct {
 
 // wslot is one message in the ring.
 type wslot struct {
-	id    uint64
-	msg   nats.Msg
-	idv   []string    // the Nats-Msg-Id header's value
-	base  nats.Header // {Nats-Msg-Id}
-	reply []byte      // the reply subject's bytes
+	id      uint64
+	subject string
+	data    []byte
+	hdr     []byte // its header block (Nats-Msg-Id), written once per message
+	reply   []byte // the reply subject's bytes
 	state uint8
 	gen   uint64    // failGen when it was last published
 	first time.Time // first published
 	group *wgroup
-	index int // in its group
+	index int   // in its group
+	run   *wrun // the fast batch it was last published in (Batch)
+	rseq  int   // its place in that run, from 1
+}
+
+// wrun is a fast batch in flight: its number and its messages' ids (the
+// ring's first..first+n-1 that were published in it, in order).
+type wrun struct {
+	no    uint64
+	ids   []uint64
+	acked int // messages the server said it persisted, from the first
 }
 
 // wgroup is one submitted group of messages.
@@ -148,14 +180,20 @@ func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed, refus
 		ring: make([]wslot, cfg.Max), wake: make(chan struct{}, 1), quit: make(chan struct{}), exited: make(chan struct{}),
 		backoff: Backoff{Min: cfg.RetryMin, Max: cfg.RetryMax}}
 	w.space = sync.NewCond(&w.mu)
+	if cfg.BatchMax <= 0 {
+		cfg.BatchMax = 500
+	}
+	w.cfg.BatchMax = min(cfg.BatchMax, len(w.ring))
+	w.runs = map[uint64]*wrun{}
+	inbox := strings.TrimSuffix(w.prefix, ".")
+	w.runTag = inbox[strings.LastIndexByte(inbox, '.')+1:]
 	for i := range w.ring {
 		s := &w.ring[i]
-		s.idv = []string{""}
-		s.base = nats.Header{"Nats-Msg-Id": s.idv}
-		s.reply = make([]byte, 0, len(w.prefix)+13) // a uint64 in base 36
+		s.reply = make([]byte, 0, len(w.prefix)+40)
+		s.hdr = make([]byte, 0, 128)
 	}
 	var err error
-	w.sub, err = nc.Subscribe(w.prefix+"*", w.onReply)
+	w.sub, err = nc.Subscribe(w.prefix+">", w.onReply)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe to acknowledgements: %w", err)
 	}
@@ -207,12 +245,12 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 		w.tail++
 		s := w.slot(id)
 		m := &msgs[i]
-		s.id, s.group, s.index, s.state, s.first = id, g, i, slotIdle, time.Time{}
-		s.msg.Subject, s.msg.Data = m.subject, m.data
-		s.idv[0] = m.id
-		s.msg.Header = s.base
-		s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
-		s.msg.Reply = unsafe.String(unsafe.SliceData(s.reply), len(s.reply))
+		s.id, s.group, s.index, s.state, s.first, s.run = id, g, i, slotIdle, time.Time{}, nil
+		s.subject, s.data = m.subject, m.data
+		s.hdr = appendMsgIDHeader(s.hdr[:0], m.id)
+		if !w.cfg.Batch {
+			s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
+		}
 		g.n++
 	}
 	g.admitted = true
@@ -264,8 +302,13 @@ func (w *window) signal() {
 	}
 }
 
-// onReply takes one acknowledgement (or error reply) for a message.
+// onReply takes one acknowledgement (or error reply) for a message, or
+// for a run of them (Batch).
 func (w *window) onReply(m *nats.Msg) {
+	if w.cfg.Batch {
+		w.onRunReply(m)
+		return
+	}
 	id, err := strconv.ParseUint(m.Subject[len(w.prefix):], 36, 64)
 	if err != nil {
 		return
@@ -346,11 +389,12 @@ func (w *window) failInFlight(err error) {
 	w.mu.Lock()
 	for id := w.head; id < w.tail; id++ {
 		if s := w.slot(id); s.state == slotInFlight {
-			s.state = slotIdle
+			s.state, s.run = slotIdle, nil
 			w.inFlight--
 			w.fail(err, id)
 		}
 	}
+	clear(w.runs) // what they had in flight goes again, in new runs
 	w.mu.Unlock()
 	w.signal()
 }
@@ -411,11 +455,21 @@ func (w *window) publish() time.Duration {
 		return 0 // nothing will go: the owner abandons
 	}
 	warned := false
+	var run *wrun // the fast batch being published (Batch)
+	defer func() {
+		if run != nil {
+			w.endRun(run)
+		}
+	}()
 	for w.next < w.tail && w.inFlight < len(w.ring) {
 		id := w.next
 		s := w.slot(id)
 		w.next++
 		if s.state != slotIdle {
+			if run != nil {
+				w.endRun(run) // a run's messages are consecutive
+				run = nil
+			}
 			continue
 		}
 		if s.first.IsZero() {
@@ -434,14 +488,35 @@ func (w *window) publish() time.Duration {
 		if w.inFlight == 0 {
 			w.lastAck = now // the ack timeout counts from the first message in flight
 		}
+		if w.cfg.Batch {
+			if run != nil && len(run.ids) == w.cfg.BatchMax {
+				w.endRun(run)
+				run = nil
+			}
+			if run == nil {
+				run = &wrun{no: w.runNo}
+				w.runNo++
+				w.runs[run.no] = run
+			}
+			s.run, s.rseq = run, len(run.ids)+1
+			op := fastBatchAppend
+			if s.rseq == 1 {
+				op = fastBatchStart
+			}
+			s.reply = appendRunReply(s.reply[:0], w.prefix, w.runTag, run.no, s.rseq, op)
+		}
 		s.state, s.gen = slotInFlight, w.failGen
 		w.inFlight++
-		err := w.nc.PublishMsg(&s.msg)
+		err := publishRaw(w.nc, s.subject, unsafe.String(unsafe.SliceData(s.reply), len(s.reply)), s.hdr, s.data)
 		if err == nil {
 			w.published.Add(1)
+			if run != nil {
+				run.ids = append(run.ids, id)
+			}
 			continue
 		}
 		s.state = slotIdle
+		s.run = nil
 		w.inFlight--
 		if permanent(err) {
 			s.state = slotRejected
@@ -491,6 +566,7 @@ func (w *window) abandon(err error) {
 		s.group.failed = append(s.group.failed, s.index)
 		s.group.err = err
 	}
+	clear(w.runs)
 	callbacks := w.complete()
 	w.mu.Unlock()
 	w.call(callbacks)
@@ -554,3 +630,155 @@ func trimSpace(b []byte) string {
 }
 
 func hasPrefix(b []byte, p string) bool { return len(b) >= len(p) && string(b[:len(p)]) == p }
+
+// Fast-batch operations, the reply subject's second to last token.
+const (
+	fastBatchStart  = 0
+	fastBatchAppend = 1
+	fastBatchEOB    = 3 // commit, with no message of its own
+)
+
+// runFlow is the acknowledgement interval the window asks for (the server
+// may lower it): a flow acknowledgement every runFlow messages.
+const runFlow = 100
+
+// appendRunReply writes the reply subject of the message at place seq of
+// run no: "<prefix><tag>r<no>.<flow>.fail.<seq>.<op>.$FI".
+func appendRunReply(dst []byte, prefix, tag string, no uint64, seq, op int) []byte {
+	dst = append(dst, prefix...)
+	dst = append(dst, tag...)
+	dst = append(dst, 'r')
+	dst = strconv.AppendUint(dst, no, 36)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, runFlow, 10)
+	dst = append(dst, ".fail."...)
+	dst = strconv.AppendInt(dst, int64(seq), 10)
+	dst = append(dst, '.')
+	dst = strconv.AppendInt(dst, int64(op), 10)
+	return append(dst, ".$FI"...)
+}
+
+// parseRunReply reads the run number of a reply subject (after the prefix).
+func parseRunReply(rest, tag string) (uint64, bool) {
+	rest, ok := strings.CutPrefix(rest, tag+"r")
+	if !ok {
+		return 0, false
+	}
+	end := 0
+	for end < len(rest) && rest[end] != '.' {
+		end++
+	}
+	no, err := strconv.ParseUint(rest[:end], 36, 64)
+	return no, err == nil
+}
+
+// endRun commits a run: an end-of-batch message on its last message's
+// subject, which the server answers with the batch's PubAck once every
+// message of it is stored. A run none of whose messages went is dropped.
+// Called with mu held.
+func (w *window) endRun(r *wrun) {
+	if len(r.ids) == 0 {
+		delete(w.runs, r.no)
+		return
+	}
+	last := w.slot(r.ids[len(r.ids)-1])
+	eob := appendRunReply(nil, w.prefix, w.runTag, r.no, len(r.ids)+1, fastBatchEOB)
+	if err := publishRaw(w.nc, last.subject, string(eob), nil, nil); err != nil {
+		// Its messages time out and go again in another run.
+		w.log.Debug("committing a fast batch", "err", err)
+	}
+}
+
+var (
+	keyType, keyBatch, keyCount = []byte(`"type"`), []byte(`"batch"`), []byte(`"count"`)
+)
+
+// onRunReply takes a reply to a run: a flow acknowledgement (the first
+// seq messages are stored), the batch's PubAck (all count of them are), or
+// an error, a gap or a PubAck that falls short (the run failed: what it
+// did not store goes again, in a new run).
+func (w *window) onRunReply(m *nats.Msg) {
+	no, ok := parseRunReply(m.Subject[len(w.prefix):], w.runTag)
+	if !ok {
+		return
+	}
+	var stored int  // messages of the run stored, from the first
+	var failed bool // the rest failed
+	var perr error
+	switch {
+	case len(m.Data) == 0 && m.Header.Get("Status") == "503":
+		failed, perr = true, errNoResponders
+	case len(m.Data) == 0:
+		failed, perr = true, fmt.Errorf("empty acknowledgement (status %q)", m.Header.Get("Status"))
+	case jsonKey(m.Data, keyError) != nil:
+		failed, perr = true, fmt.Errorf("jetstream: %s", trimSpace(m.Data))
+	case hasPrefix(jsonKey(m.Data, keyType), `"ack"`):
+		stored = jsonUint(jsonKey(m.Data, keySeq))
+	case hasPrefix(jsonKey(m.Data, keyType), `"gap"`):
+		failed, perr = true, fmt.Errorf("jetstream fast batch: a gap (%s)", trimSpace(m.Data))
+	case jsonKey(m.Data, keyBatch) != nil && jsonKey(m.Data, keyCount) != nil:
+		stored, failed = jsonUint(jsonKey(m.Data, keyCount)), true // what it did not count failed
+		perr = errors.New("jetstream fast batch: committed short of its messages")
+	default:
+		w.foreign.Add(1)
+		return
+	}
+	w.mu.Lock()
+	r := w.runs[no]
+	if r == nil {
+		w.mu.Unlock()
+		return // stale: a run given up on
+	}
+	changed := false
+	for ; r.acked < min(stored, len(r.ids)); r.acked++ {
+		id := r.ids[r.acked]
+		s := w.slot(id)
+		if s.id != id || s.run != r || s.state != slotInFlight {
+			continue
+		}
+		s.state = slotAcked
+		w.inFlight--
+		w.acked.Add(1)
+		changed = true
+		if w.failing && s.gen == w.failGen {
+			w.recovered()
+		}
+	}
+	if changed {
+		w.lastAck = time.Now()
+	}
+	if r.acked == len(r.ids) || failed {
+		delete(w.runs, no)
+	}
+	if failed && r.acked < len(r.ids) {
+		first, any := uint64(0), false
+		for _, id := range r.ids[r.acked:] {
+			if s := w.slot(id); s.id == id && s.run == r && s.state == slotInFlight {
+				s.state, s.run = slotIdle, nil
+				w.inFlight--
+				if !any || id < first {
+					first, any = id, true
+				}
+			}
+		}
+		if any {
+			w.fail(perr, first)
+		}
+	}
+	callbacks := w.complete()
+	w.mu.Unlock()
+	w.signal()
+	w.call(callbacks)
+}
+
+// jsonUint reads an unsigned integer at the start of v (0: none).
+func jsonUint(v []byte) int {
+	n := 0
+	for _, c := range v {
+		if c < '0' || c > '9' {
+			break
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n
+}
