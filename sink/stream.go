@@ -35,11 +35,11 @@ type StreamConfig struct {
 
 // DefaultStream is the stream the sink creates when told nothing else.
 var DefaultStream = StreamConfig{
-	Name:            "GENL",
-	Subjects:        []string{"genl.>"},
-	MaxAge:          24 * time.Hour,
-	MaxBytes:        1 << 30,
-	Storage:         "file",
+	Name:              "GENL",
+	Subjects:          []string{"genl.>"},
+	MaxAge:            24 * time.Hour,
+	MaxBytes:          1 << 30,
+	Storage:           "file",
 	Replicas:          1,
 	DuplicateWindow:   2 * time.Minute,
 	AllowBatchPublish: true,

@@ -125,13 +125,13 @@ type wslot struct {
 	data    []byte
 	hdr     []byte // its header block (Nats-Msg-Id), written once per message
 	reply   []byte // the reply subject's bytes
-	state uint8
-	gen   uint64    // failGen when it was last published
-	first time.Time // first published
-	group *wgroup
-	index int   // in its group
-	run   *wrun // the fast batch it was last published in (Batch)
-	rseq  int   // its place in that run, from 1
+	state   uint8
+	gen     uint64    // failGen when it was last published
+	first   time.Time // first published
+	group   *wgroup
+	index   int   // in its group
+	run     *wrun // the fast batch it was last published in (Batch)
+	rseq    int   // its place in that run, from 1
 }
 
 // wrun is a fast batch in flight: its number and its messages' ids (the
