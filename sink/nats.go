@@ -57,8 +57,7 @@ type NATS struct {
 
 	enc     encoder
 	out     encoded
-	msg     nats.Msg
-	msgID   []string
+	hdr     []byte      // the message's header block, reused
 	failing atomic.Bool // publishing fails now (read by metrics)
 
 	rejected    []int // messages of the batch refused for good
@@ -72,9 +71,7 @@ type NATS struct {
 // after Close.
 func NewNATS(nc *nats.Conn, cfg NATSConfig) *NATS {
 	cfg.defaults()
-	s := &NATS{nc: nc, cfg: cfg, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched), msgID: []string{""}}
-	s.msg.Header = nats.Header{"Nats-Msg-Id": s.msgID}
-	return s
+	return &NATS{nc: nc, cfg: cfg, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
 }
 
 // Published returns how many messages were published (repeats included) and
@@ -88,13 +85,9 @@ func (s *NATS) publishAll(b *Batch) error {
 	s.rejected, s.rejectedErr = s.rejected[:0], nil
 	for i := range s.out.msgs {
 		m := &s.out.msgs[i]
-		s.msg.Subject = m.subject
-		// The header value is only read during PublishMsg, and the encoder's
-		// buffer does not change until the next batch: no copy needed.
 		id := s.out.id(m)
-		s.msgID[0] = unsafe.String(&id[0], len(id))
-		s.msg.Data = s.out.data(m)
-		if err := s.nc.PublishMsg(&s.msg); err != nil {
+		s.hdr = appendMsgIDHeader(s.hdr[:0], unsafe.String(&id[0], len(id)))
+		if err := publishRaw(s.nc, m.subject, "", s.hdr, s.out.data(m)); err != nil {
 			err = fmt.Errorf("publish %s: %w", m.kind(), err)
 			if permanent(err) {
 				s.rejected, s.rejectedErr = append(s.rejected, i), err
@@ -158,8 +151,8 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsen
 		var err error
 		for i := range msgs {
 			m := &msgs[i]
-			h := nats.Header{"Nats-Msg-Id": []string{m.ID}}
-			if perr := s.nc.PublishMsg(&nats.Msg{Subject: m.Subject, Header: h, Data: m.Data}); perr != nil {
+			s.hdr = appendMsgIDHeader(s.hdr[:0], m.ID)
+			if perr := publishRaw(s.nc, m.Subject, "", s.hdr, m.Data); perr != nil {
 				if permanent(perr) {
 					rejected = append(rejected, i)
 					continue
