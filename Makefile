@@ -25,6 +25,7 @@ APT_PKGS  := iproute2 ethtool kmod linux-doc-6.12
 # vm-test puts the bridge binary in the VM: build it first.
 VM_TEST_DEPS := build
 include mk/vm.mk
+include mk/k8s.mk
 
 # promtool, for the alert tests (deploy/prometheusrule_test.go): from
 # Debian's prometheus package, unpacked rather than installed (installing it
@@ -83,7 +84,7 @@ fuzz:
 
 # demo: the README's first command is part of what CI proves; it fails
 # unless its burst ends fully accounted (received + reported lost).
-test: deps vet fmt-check fuzz vm-test demo unit
+test: deps vet fmt-check fuzz vm-test demo unit k8s-test
 
 # Microbenchmarks, then the side-by-side harness (root; a few minutes):
 # table on stdout, build/bench/results.json and build/bench/chart.png.

@@ -202,12 +202,11 @@ var (
 	spawner   = make(chan spawnReq)
 )
 
-// Spawn starts cmd with SIGKILL (or the one cmd names) as its parent-death
-// signal, so that it
-// dies with the test process even when that is killed: the cluster's
-// components, and whatever a test starts that must not outlive it. The
-// signal is tied to the thread that forks, so every process is started
-// from one OS thread that never exits.
+// Spawn starts cmd with SIGKILL (or the signal cmd names) as its
+// parent-death signal, so that it dies with the test process even when
+// that is killed: the cluster's components, and whatever a test starts
+// that must not outlive it. The signal is tied to the thread that forks,
+// so every process is started from one OS thread that never exits.
 func Spawn(cmd *exec.Cmd) error {
 	spawnOnce.Do(func() {
 		go func() {
