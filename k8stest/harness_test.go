@@ -90,7 +90,7 @@ func TestMain(m *testing.M) {
 			fmt.Fprintf(os.Stderr, "k8stest: stopping the cluster: %v\n", err)
 			code = 1
 		} else {
-			fmt.Fprintf(os.Stderr, "k8stest: cluster stopped in %v; no process, mount, cgroup, sysctl or iptables change left\n", time.Since(start).Round(time.Millisecond))
+			fmt.Fprintf(os.Stderr, "k8stest: cluster stopped in %v; no process, mount, cgroup, sysctl, iptables rule or file of the components left on the host\n", time.Since(start).Round(time.Millisecond))
 		}
 	}
 	os.Exit(code)
@@ -613,8 +613,7 @@ type podWatcher struct {
 func watchPods(t *testing.T, c *k8scluster.Cluster) *podWatcher {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, binDir+"/kubectl", "--kubeconfig", c.Kubeconfig(), "-n", namespace,
-		"get", "pods", "-l", podLabel, "--watch", "-o", "json")
+	cmd := c.KubectlCmd(ctx, "-n", namespace, "get", "pods", "-l", podLabel, "--watch", "-o", "json")
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)

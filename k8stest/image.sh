@@ -25,13 +25,19 @@ set -eu
 if [ -z "${GENLBRIDGE_IMAGE_NS:-}" ]; then
 	GENLBRIDGE_IMAGE_NS=1 exec unshare --mount --propagation private "$0" "$@"
 fi
-mount --bind /var/lib /var/lib
-mount -o remount,bind,ro /var/lib
-
 out=$1 tag=$2 version=$3 context=${4:-.}
 mkdir -p "$out/storage" "$out/run" "$out/tmp"
 out=$(cd "$out" && pwd)
+# mount(8) keeps its table (utab) and its lock in /run/mount by default.
+export LIBMOUNT_UTAB="$out/utab"
+mount --bind /var/lib /var/lib
+mount -o remount,bind,ro /var/lib
 export TMPDIR="$out/tmp"
+# buildah sets up its network backend even for --network host, and would
+# make /etc/cni/net.d (a lock file) for it: its configuration goes here.
+mkdir -p "$out/cni"
+printf '[network]\nnetwork_config_dir = "%s"\ncni_plugin_dirs = ["/usr/lib/cni"]\n' "$out/cni" >"$out/containers.conf"
+export CONTAINERS_CONF="$out/containers.conf"
 bah() { buildah --root "$out/storage" --runroot "$out/run" --storage-driver vfs "$@"; }
 
 gover=$(sed -n 's/^go \([0-9.]*\)$/\1/p' go.mod)

@@ -3,9 +3,9 @@
 package k8stest
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
-	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
@@ -86,7 +86,7 @@ func TestProbes(t *testing.T) {
 	// Follow the container's log from before the revocation to its end (the
 	// log of a container that already exited may be gone by the time it is
 	// asked for: the next one fails at once and is restarted again).
-	follow := exec.Command(binDir+"/kubectl", "--kubeconfig", c.Kubeconfig(), "-n", namespace, "logs", "-f", p.Name)
+	follow := c.KubectlCmd(context.Background(), "-n", namespace, "logs", "-f", p.Name)
 	var lastWords syncbuf.Buffer
 	follow.Stdout = &lastWords
 	if err := k8scluster.Spawn(follow); err != nil {

@@ -249,7 +249,10 @@ func (c *Cluster) runSig(name string, sig syscall.Signal, inNode bool, bin strin
 	cmd := exec.Command(bin, args...)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = c.cfg.Dir
-	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + c.Path("home")}
+	// LIBMOUNT_UTAB: mount(8), which the node's setup and the kubelet run,
+	// keeps its table and lock there, not in the host's /run/mount.
+	cmd.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME=" + c.Path("home"),
+		"LIBMOUNT_UTAB=" + c.Path("node", "utab")}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: sig}
 	if err := Spawn(cmd); err != nil {
 		logf.Close()
@@ -668,6 +671,7 @@ disabled_plugins = ["io.containerd.snapshotter.v1.btrfs", "io.containerd.snapsho
 // Ctr runs ctr against the cluster's containerd, in its k8s.io namespace.
 func (c *Cluster) Ctr(args ...string) (string, error) {
 	cmd := exec.Command("ctr", append([]string{"--address", c.sock, "--namespace", "k8s.io"}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Path("home")}
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := Spawn(cmd)
@@ -790,10 +794,18 @@ func (c *Cluster) Kubectl(args ...string) (string, error) {
 	return out, nil
 }
 
+// KubectlCmd is kubectl as the administrator, with a home (its cache) in
+// the cluster's directory; start it with Spawn.
+func (c *Cluster) KubectlCmd(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, filepath.Join(c.cfg.Bin, "kubectl"),
+		append([]string{"--kubeconfig", c.kubeconfig, "--cache-dir", c.Path("home", ".kube", "cache")}, args...)...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Path("home")}
+	return cmd
+}
+
 // KubectlOutput runs kubectl and returns both of its outputs.
 func (c *Cluster) KubectlOutput(ctx context.Context, args ...string) (stdout, stderr string, err error) {
-	cmd := exec.CommandContext(ctx, filepath.Join(c.cfg.Bin, "kubectl"), append([]string{"--kubeconfig", c.kubeconfig}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + c.Path("home")}
+	cmd := c.KubectlCmd(ctx, args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	if err = Spawn(cmd); err == nil {

@@ -14,13 +14,21 @@ import (
 
 // hostState is what the cluster could change on the host and must not
 // leave changed: the kubelet's sysctls, mounts under the cluster's
-// directory, its cgroups, iptables rules a kubelet or a CNI plugin makes.
+// directory, its cgroups, iptables rules a kubelet or a CNI plugin makes,
+// and the directories its components write to by default.
 type hostState struct {
 	sysctls  map[string]string
 	mounts   []string
 	cgroups  []string
 	iptables []string
+	paths    []string // of defaultPaths, those that exist
 }
+
+// defaultPaths are where the components, kubectl and mount(8) write when
+// not told otherwise: none may appear on the host.
+var defaultPaths = []string{"/var/lib/kubelet", "/var/lib/containerd", "/var/lib/cni", "/var/log/pods",
+	"/var/log/containers", "/run/containerd", "/run/mount", "/etc/kubernetes", "/etc/cni", "/opt/cni",
+	"/var/run/kubernetes", "/root/.kube"}
 
 func snapshotHost(cgroupRoot, dir string) hostState {
 	s := hostState{sysctls: map[string]string{}}
@@ -42,6 +50,11 @@ func snapshotHost(cgroupRoot, dir string) hostState {
 	for _, h := range cgroupHierarchies() {
 		if _, err := os.Stat(filepath.Join(h, cgroupRoot)); err == nil {
 			s.cgroups = append(s.cgroups, filepath.Join(h, cgroupRoot))
+		}
+	}
+	for _, p := range defaultPaths {
+		if _, err := os.Lstat(p); err == nil {
+			s.paths = append(s.paths, p)
 		}
 	}
 	for _, tool := range []string{"iptables-save", "ip6tables-save"} {
@@ -74,6 +87,11 @@ func (s hostState) diff(after hostState) string {
 	for _, c := range after.cgroups {
 		if !slices.Contains(s.cgroups, c) {
 			fmt.Fprintf(&b, "cgroup left: %s\n", c)
+		}
+	}
+	for _, p := range after.paths {
+		if !slices.Contains(s.paths, p) {
+			fmt.Fprintf(&b, "made on the host: %s\n", p)
 		}
 	}
 	for _, r := range after.iptables {
