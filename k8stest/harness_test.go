@@ -52,10 +52,15 @@ const (
 var (
 	repoRoot = func() string { d, _ := filepath.Abs(".."); return d }()
 	// Set by make k8s-test; the defaults are its paths.
-	binDir     = envOr("K8STEST_BIN", filepath.Join(repoRoot, "build/k8s/bin"))
-	stateDir   = envOr("K8STEST_STATE", filepath.Join(repoRoot, "build/k8s/state"))
-	imageOCI   = envOr("K8STEST_IMAGE_OCI", filepath.Join(repoRoot, "build/image/oci"))
-	imageTar   = envOr("K8STEST_IMAGE_TAR", filepath.Join(repoRoot, "build/image/genlbridge.tar"))
+	binDir   = envOr("K8STEST_BIN", filepath.Join(repoRoot, "build/k8s/bin"))
+	stateDir = envOr("K8STEST_STATE", filepath.Join(repoRoot, "build/k8s/state"))
+	imageOCI = envOr("K8STEST_IMAGE_OCI", filepath.Join(repoRoot, "build/image/oci"))
+	imageTar = envOr("K8STEST_IMAGE_TAR", filepath.Join(repoRoot, "build/image/genlbridge.tar"))
+	// nats-server, for the hub: make k8s-test builds it into build/k8s/bin;
+	// otherwise the first hub builds it into a directory removed at the end.
+	natsServer = os.Getenv("K8STEST_NATS_SERVER")
+	natsOnce   sync.Once
+	natsDir    string
 	imageRepo  = "localhost/genlbridge"
 	keepLogsTo = os.Getenv("K8STEST_LOGS") // a directory to copy the components' logs to
 
@@ -75,6 +80,9 @@ func envOr(k, def string) string {
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	if natsDir != "" {
+		os.RemoveAll(natsDir)
+	}
 	if cluster != nil {
 		if keepLogsTo != "" {
 			_ = os.MkdirAll(keepLogsTo, 0o755)
@@ -215,7 +223,7 @@ func startHub(t *testing.T) *hub {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &hub{t: t, bin: jstest.ServerBinary(t), port: proctest.FreePort(t), dir: t.TempDir(), seed: seed, pub: pub, admin: admin}
+	h := &hub{t: t, bin: natsServerBinary(t), port: proctest.FreePort(t), dir: t.TempDir(), seed: seed, pub: pub, admin: admin}
 	h.conf = filepath.Join(h.dir, "hub.conf")
 	h.writeConf()
 	h.start()
@@ -232,6 +240,33 @@ func startHub(t *testing.T) *hub {
 	h.nc = nc
 	h.createStream()
 	return h
+}
+
+// natsServerBinary is K8STEST_NATS_SERVER, or nats-server built from the
+// module's dependency once.
+func natsServerBinary(t *testing.T) string {
+	t.Helper()
+	natsOnce.Do(func() {
+		if natsServer != "" {
+			return
+		}
+		dir, err := os.MkdirTemp("", "k8stest-nats-")
+		if err != nil {
+			return
+		}
+		natsDir = dir
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "nats-server"), "github.com/nats-io/nats-server/v2")
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Logf("go build nats-server: %v: %s", err, out)
+			return
+		}
+		natsServer = filepath.Join(dir, "nats-server")
+	})
+	if natsServer == "" {
+		t.Fatal("no nats-server for the hub")
+	}
+	return natsServer
 }
 
 func (h *hub) url() string { return fmt.Sprintf("nats://127.0.0.1:%d", h.port) }

@@ -85,9 +85,15 @@ $(K8S_BIN)/pause: k8stest/kube/go.mod | k8s-deps
 	src=$$($(K8S_GO) list -m -f '{{.Dir}}' k8s.io/kubernetes)/build/pause/linux/pause.c && \
 	gcc -static -O2 -DVERSION=$(K8S_VERSION) -o $@ "$$src" && strip $@
 
-k8s-test: k8s-deps k8s-bins image
+# The hub's server, from the module's own dependency.
+$(K8S_BIN)/nats-server: go.mod go.sum
+	@mkdir -p $(K8S_BIN)
+	CGO_ENABLED=0 go build -trimpath -o $@ github.com/nats-io/nats-server/v2
+
+k8s-test: k8s-deps k8s-bins image $(K8S_BIN)/nats-server
 	go vet -tags k8s ./k8stest ./internal/k8scluster
 	K8STEST_BIN=$(abspath $(K8S_BIN)) K8STEST_STATE=$(abspath $(K8S_DIR))/state \
+	K8STEST_NATS_SERVER=$(abspath $(K8S_BIN))/nats-server \
 	K8STEST_IMAGE_OCI=$(abspath $(IMAGE_DIR))/oci K8STEST_IMAGE_TAR=$(abspath $(IMAGE_DIR))/genlbridge.tar \
 	K8STEST_LOGS=$(abspath $(K8S_DIR))/logs \
 	go test -tags k8s -count=1 -v -timeout $(K8S_TIMEOUT) $(if $(K8S_RUN),-run '$(K8S_RUN)') ./k8stest
