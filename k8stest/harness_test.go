@@ -109,7 +109,7 @@ func TestMain(m *testing.M) {
 func need(t *testing.T) *k8scluster.Cluster {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		t.Skip("needs root: it runs containerd, a kubelet and privileged pods; run as root: make k8s-test")
+		t.Skip("needs root: it runs etcd, containerd, a kubelet and pods on the host network; run as root: make k8s-test")
 	}
 	clusterOnce.Do(func() {
 		tag, err := imageRef(imageOCI)
