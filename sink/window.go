@@ -27,8 +27,10 @@ type outMsg struct {
 // windowConfig configures a window.
 type windowConfig struct {
 	// Max bounds the messages published and not yet acknowledged, across
-	// groups.
-	Max int
+	// groups, and MaxBytes their payloads' bytes (batched messages are
+	// large: a window of them must not hold the node's memory).
+	Max      int
+	MaxBytes int
 	// AckTimeout: when no acknowledgement arrives for this long while
 	// messages are in flight, they all count as failed and go again.
 	AckTimeout time.Duration
@@ -83,6 +85,7 @@ type window struct {
 	mu       sync.Mutex
 	ring     []wslot // message id % len(ring)
 	groups   []*wgroup
+	bytes    int    // payload bytes of the messages admitted and not done
 	head     uint64 // oldest message not done
 	next     uint64 // lowest id that may need publishing
 	tail     uint64 // next id to give out
@@ -173,6 +176,9 @@ func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed, refus
 	if cfg.Max <= 0 {
 		cfg.Max = 4096
 	}
+	if cfg.MaxBytes <= 0 {
+		cfg.MaxBytes = 32 << 20
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
@@ -226,7 +232,8 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 	w.groups = append(w.groups, g)
 	g.first = w.tail
 	for i := range msgs {
-		for w.tail-w.head >= uint64(len(w.ring)) && !w.stopped && ctx.Err() == nil {
+		for (w.tail-w.head >= uint64(len(w.ring)) || w.tail > w.head && w.bytes+len(msgs[i].data) > w.cfg.MaxBytes) &&
+			!w.stopped && ctx.Err() == nil {
 			w.signal() // what is admitted goes while we wait for room
 			w.space.Wait()
 		}
@@ -247,6 +254,7 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 		m := &msgs[i]
 		s.id, s.group, s.index, s.state, s.first, s.run = id, g, i, slotIdle, time.Time{}, nil
 		s.subject, s.data = m.subject, m.data
+		w.bytes += len(m.data)
 		s.hdr = appendMsgIDHeader(s.hdr[:0], m.id)
 		if !w.cfg.Batch {
 			s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
@@ -265,10 +273,12 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 func (w *window) complete() []*wgroup {
 	head := w.head
 	for w.head < w.tail {
-		if st := w.slot(w.head).state; st != slotAcked && st != slotRejected {
+		s := w.slot(w.head)
+		if s.state != slotAcked && s.state != slotRejected {
 			break
 		}
-		w.slot(w.head).group = nil
+		w.bytes -= len(s.data)
+		s.group, s.data = nil, nil
 		w.head++
 	}
 	var out []*wgroup

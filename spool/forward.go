@@ -72,6 +72,7 @@ type fgroup struct {
 	// they move and count once delivered.
 	made     int
 	madeDone effects
+	bytes    int   // the records' bytes read into it
 	time     int64 // the first record's
 	result   chan error
 	// Set by the completion.
@@ -115,14 +116,17 @@ type grec struct {
 	effects
 }
 
-// maxGroup bounds the messages of one Forward call (a record's are never
-// split).
-const maxGroup = 4096
+// maxGroup and maxGroupBytes bound the messages of one Forward call (a
+// record's are never split): batched messages are large.
+const (
+	maxGroup      = 4096
+	maxGroupBytes = 8 << 20
+)
 
 func newForwarder(s *Spool, hub sink.Forwarder, cursor uint64, cursorMsgs int, forwarded map[markKey]uint64) *forwarder {
 	f := &forwarder{s: s, hub: hub, enc: sink.NewEncoder(s.cfg.Subject, s.cfg.LossSubject, false), window: s.cfg.Window,
 		done: make(chan struct{}), urgent: make(chan urgentReq), room: make(chan struct{}, 1),
-		sc: newScanner(s.seg, cursor), cursor: cursor, cursorMsgs: cursorMsgs, read: forwarded, sweepDue: true}
+		sc: &scanner{log: s.seg, seg: s.seg.find(cursor), tail: s.tail}, cursor: cursor, cursorMsgs: cursorMsgs, read: forwarded, sweepDue: true}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
 	go f.run()
 	return f
@@ -203,7 +207,7 @@ func (f *forwarder) collect() (*fgroup, error) {
 	}
 	var snap map[markKey]uint64 // the writer's marks when the log seemed read through
 	var snapNext uint64         // and the next record's number
-	for len(g.msgs) < maxGroup {
+	for len(g.msgs) < maxGroup && g.bytes < maxGroupBytes {
 		it, ok, err := f.sc.next()
 		if err != nil {
 			return nil, err
@@ -245,6 +249,7 @@ func (f *forwarder) recordItem(g *fgroup, it *item) {
 		return // forwarded before
 	}
 	f.lastTime = r.time
+	g.bytes += r.size()
 	rc := grec{seq: r.seq, meta: r.meta}
 	made := f.infer(r.meta, r.time, &rc.effects)
 	rc.made = len(made)

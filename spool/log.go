@@ -209,14 +209,14 @@ func scanTail(f *os.File, size int64, synced uint64) (valid int64, lastSeq, cutS
 var errDiskFull = errors.New("no space left on the spool's disk")
 
 // append writes rec (its sequence number l.next) to the active segment,
-// beginning a new one when the active one is full. A failed write is undone
-// (the file cut back), so the log holds whole records only. It is called
-// by one goroutine at a time.
-func (l *segLog) append(rec []byte) error {
+// beginning a new one when the active one is full, and returns where it
+// went. A failed write is undone (the file cut back), so the log holds
+// whole records only. It is called by one goroutine at a time.
+func (l *segLog) append(rec []byte) (*segment, int64, error) {
 	seq := l.next.Load()
 	if l.active == nil || l.broken || l.activeSize() > 0 && l.activeSize()+int64(len(rec)) > l.segSize {
 		if err := l.roll(seq); err != nil {
-			return err
+			return nil, 0, err
 		}
 	}
 	before := l.activeSize()
@@ -233,16 +233,17 @@ func (l *segLog) append(rec []byte) error {
 		}
 		_, _ = l.active.Seek(before, io.SeekStart)
 		if isNoSpace(err) {
-			return fmt.Errorf("%w (%v)", errDiskFull, err)
+			return nil, 0, fmt.Errorf("%w (%v)", errDiskFull, err)
 		}
-		return fmt.Errorf("write the spool: %w", err)
+		return nil, 0, fmt.Errorf("write the spool: %w", err)
 	}
 	l.mu.Lock()
-	l.segs[len(l.segs)-1].size += int64(n)
+	seg := l.segs[len(l.segs)-1]
+	seg.size += int64(n)
 	l.bytes += int64(n)
 	l.mu.Unlock()
 	l.next.Store(seq + 1)
-	return nil
+	return seg, before, nil
 }
 
 func (l *segLog) activeSize() int64 {

@@ -17,7 +17,7 @@ func TestScannerPastADeletedSegment(t *testing.T) {
 	}
 	defer l.close()
 	for i := range 3 {
-		if err := l.append(buildRecord(&sink.Batch{Events: testEvents("h", uint64(1+10*i), 10)}, uint64(i+1), false, nil)); err != nil {
+		if _, _, err := l.append(buildRecord(&sink.Batch{Events: testEvents("h", uint64(1+10*i), 10)}, uint64(i+1), false, nil)); err != nil {
 			t.Fatal(err)
 		}
 	}

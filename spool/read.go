@@ -39,6 +39,7 @@ type item struct {
 // A scanner is used by one goroutine.
 type scanner struct {
 	log    *segLog
+	tail   *tailCache // records taken from memory when it has them (nil: none)
 	seg    *segment
 	f      *os.File
 	off    int64
@@ -108,8 +109,14 @@ func (s *scanner) next() (it item, ok bool, err error) {
 	}
 }
 
-// record reads the record at s.off of a segment of size bytes.
+// record reads the record at s.off of a segment of size bytes (from the
+// tail cache when it holds it: then as written, unchecked).
 func (s *scanner) record(size int64) (item, bool, error) {
+	if s.tail != nil {
+		if b, ok := s.tail.get(s.seg, s.off); ok {
+			return s.cached(b)
+		}
+	}
 	if size-s.off < headerSize {
 		return s.resync(size)
 	}
@@ -135,6 +142,29 @@ func (s *scanner) record(size int64) (item, bool, error) {
 	} else {
 		it.kind = itemDamaged
 	}
+	s.off += int64(h.size())
+	if s.expect != 0 && h.seq > s.expect {
+		lost := item{kind: itemLost, lostFrom: s.expect, lostTo: h.seq, file: s.seg.path, off: it.off}
+		s.expect = h.seq + 1
+		s.pend = &it
+		return lost, true, nil
+	}
+	s.expect = max(s.expect, h.seq+1)
+	return it, true, nil
+}
+
+// cached returns the record b the tail cache held at s.off.
+func (s *scanner) cached(b []byte) (item, bool, error) {
+	h, err := parseFixed(b)
+	if err != nil {
+		return item{}, false, err // the writer wrote it: cannot be
+	}
+	m := &meta{}
+	if err := parseMeta(b[headerSize:headerSize+h.metaLen], m); err != nil {
+		return item{}, false, err
+	}
+	it := item{kind: itemRecord, rec: record{header: h, meta: m, off: s.off, payload: b[headerSize+h.metaLen : h.size()]},
+		file: s.seg.path, off: s.off}
 	s.off += int64(h.size())
 	if s.expect != 0 && h.seq > s.expect {
 		lost := item{kind: itemLost, lostFrom: s.expect, lostTo: h.seq, file: s.seg.path, off: it.off}

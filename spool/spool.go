@@ -85,6 +85,7 @@ type Spool struct {
 	incarnation string
 	lossReserve int64
 	notify      chan struct{} // a record was appended (or loss records queued): wakes the forwarder
+	tail        *tailCache    // the records last written, for a forwarder that keeps up
 
 	// marksMu guards the marks, the cursor and what the state file says.
 	marksMu    sync.Mutex
@@ -212,7 +213,7 @@ func open(cfg Config, lock *os.File) (*Spool, error) {
 	if err != nil {
 		return nil, fmt.Errorf("spool: %w", err)
 	}
-	s := &Spool{cfg: cfg, log: log, lock: lock, seg: sl, incarnation: st.Incarnation, notify: make(chan struct{}, 1),
+	s := &Spool{cfg: cfg, log: log, lock: lock, seg: sl, incarnation: st.Incarnation, notify: make(chan struct{}, 1), tail: newTailCache(tailBytes),
 		marks: map[markKey]*markState{}, cursor: st.Cursor, cursorMsgs: st.CursorMsgs, synced: st.Synced,
 		lossReserve: min(max(cfg.MaxBytes/64, 64<<10), 1<<20), quit: make(chan struct{}), done: make(chan struct{}),
 		lost: map[string]uint64{}}

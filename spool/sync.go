@@ -9,9 +9,12 @@ import (
 )
 
 // syncer is the spool's goroutine that puts the log on the disk and keeps
-// the state file: with Config.Sync 0 (always) it syncs whenever records
+// the state file: with Config.Sync 0 (always) it syncs the records that
 // wait for it, one fdatasync for all of them, and only then reports their
-// batches delivered; with an interval it syncs that often while records
+// batches delivered; it lets the first of them wait up to syncGather (or
+// syncGatherMax batches) for others to share the sync: nothing waits to be
+// forwarded meanwhile (the forwarder reads what is written), only the
+// batcher's count of what is delivered; with an interval it syncs that often while records
 // are written. About once a second while anything changed (records
 // synced, forwarding progressed) it writes the state file. Its owner is
 // the Spool (Close stops it).
@@ -29,6 +32,7 @@ type syncer struct {
 	// empty.
 	mu      sync.Mutex
 	queue   []*pendingBatch
+	since   time.Time // when the queue's first batch was enqueued
 	flushes []chan struct{}
 	dirty   bool // written since the last sync (interval)
 	spare   []*pendingBatch
@@ -44,6 +48,15 @@ type pendingBatch struct {
 
 // maxQueue bounds the batches waiting for a sync: Submit waits past it.
 const maxQueue = 1024
+
+// syncGather is how long the first batch waiting for a sync (always) waits
+// for others, and syncGatherMax how many batches make a sync due at once:
+// at 10,000 events/s in batches of ten, a sync every 10 ms instead of every
+// batch.
+const (
+	syncGather    = 10 * time.Millisecond
+	syncGatherMax = 256
+)
 
 // stateEvery is how often the state file is written while things change.
 const stateEvery = time.Second
@@ -97,9 +110,15 @@ func (y *syncer) enqueue(seq uint64, b *sink.Batch, done func(*sink.Batch, error
 	pb.seq, pb.done = seq, done
 	pb.batch.Events = append(pb.batch.Events[:0], b.Events...)
 	pb.batch.Losses = append(pb.batch.Losses[:0], b.Losses...)
+	if len(y.queue) == 0 {
+		y.since = time.Now()
+	}
 	y.queue = append(y.queue, pb)
+	due := len(y.queue) == 1 || len(y.queue) >= syncGatherMax
 	y.mu.Unlock()
-	y.wake()
+	if due {
+		y.wake() // the first arms the gathering wait; the last ends it
+	}
 }
 
 // wrote notes a record written (interval syncing).
@@ -148,9 +167,10 @@ func (y *syncer) run() {
 	stopping := false
 	for {
 		y.mu.Lock()
-		queued, flushes, dirty := len(y.queue), len(y.flushes), y.dirty
+		queued, flushes, dirty, since := len(y.queue), len(y.flushes), y.dirty, y.since
 		y.mu.Unlock()
-		syncNow := queued > 0 || flushes > 0 || stopping ||
+		syncNow := flushes > 0 || stopping ||
+			queued > 0 && (queued >= syncGatherMax || time.Since(since) >= syncGather) ||
 			(!y.always && dirty && time.Since(lastSync) >= y.interval)
 		if syncNow {
 			y.syncOnce()
@@ -165,17 +185,23 @@ func (y *syncer) run() {
 			lastState = time.Now()
 		}
 		y.mu.Lock()
-		more := len(y.queue) > 0 || len(y.flushes) > 0
-		dirty = y.dirty
+		more := len(y.flushes) > 0 || len(y.queue) >= syncGatherMax
+		queued, dirty, since = len(y.queue), y.dirty, y.since
 		y.mu.Unlock()
 		if more {
 			continue
 		}
-		// Sleep until woken, or until the next interval sync or state
-		// write is due.
+		// Sleep until woken, or until the gathering wait, the next
+		// interval sync or the state write is due.
 		var wait time.Duration
+		if queued > 0 {
+			wait = max(time.Microsecond, syncGather-time.Since(since))
+		}
 		if !y.always && dirty {
-			wait = max(time.Millisecond, y.interval-time.Since(lastSync))
+			w := max(time.Millisecond, y.interval-time.Since(lastSync))
+			if wait == 0 || w < wait {
+				wait = w
+			}
 		}
 		if s.stateChanged() {
 			w := max(time.Millisecond, stateEvery-time.Since(lastState))

@@ -105,10 +105,12 @@ func (w *Writer) write(b *sink.Batch) (uint64, error) {
 	seq := s.seg.next.Load()
 	now := time.Now().UnixNano()
 	sealRecord(rec, seq, now, metaEnd)
-	if err := s.seg.append(rec); err != nil {
+	seg, off, err := s.seg.append(rec)
+	if err != nil {
 		s.storeFailed(err)
 		return 0, fmt.Errorf("%w: %v", sink.ErrSpoolFull, err)
 	}
+	s.tail.put(seg, off, rec)
 	s.wroteBytes(len(rec))
 	s.marksMu.Lock()
 	s.noteLocked(&w.meta, seq)

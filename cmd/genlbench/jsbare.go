@@ -11,7 +11,6 @@ import (
 
 	"github.com/genlbridge/genlbridge/internal/natstest"
 
-	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -22,23 +21,23 @@ import (
 // pipeline it feeds the counting subscriber, and its rate is taken the same
 // way: events the subscriber received over the time from the first publish
 // to the last one received (and all acknowledged).
-func measureJSBare(n int) (*point, error) {
+func measureJSBare(o options, n int) (*point, error) {
 	dir, err := os.MkdirTemp("", "genlbench-js")
 	if err != nil {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: true, StoreDir: dir})
+	srv, err := startHub(o, true, dir)
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Shutdown()
-	sub, err := natstest.Count(srv.URL(), "genl.>", sampleEvery)
+	defer srv.stop()
+	sub, err := natstest.Count(srv.url, "genl.>", sampleEvery)
 	if err != nil {
 		return nil, err
 	}
 	defer sub.Close()
-	nc, err := nats.Connect(srv.URL())
+	nc, err := nats.Connect(srv.url)
 	if err != nil {
 		return nil, err
 	}

@@ -34,6 +34,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -42,7 +43,6 @@ import (
 
 	"github.com/genlbridge/genlbridge/internal/natstest"
 
-	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/internal/inject"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
 )
@@ -67,33 +67,40 @@ func main() {
 }
 
 type options struct {
-	bridge   string
-	out      string
-	modes    []string
-	rates    []int
-	repeat   int
-	maxEv    int
-	maxDur   time.Duration
-	lossless time.Duration
-	outage   time.Duration
-	idle     time.Duration
+	bridge     string
+	natsServer string
+	cluster    bool
+	out        string
+	modes      []string
+	rates      []int
+	repeat     int
+	maxEv      int
+	maxDur     time.Duration
+	lossless   time.Duration
+	outage     time.Duration
+	idle       time.Duration
 }
 
 func run() error {
 	var o options
-	modes := flag.String("modes", "raw,bridge-batch,bridge-event,bridge-ynl,bridge-js,bridge-spool,bridge-spool-1s,naive,js-bare", "pipelines to measure")
-	rates := flag.String("rates", "10000,100000,400000,0", "offered rates in events/s; 0 is as fast as possible")
+	modes := flag.String("modes", strings.Join(allModes, ","), "pipelines to measure")
+	rates := flag.String("rates", "10000,100000,0", "offered rates in events/s; 0 is as fast as possible")
 	flag.StringVar(&o.bridge, "bridge", "build/genlbridge", "the genlbridge binary")
+	flag.StringVar(&o.natsServer, "nats-server", "build/nats-server", "the nats-server binary the hub runs as (make bench builds it)")
+	flag.BoolVar(&o.cluster, "cluster", true, "measure a three-server JetStream cluster (R3) in each JetStream mode")
 	flag.StringVar(&o.out, "out", "build/bench", "directory for results.json and chart.png")
 	flag.IntVar(&o.repeat, "repeat", 3, "runs of each point (median and spread are reported)")
-	flag.IntVar(&o.maxEv, "events", 300000, "events per point at most")
-	flag.DurationVar(&o.maxDur, "duration", 2*time.Second, "offered time per point at most (events = min(-events, rate*duration))")
+	flag.IntVar(&o.maxEv, "events", 1000000, "events per point at most")
+	flag.DurationVar(&o.maxDur, "duration", 10*time.Second, "offered time per point at most (events = min(-events, rate*duration))")
 	flag.DurationVar(&o.lossless, "lossless", 10*time.Second, "length of the lossless check at 400k events/s with default settings (0: skip)")
 	flag.DurationVar(&o.outage, "outage", 60*time.Second, "length of the hub outage whose spooled backlog is drained (at 10k events/s; 0: skip)")
 	flag.DurationVar(&o.idle, "idle", time.Minute, "how long the idle daemon's CPU is measured, in each configuration (0: skip)")
 	flag.Parse()
 	if os.Geteuid() != 0 {
 		return errors.New("needs root: it creates a network namespace and multicasts into it")
+	}
+	if err := natsServerBinary(o.natsServer); err != nil {
+		return err
 	}
 	o.modes = strings.Split(*modes, ",")
 	for _, r := range strings.Split(*rates, ",") {
@@ -125,7 +132,7 @@ func run() error {
 	done := 0
 	for rep := 0; rep < o.repeat; rep++ {
 		for _, mode := range o.modes {
-			if (mode == "bridge-js" || strings.HasPrefix(mode, "bridge-spool")) && !jsOK {
+			if usesJS(mode) && !jsOK {
 				continue
 			}
 			rs := o.rates
@@ -186,6 +193,24 @@ func run() error {
 				fmt.Fprintf(os.Stderr, "%.3f%% of a core\n", p.CorePercent)
 			}
 			res.Idle = append(res.Idle, p)
+		}
+	}
+	if o.cluster {
+		for rep := 0; rep < o.repeat; rep++ {
+			for _, m := range clusterModes {
+				fmt.Fprintf(os.Stderr, "[cluster %d/%d] %s into three servers, R3 ... ", rep+1, o.repeat, m)
+				c, err := measureCluster(self, o, m, 300000)
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "failed:", err)
+					if c == nil {
+						c = &clusterPoint{Mode: m}
+					}
+					c.Error = err.Error()
+				} else {
+					fmt.Fprintf(os.Stderr, "%.0f events/s, servers %.2f µs/event\n", c.EventsPerSec, c.ServersCPUusPerEv)
+				}
+				res.Cluster = append(res.Cluster, *c)
+			}
 		}
 	}
 	res.summarize()
@@ -251,16 +276,18 @@ type point struct {
 	Seconds     float64 `json:"seconds"`
 	// Achieved is the rate the generator really offered (sent / sending
 	// time): on a busy machine it falls short of Offered.
-	Achieved     float64   `json:"achieved_per_s"`
-	EventsPerSec float64   `json:"events_per_s"`
-	P50us        float64   `json:"p50_us"`
-	P99us        float64   `json:"p99_us"`
-	P999us       float64   `json:"p999_us"`
-	CPUusPerEv   float64   `json:"cpu_us_per_event"`
-	AllocsPerEv  float64   `json:"allocs_per_event"`
-	PeakRSSMiB   float64   `json:"peak_rss_mib"`
-	Latencies    []float64 `json:"-"`
-	Error        string    `json:"error,omitempty"`
+	Achieved     float64 `json:"achieved_per_s"`
+	EventsPerSec float64 `json:"events_per_s"`
+	P50us        float64 `json:"p50_us"`
+	P99us        float64 `json:"p99_us"`
+	P999us       float64 `json:"p999_us"`
+	CPUusPerEv   float64 `json:"cpu_us_per_event"`
+	// HubCPUusPerEv is the hub's (the nats-server process's) CPU per event.
+	HubCPUusPerEv float64   `json:"hub_cpu_us_per_event"`
+	AllocsPerEv   float64   `json:"allocs_per_event"`
+	PeakRSSMiB    float64   `json:"peak_rss_mib"`
+	Latencies     []float64 `json:"-"`
+	Error         string    `json:"error,omitempty"`
 }
 
 // child is a pipeline process.
@@ -299,21 +326,7 @@ func startChild(self string, o options, mode string, ns *netnstest.NS, natsURL, 
 			fmt.Sprintf("GENLBRIDGE_HTTP_ADDR=127.0.0.1:%d", port),
 			"GENLBRIDGE_SPOOL=off",
 		)
-		switch mode {
-		case "bridge-ynl":
-			// netdev's own messages, decoded by the embedded netdev spec.
-			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SUBSCRIBE=netdev/mgmt:ynl")
-		case "bridge-batch":
-			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_MESSAGE_MODE=batch")
-		case "bridge-js":
-			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream")
-		case "bridge-spool", "bridge-spool-1s":
-			// The node's spool in front of the same JetStream server.
-			c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR="+spoolDir)
-			if mode == "bridge-spool-1s" {
-				c.cmd.Env = append(c.cmd.Env, "GENLBRIDGE_SPOOL_SYNC=1s")
-			}
-		}
+		c.cmd.Env = append(c.cmd.Env, modeEnv(mode, spoolDir)...)
 		c.cmd.Env = append(c.cmd.Env, env...)
 	}
 	out, err := c.cmd.StdoutPipe()
@@ -395,7 +408,7 @@ func scrape(url, name string) float64 {
 // measure runs one point: a fresh namespace, server, pipeline and subscriber.
 func measure(self string, o options, mode string, rate, n int, env []string) (*point, error) {
 	if mode == "js-bare" {
-		return measureJSBare(n)
+		return measureJSBare(o, n)
 	}
 	ns, err := netnstest.New("genlbench")
 	if err != nil {
@@ -407,29 +420,24 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	srv, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: mode == "bridge-js" || strings.HasPrefix(mode, "bridge-spool"), StoreDir: filepath.Join(dir, "hub")})
+	srv, err := startHub(o, usesJS(mode), filepath.Join(dir, "hub"))
 	if err != nil {
 		return nil, err
 	}
-	defer srv.Shutdown()
+	defer srv.stop()
 	var sub *natstest.Counter
 	if mode != "raw" {
-		if sub, err = natstest.Count(srv.URL(), "genl.>", sampleEvery); err != nil {
+		if sub, err = natstest.Count(srv.url, "genl.>", sampleEvery); err != nil {
 			return nil, err
 		}
 		defer sub.Close()
 	}
-	ch, err := startChild(self, o, mode, ns, srv.URL(), filepath.Join(dir, "spool"), env)
+	ch, err := startChild(self, o, mode, ns, srv.url, filepath.Join(dir, "spool"), env)
 	if err != nil {
 		return nil, err
 	}
 	defer ch.kill()
 	pid := ch.cmd.Process.Pid
-	cpu0, _ := procstat.CPU(pid)
-	mallocs0 := -1.0
-	if ch.metrics != "" {
-		mallocs0 = scrape(ch.metrics, "go_memstats_mallocs_total")
-	}
 	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
 	if err != nil {
 		return nil, err
@@ -440,8 +448,21 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	if mode == "bridge-ynl" {
 		send = snd.SendNetdevDevAdd
 	}
+	// CPU, allocations and the hub's CPU are taken over a steady window,
+	// from 20% to 90% of the events (delivered; for raw, sent): start-up
+	// and the last stragglers are not per-event costs.
+	var sent atomic.Uint64
+	progress := func() uint64 {
+		if sub == nil {
+			return sent.Load()
+		}
+		d, l := sub.Counts()
+		return d + l
+	}
+	win := newSteadyWindow(pid, []int{srv.pid()}, ch.metrics, uint64(n), progress)
 	start := time.Now()
-	if err := pace(send, rate, n); err != nil {
+	if err := pace(send, rate, n, &sent); err != nil {
+		win.stop()
 		return nil, err
 	}
 	sendEnd := time.Now()
@@ -465,11 +486,9 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	} else {
 		time.Sleep(300 * time.Millisecond) // the raw receiver drains its 32 MiB buffer in far less
 	}
-	cpu1, _ := procstat.CPU(pid)
+	a, b, steady := win.stop()
 	_, rss, _ := procstat.RSS(pid)
-	mallocs1 := -1.0
 	if ch.metrics != "" {
-		mallocs1 = scrape(ch.metrics, "go_memstats_mallocs_total")
 		p.LostCounted = uint64(max(0, scrape(ch.metrics, "genlbridge_events_dropped_total")))
 	}
 	rep, err := ch.stop()
@@ -498,13 +517,16 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 	if p.Seconds > 0 {
 		p.EventsPerSec = float64(p.Delivered) / p.Seconds
 	}
-	if p.Delivered > 0 {
-		p.CPUusPerEv = float64((cpu1 - cpu0).Microseconds()) / float64(p.Delivered)
-		if mallocs0 >= 0 && mallocs1 >= 0 {
-			p.AllocsPerEv = (mallocs1 - mallocs0) / float64(p.Delivered)
-		} else if ch.metrics == "" {
-			p.AllocsPerEv = float64(rep.Mallocs) / float64(p.Delivered)
+	if steady {
+		evs := float64(b.progress - a.progress)
+		p.CPUusPerEv = float64((b.cpu - a.cpu).Microseconds()) / evs
+		p.HubCPUusPerEv = float64((b.hubCPU - a.hubCPU).Microseconds()) / evs
+		if a.mallocs >= 0 && b.mallocs >= 0 {
+			p.AllocsPerEv = (b.mallocs - a.mallocs) / evs
 		}
+	}
+	if ch.metrics == "" && p.Delivered > 0 {
+		p.AllocsPerEv = float64(rep.Mallocs) / float64(p.Delivered)
 	}
 	p.PeakRSSMiB = float64(rss) / (1 << 20)
 	p.P50us, p.P99us, p.P999us = quantile(p.Latencies, 0.5), quantile(p.Latencies, 0.99), quantile(p.Latencies, 0.999)
@@ -512,8 +534,9 @@ func measure(self string, o options, mode string, rate, n int, env []string) (*p
 }
 
 // pace sends n events at rate per second (0: as fast as possible), in
-// sendmmsg batches, catching up every millisecond.
-func pace(send func(first uint64, n int) error, rate, n int) error {
+// sendmmsg batches, catching up every millisecond; it keeps how many it
+// has sent in progress (if not nil).
+func pace(send func(first uint64, n int) error, rate, n int, progress ...*atomic.Uint64) error {
 	const chunk = 256
 	start := time.Now()
 	sent := 0
@@ -531,6 +554,9 @@ func pace(send func(first uint64, n int) error, rate, n int) error {
 			return err
 		}
 		sent += k
+		for _, p := range progress {
+			p.Store(uint64(sent))
+		}
 	}
 	return nil
 }

@@ -14,7 +14,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/internal/inject"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
 	"github.com/genlbridge/genlbridge/internal/procstat"
@@ -35,7 +34,9 @@ type drain struct {
 	EventsPerSec float64 `json:"events_per_s"`
 	Sent         uint64  `json:"sent"`
 	InHub        uint64  `json:"in_hub"`
-	Error        string  `json:"error,omitempty"`
+	// PeakRSSMiB is the bridge's peak RSS through the outage and the drain.
+	PeakRSSMiB float64 `json:"peak_rss_mib"`
+	Error      string  `json:"error,omitempty"`
 }
 
 // idle is the daemon's cost with no events, in one configuration.
@@ -103,11 +104,13 @@ func lastLines(s string, n int) string {
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
 
-// measureDrain: the hub (an embedded server with JetStream, restarted on
-// the same port and store) is shut down for outage while the bridge takes
-// rate events/s into its spool; then it starts again, live events go on at
-// the same rate, and the backlog's drain rate is backlog / time until the
-// spool is empty. At the end the hub's stream must hold every event.
+// measureDrain: the hub (a nats-server process with JetStream, restarted on
+// the same port and store) is killed for outage while the bridge, with the
+// fleet's configuration, takes rate events/s into its spool; then it
+// starts again, live events go on at the same rate, and the backlog's
+// drain rate is backlog / time until the spool is empty. At the end the
+// hub's stream must hold every event. The bridge's peak RSS through it
+// all is taken.
 func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 	ns, err := netnstest.New("genlbench")
 	if err != nil {
@@ -119,19 +122,20 @@ func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 		return nil, err
 	}
 	defer os.RemoveAll(dir)
-	hubCfg := broker.Config{Listen: fmt.Sprintf("127.0.0.1:%d", freePort()), JetStream: true, StoreDir: filepath.Join(dir, "hub")}
-	hub, err := broker.Start(hubCfg)
+	hub, err := startHub(o, true, filepath.Join(dir, "hub"))
 	if err != nil {
 		return nil, err
 	}
-	defer func() { hub.Shutdown() }()
-	b, err := startBridge(o, "GENLBRIDGE_NATS_URL="+hub.URL(), "GENLBRIDGE_NETNS="+ns.Path, "GENLBRIDGE_SINK=jetstream",
-		"GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR="+filepath.Join(dir, "spool"), "GENLBRIDGE_DATA_DIR="+filepath.Join(dir, "data"),
-		"GENLBRIDGE_NODE_NAME=drain", "GENLBRIDGE_SPOOL_MAX_BYTES=4GiB")
+	defer func() { hub.stop() }()
+	env := append(modeEnv(fleetDefault, filepath.Join(dir, "spool")), "GENLBRIDGE_NATS_URL="+hub.url, "GENLBRIDGE_NETNS="+ns.Path,
+		"GENLBRIDGE_DATA_DIR="+filepath.Join(dir, "data"), "GENLBRIDGE_NODE_NAME=drain", "GENLBRIDGE_SPOOL_MAX_BYTES=4GiB")
+	b, err := startBridge(o, env...)
 	if err != nil {
 		return nil, err
 	}
 	defer b.stop()
+	peak := newPeakRSS(b.cmd.Process.Pid)
+	defer peak.stop()
 	snd, err := inject.New(ns.FD(), "netdev", "mgmt")
 	if err != nil {
 		return nil, err
@@ -139,7 +143,7 @@ func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 	defer snd.Close()
 
 	d := &drain{OutageSec: outage.Seconds(), Rate: rate}
-	hub.Shutdown()
+	hub.kill()
 	n := int(float64(rate) * outage.Seconds())
 	if err := pace(snd.SendExmpl, rate, n); err != nil {
 		return nil, err
@@ -153,7 +157,7 @@ func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 	d.Backlog = uint64(n)
 	d.BacklogMiB = max(0, scrape(b.metrics, "genlbridge_spool_bytes")) / (1 << 20)
 
-	if hub, err = broker.Start(hubCfg); err != nil {
+	if err := hub.start(); err != nil {
 		return nil, fmt.Errorf("restart the hub: %w", err)
 	}
 	up := time.Now()
@@ -173,9 +177,10 @@ func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 	if err := b.waitMetric("genlbridge_spool_forwarded_total", time.Minute, func(v float64) bool { return v >= float64(total) }); err != nil {
 		return nil, fmt.Errorf("forwarding the live events: %w", err)
 	}
-	if d.InHub, err = streamMsgs(hub.URL()); err != nil {
+	if d.InHub, err = streamMsgs(hub.url); err != nil {
 		return nil, err
 	}
+	d.PeakRSSMiB = peak.stop()
 	if d.InHub != total {
 		return d, fmt.Errorf("the hub's stream holds %d messages of %d sent", d.InHub, total)
 	}
@@ -278,12 +283,12 @@ func measureIdle(o options, c idleConfig, d time.Duration) (idle, error) {
 	env := append([]string{"GENLBRIDGE_NETNS=" + ns.Path, "GENLBRIDGE_DATA_DIR=" + filepath.Join(dir, "data"),
 		"GENLBRIDGE_SPOOL_DIR=" + filepath.Join(dir, "spool")}, c.env...)
 	if c.hub {
-		hub, err := broker.Start(broker.Config{Listen: "127.0.0.1:0", JetStream: c.js, StoreDir: filepath.Join(dir, "hub")})
+		hub, err := startHub(o, c.js, filepath.Join(dir, "hub"))
 		if err != nil {
 			return p, err
 		}
-		defer hub.Shutdown()
-		env = append(env, "GENLBRIDGE_NATS_URL="+hub.URL())
+		defer hub.stop()
+		env = append(env, "GENLBRIDGE_NATS_URL="+hub.url)
 	}
 	b, err := startBridge(o, env...)
 	if err != nil {
@@ -305,4 +310,45 @@ func measureIdle(o options, c idleConfig, d time.Duration) (idle, error) {
 	p.CorePercent = 100 * (cpu1 - cpu0).Seconds() / p.Seconds
 	p.WakeupsPerS = float64(v1-v0) / p.Seconds
 	return p, nil
+}
+
+// peakRSS samples a process's resident memory every 100 ms and keeps the
+// highest (VmHWM is the kernel's own peak, but it counts from the
+// process's start; this one is the sampled highest while it runs).
+type peakRSS struct {
+	quit chan struct{}
+	done chan struct{}
+	peak int64
+}
+
+func newPeakRSS(pid int) *peakRSS {
+	p := &peakRSS{quit: make(chan struct{}), done: make(chan struct{})}
+	go func() {
+		defer close(p.done)
+		t := time.NewTicker(100 * time.Millisecond)
+		defer t.Stop()
+		for {
+			if _, hwm, err := procstat.RSS(pid); err == nil {
+				p.peak = max(p.peak, hwm)
+			}
+			select {
+			case <-p.quit:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return p
+}
+
+// stop ends the sampling and returns the peak in MiB (it may be called
+// again).
+func (p *peakRSS) stop() float64 {
+	select {
+	case <-p.done:
+	default:
+		close(p.quit)
+		<-p.done
+	}
+	return float64(p.peak) / (1 << 20)
 }
