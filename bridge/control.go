@@ -52,7 +52,15 @@ const (
 	StateWaiting = "waiting" // family or group not registered (yet)
 	StateJoined  = "joined"
 	StateStopped = "stopped" // the bridge is stopping: the group was left
+	// StateRefused: the kernel refused the join for permission (EPERM or
+	// EACCES: the group takes a capability the process lacks). It is
+	// retried at each resolution, in case the capability comes.
+	StateRefused = "refused"
 )
+
+// RefusedPermission is the reason of a join the kernel refused with EPERM or
+// EACCES.
+const RefusedPermission = "permission"
 
 // subControl is the control-plane state of one subscription. The controller
 // goroutine alone writes it, under mu; status reads it under mu.
@@ -71,6 +79,10 @@ type subControl struct {
 	groupID    uint32
 	joins      int // successful joins, the first one included
 	waitLogged bool
+	// refused counts joins the kernel refused for permission; refusedLogged:
+	// the current refusal is logged (once until a join succeeds).
+	refused       uint64
+	refusedLogged bool
 }
 
 // SubscriptionStatus is a snapshot of one subscription's control state.
@@ -80,6 +92,9 @@ type SubscriptionStatus struct {
 	FamilyID uint16
 	GroupID  uint32
 	Joins    int
+	// JoinRefused counts joins the kernel refused for permission
+	// (RefusedPermission); State is StateRefused while the last one was.
+	JoinRefused uint64
 	// Spec is the file of the YNL spec that decodes the family ("": none,
 	// generic).
 	Spec string
@@ -98,7 +113,8 @@ type SubscriptionStatus struct {
 func (s *subControl) status() SubscriptionStatus {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return SubscriptionStatus{Subscription: s.Subscription, State: s.state, FamilyID: s.familyID, GroupID: s.groupID, Joins: s.joins, Spec: s.specOrigin}
+	return SubscriptionStatus{Subscription: s.Subscription, State: s.state, FamilyID: s.familyID, GroupID: s.groupID, Joins: s.joins,
+		JoinRefused: s.refused, Spec: s.specOrigin}
 }
 
 // leaveAll leaves the subscription's group if it is joined, and marks it
@@ -343,12 +359,27 @@ func (c *controller) resolve(s *subControl, later bool) {
 		// Registered again with other IDs without a notification we saw.
 		_ = s.m.leave(s.groupID)
 	}
-	if fresh {
+	// After a refusal no event came: the mark placed before it still holds.
+	if fresh && s.state != StateRefused {
 		if err := s.m.mark(); err != nil {
 			c.log.Warn("cannot mark the new family registration on the socket; a sequence reset will be inferred", "subscription", s.String(), "err", err)
 		}
 	}
 	if err := s.m.join(gid); err != nil {
+		if errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EACCES) {
+			s.mu.Lock()
+			s.state = StateRefused
+			s.refused++
+			logged := s.refusedLogged
+			s.refusedLogged = true
+			s.mu.Unlock()
+			if !logged {
+				c.log.Error("join refused for permission: the group takes a capability this process lacks (mptcp_pm: CAP_NET_ADMIN, NET_DM: CAP_SYS_ADMIN); retried at each resync",
+					"subscription", s.String(), "group_id", gid, "reason", RefusedPermission, "err", err)
+			}
+			c.signal()
+			return
+		}
 		c.log.Error("join group", "subscription", s.String(), "group_id", gid, "err", err)
 		s.mu.Lock()
 		s.state = StateWaiting
@@ -356,7 +387,7 @@ func (c *controller) resolve(s *subControl, later bool) {
 		return
 	}
 	s.mu.Lock()
-	s.state, s.familyID, s.groupID, s.waitLogged = StateJoined, f.ID, gid, false
+	s.state, s.familyID, s.groupID, s.waitLogged, s.refusedLogged = StateJoined, f.ID, gid, false, false
 	s.joins++
 	joins := s.joins
 	s.mu.Unlock()

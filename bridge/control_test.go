@@ -1,10 +1,14 @@
 package bridge
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -110,8 +114,9 @@ func (j *joinRecorder) JoinGroup(g uint32) error {
 
 // fakeMember records what the controller does to a socket.
 type fakeMember struct {
-	mu  sync.Mutex
-	ops []string
+	mu      sync.Mutex
+	ops     []string
+	joinErr error // returned by join (after recording it), when set
 }
 
 func (m *fakeMember) record(op string, g uint32) error {
@@ -124,7 +129,12 @@ func (m *fakeMember) record(op string, g uint32) error {
 	}
 	return nil
 }
-func (m *fakeMember) join(g uint32) error  { return m.record("join", g) }
+func (m *fakeMember) join(g uint32) error {
+	m.record("join", g)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.joinErr
+}
 func (m *fakeMember) leave(g uint32) error { return m.record("leave", g) }
 func (m *fakeMember) mark() error          { return m.record("mark", 0) }
 func (m *fakeMember) get() []string {
@@ -153,11 +163,13 @@ type ctrlHarness struct {
 	ctrl   *controller
 	cancel context.CancelFunc
 	done   chan error
+	log    *slog.Logger // the controller's; set before run
 }
 
 func startController(t *testing.T, resync time.Duration) *ctrlHarness {
 	t.Helper()
-	h := &ctrlHarness{reg: newRegistry(), member: &fakeMember{}, done: make(chan error, 1)}
+	h := &ctrlHarness{reg: newRegistry(), member: &fakeMember{}, done: make(chan error, 1),
+		log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 	h.reg.set(genetlink.Family{ID: unix.GENL_ID_CTRL, Name: "nlctrl", Version: 2, Groups: []genetlink.MulticastGroup{{ID: 16, Name: "notify"}}})
 	return h
 }
@@ -175,7 +187,7 @@ func (h *ctrlHarness) run(t *testing.T, resync time.Duration) {
 	}
 	h.sub = &subControl{Subscription: Subscription{Family: "CONTROL_EXMPL", Group: "EXMPL_GRP"}, m: h.member, state: StateWaiting}
 	h.ctrl = &controller{query: q, notify: n, subs: []*subControl{h.sub}, resync: resync,
-		log: slog.New(slog.NewTextHandler(io.Discard, nil)), changed: make(chan struct{}, 1)}
+		log: h.log, changed: make(chan struct{}, 1)}
 	go func() { h.done <- h.ctrl.run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
@@ -311,4 +323,64 @@ func TestControllerMissingGroupWaits(t *testing.T) {
 	}
 	h.reg.set(exmplFamily)
 	h.waitOps(t, "mark", "join:11")
+}
+
+// A join the kernel refuses with EPERM is no wait for the family: the state
+// says refused, each refusal is counted, it is retried at each resync
+// (without a new mark), and a join that then succeeds clears it.
+func TestControllerJoinRefusedForPermission(t *testing.T) {
+	h := startController(t, 20*time.Millisecond)
+	h.reg.set(exmplFamily)
+	h.member.joinErr = &os.SyscallError{Syscall: "setsockopt", Err: syscall.EPERM}
+	var logs syncBuffer
+	h.log = slog.New(slog.NewJSONHandler(&logs, nil))
+	h.run(t, 20*time.Millisecond)
+	st := h.waitState(t, StateRefused)
+	if st.JoinRefused < 1 || st.Joins != 0 {
+		t.Fatalf("status %+v", st)
+	}
+	// Retried at the resyncs, each counted; never marked.
+	deadline := time.Now().Add(5 * time.Second)
+	for h.sub.status().JoinRefused < 3 {
+		if time.Now().After(deadline) {
+			t.Fatalf("refusals %d, want 3 retries", h.sub.status().JoinRefused)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	for _, op := range h.member.get() {
+		if op != "join:11" {
+			t.Fatalf("ops %v: want joins only", h.member.get())
+		}
+	}
+	// Logged once, as an error naming the permission.
+	if n := strings.Count(logs.String(), `"level":"ERROR"`); n != 1 || !strings.Contains(logs.String(), `"reason":"permission"`) ||
+		!strings.Contains(logs.String(), "CONTROL_EXMPL/EXMPL_GRP") {
+		t.Fatalf("%d error lines, want 1 naming the subscription and the permission:\n%s", n, logs.String())
+	}
+	// The capability came: joined.
+	h.member.mu.Lock()
+	h.member.joinErr = nil
+	h.member.mu.Unlock()
+	st = h.waitState(t, StateJoined)
+	if st.Joins != 1 {
+		t.Fatalf("status %+v", st)
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger and a test at once.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -172,7 +172,10 @@ var (
 	descSocketDrops = prometheus.NewDesc("genlbridge_socket_drops_total",
 		"Datagrams the kernel dropped on the subscription's socket (SO_MEMINFO; /proc/net/netlink Drops).", []string{"subscription"}, nil)
 	descJoined = prometheus.NewDesc("genlbridge_subscription_joined",
-		"1 while the subscription's group is joined, 0 while it waits for its family.", []string{"subscription"}, nil)
+		"1 while the subscription's group is joined, 0 while it waits for its family or the kernel refuses its join.", []string{"subscription"}, nil)
+	descJoinRefused = prometheus.NewDesc("genlbridge_subscription_join_refused_total",
+		"Joins of the subscription's group the kernel refused, by reason: permission (EPERM/EACCES: the group takes a capability the process lacks).",
+		[]string{"subscription", "reason"}, nil)
 	descJoins = prometheus.NewDesc("genlbridge_subscription_joins_total",
 		"Times the subscription's group was joined (re-joins after a module reload included).", []string{"subscription"}, nil)
 	descRawAttrs = prometheus.NewDesc("genlbridge_ynl_attributes_raw_total",
@@ -205,7 +208,7 @@ var (
 type statsCollector struct{ m *Monitor }
 
 func (c *statsCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoins, descRawAttrs, descFallback, descPublished,
+	for _, d := range []*prometheus.Desc{descReceived, descSocketDrops, descJoined, descJoinRefused, descJoins, descRawAttrs, descFallback, descPublished,
 		descLossRecords, descLossFailed, descLossWaiting, descDropped, descQueueDepth, descQueueCap, descBatches, descConnected, descStopped} {
 		ch <- d
 	}
@@ -237,6 +240,7 @@ func (c *statsCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descSocketDrops, prometheus.CounterValue, float64(s.SocketDrops), name)
 		ch <- prometheus.MustNewConstMetric(descJoined, prometheus.GaugeValue, joined, name)
 		ch <- prometheus.MustNewConstMetric(descJoins, prometheus.CounterValue, float64(s.Joins), name)
+		ch <- prometheus.MustNewConstMetric(descJoinRefused, prometheus.CounterValue, float64(s.JoinRefused), name, bridge.RefusedPermission)
 		if s.Spec != "" {
 			ch <- prometheus.MustNewConstMetric(descRawAttrs, prometheus.CounterValue, float64(s.RawUnknown), name, "unknown")
 			ch <- prometheus.MustNewConstMetric(descRawAttrs, prometheus.CounterValue, float64(s.RawBadLength), name, "bad_length")
@@ -308,8 +312,9 @@ func (c *spoolCollector) Collect(ch chan<- prometheus.Metric) {
 }
 
 // Ready returns nil when the bridge is ready: the sink is connected, the
-// spool (if any) forwards, and every subscription is joined (or waiting,
-// unless RequireJoined).
+// spool (if any) forwards, no subscription's join was refused for
+// permission, and every subscription is joined (or waiting, unless
+// RequireJoined).
 func (m *Monitor) Ready() error {
 	p := m.src.Load()
 	if p == nil {
@@ -325,11 +330,19 @@ func (m *Monitor) Ready() error {
 			return err
 		}
 	}
-	var waiting []string
+	var waiting, refused []string
 	for _, s := range (*p).Subscriptions() {
-		if s.State != bridge.StateJoined {
+		switch s.State {
+		case bridge.StateJoined:
+		case bridge.StateRefused:
+			refused = append(refused, s.Subscription.String())
+		default:
 			waiting = append(waiting, s.Subscription.String())
 		}
+	}
+	// A refusal is a deployment error, not a module yet to load: never ready.
+	if len(refused) > 0 {
+		return fmt.Errorf("join refused for permission (a capability the process lacks): %s", strings.Join(refused, ", "))
 	}
 	if len(waiting) > 0 && m.requireJoined {
 		return fmt.Errorf("waiting for %s", strings.Join(waiting, ", "))

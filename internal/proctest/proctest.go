@@ -96,9 +96,17 @@ func Start(t testing.TB, env ...string) *Bridge {
 // fails the test (inside the test VM any path is the VM's own).
 func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
 	t.Helper()
+	return StartAttr(t, bin, nil, env...)
+}
+
+// StartAttr is StartBinary with the process's attributes (its user, its
+// capabilities: attr may be nil).
+func StartAttr(t testing.TB, bin string, attr *syscall.SysProcAttr, env ...string) *Bridge {
+	t.Helper()
 	env = privateDirs(t, env)
 	b := &Bridge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), done: make(chan struct{})}
 	b.cmd = exec.Command(bin, "run")
+	b.cmd.SysProcAttr = attr
 	b.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_LOG_FORMAT=json", "GENLBRIDGE_HTTP_ADDR=" + b.addr}, env...)
 	var w io.Writer = &b.log
 	if testing.Verbose() {
