@@ -188,7 +188,7 @@ func New(cfg Config, s sink.Sink) (*Bridge, error) {
 		}
 		r := &reader{b: b, ctl: c, dec: newMsgDecoder(fam, sub.Group)}
 		r.seq = sequencer{tmpl: event.Loss{Host: cfg.Host, BootID: cfg.BootID, Family: sub.Family, Group: sub.Group},
-			runInstance: uint64(b.startNS), losses: l}
+			runInstance: uint64(b.startNS / 1000), losses: l}
 		b.readers = append(b.readers, r)
 	}
 	return b, nil

@@ -105,10 +105,20 @@ func (s *sequencer) Marker(now time.Time) {
 	s.instance = s.nextInstance(now)
 }
 
-// nextInstance is the receive time in ns, made larger than the previous
-// instance when both fall in the same read.
+// nextInstance is the receive time in µs, made larger than the previous
+// instance when both fall in the same µs. In µs an instance is a JSON
+// number every language holds exactly (below 2^53 until the year 2255).
 func (s *sequencer) nextInstance(now time.Time) uint64 {
-	return max(uint64(now.UnixNano()), s.instance+1)
+	return max(uint64(now.UnixMicro()), s.instance+1)
+}
+
+// resumedInstance is the instance an event read back from the stream
+// carries, in µs: one of format 1 (in ns, at or above 2^53) is converted.
+func resumedInstance(v uint64) uint64 {
+	if v >= 1<<53 {
+		return v / 1000
+	}
+	return v
 }
 
 // Event stamps ev's sequence and accounts for any gap before it. ev.Seq is
@@ -137,7 +147,7 @@ func (s *sequencer) Event(ev *event.Event, now time.Time) {
 		s.instance = s.nextInstance(now)
 		if rp := &s.resume; rp.ok && rp.bootID == s.tmpl.BootID && ev.Seq > rp.seq {
 			// The registration the last run saw went on without us.
-			s.instance = rp.instance
+			s.instance = resumedInstance(rp.instance)
 			if ev.Seq > rp.seq+1 {
 				s.gap(rp.seq+1, ev.Seq-1, now)
 			}

@@ -28,6 +28,7 @@ import (
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/natstest"
 	"github.com/genlbridge/genlbridge/internal/netnstest"
+	"github.com/genlbridge/genlbridge/internal/schematest"
 	"github.com/genlbridge/genlbridge/internal/syncbuf"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/genlbridge/genlbridge/ynl"
@@ -65,7 +66,16 @@ func registries(t *testing.T) map[string]*ynl.Registry {
 func ynlBridge(t *testing.T, ns *netnstest.NS, reg *ynl.Registry, wantSpec string, subs ...string) (*bridge.Bridge, *natstest.Collector) {
 	t.Helper()
 	nc := startNATS(t)
-	col := natstest.Collect(t, nc.ConnectedUrl(), "genl.>", nil)
+	// Every record fits the JSON Schema of its family (package schema),
+	// made from the registry it decodes with, under a real validator.
+	v := schematest.New(reg)
+	col := natstest.Collect(t, nc.ConnectedUrl(), "genl.>", func(r *natstest.Record) string {
+		if err := v.Check(r.Line); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	t.Cleanup(func() { t.Logf("%s: records valid against their schemas: %v", wantSpec, v.Counts()) })
 	parsed, err := bridge.ParseSubscriptions(subs)
 	if err != nil {
 		t.Fatal(err)
@@ -288,6 +298,26 @@ func TestYNLNetdev(t *testing.T) {
 			})
 			e := opEvents(col, "dev-add-ntf")[0]
 			t.Logf("ip -j link: va %v, vb %v; first event: %s %s", want["va"], want["vb"], e.Op, e.Fields)
+			// A real event changed fails its schema.
+			recs, _ := col.Since(0)
+			var line []byte
+			for _, r := range recs {
+				if r.Op == "dev-add-ntf" {
+					line = r.Line
+					break
+				}
+			}
+			v := schematest.New(registries(t)[name])
+			if err := v.Check(line); err != nil {
+				t.Fatalf("%s: %v", line, err)
+			}
+			for _, bad := range []string{strings.Replace(string(line), `"ifindex"`, `"ifidx"`, 1),
+				strings.Replace(string(line), `"op":"dev-add-ntf"`, `"op":"dev-addd-ntf"`, 1),
+				strings.Replace(string(line), `"v":2`, `"v":1`, 1)} {
+				if err := v.Check([]byte(bad)); err == nil {
+					t.Errorf("a changed event fits the schema: %s", bad)
+				}
+			}
 		})
 	}
 	sameDecoding(t, cols, "dev-add-ntf")

@@ -47,6 +47,7 @@ type Config struct {
 	Subject      string        `envconfig:"GENLBRIDGE_SUBJECT" default:"genl.{family}.{group}.{host}" desc:"subject template of events ({family}, {group}, {host}, {op}: the message's name, e.g. dev-add-ntf, or its command number when it has none)"`
 	LossSubject  string        `envconfig:"GENLBRIDGE_LOSS_SUBJECT" default:"genl.{family}.{group}.{host}.loss" desc:"subject template of loss records"`
 	MessageMode  Choice        `envconfig:"GENLBRIDGE_MESSAGE_MODE" default:"event" choices:"event,batch" desc:"event: one NATS message per event; batch: one message of JSON lines per batch"`
+	CloudEvents  bool          `envconfig:"GENLBRIDGE_CLOUDEVENTS" default:"true" desc:"each message of one record (an event, a loss record) also carries the CloudEvents NATS binding's binary-mode headers (ce-specversion, ce-id, ce-source, ce-type, ce-time, content-type; about 250 bytes); batched messages carry none"`
 	FlushTimeout time.Duration `envconfig:"GENLBRIDGE_FLUSH_TIMEOUT" default:"5s" desc:"how long a batch may wait for the server's confirmation before it is sent again"`
 	RetryMax     time.Duration `envconfig:"GENLBRIDGE_RETRY_MAX" default:"2s" desc:"longest backoff between delivery attempts"`
 
@@ -478,7 +479,7 @@ func (c *Config) checkStream() error {
 func (c *Config) JetStream() sink.JetStreamConfig {
 	events, losses := c.Templates()
 	return sink.JetStreamConfig{
-		Subject: events, LossSubject: losses, Batched: c.MessageMode == "batch",
+		Subject: events, LossSubject: losses, Batched: c.MessageMode == "batch", CloudEvents: c.CloudEvents,
 		Stream: sink.StreamConfig{Name: c.Stream, Subjects: c.StreamSubjects, MaxAge: c.StreamMaxAge,
 			MaxBytes: int64(c.StreamMaxBytes), MaxMsgs: int64(c.StreamMaxMsgs), Storage: string(c.StreamStorage),
 			Replicas: c.StreamReplicas, DuplicateWindow: c.StreamDuplicateWindow, AllowBatchPublish: c.StreamFastBatch},

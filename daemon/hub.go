@@ -101,7 +101,7 @@ func makeHub(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.L
 	if !cfg.UsesJetStream() {
 		events, losses := cfg.Templates()
 		return hub{sink: sink.NewNATS(nc, sink.NATSConfig{Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch",
-			FlushTimeout: cfg.FlushTimeout, RetryMax: cfg.RetryMax, Logger: log})}, nil
+			CloudEvents: cfg.CloudEvents, FlushTimeout: cfg.FlushTimeout, RetryMax: cfg.RetryMax, Logger: log})}, nil
 	}
 	if err := natsconn.WaitConnected(ctx, nc, log); err != nil {
 		return hub{}, err
@@ -142,7 +142,7 @@ func startSpool(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slo
 	events, losses := cfg.Templates()
 	sp, err := spool.Open(spool.Config{
 		Dir: cfg.SpoolDir, MaxBytes: int64(cfg.SpoolMaxBytes), Sync: sync,
-		Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch",
+		Subject: events, LossSubject: losses, Batched: cfg.MessageMode == "batch", CloudEvents: cfg.CloudEvents,
 		HubMaxPayload: func() int { return int(nc.MaxPayload()) }, // 0 until connected
 		Window:        cfg.MaxInFlight, Logger: log,
 	})

@@ -31,43 +31,54 @@ const (
 	SeqBridge = "bridge"
 )
 
+// Version is the format of the JSON records AppendJSON and AppendLossJSON
+// write, their "v" field. 2: 64-bit integers above 2^53-1 as strings,
+// times in RFC 3339, instances in µs. Records without "v" are version 1
+// (times and instances in ns, as JSON numbers); UnmarshalJSON reads both.
+const Version = 2
+
 // Event is one generic netlink multicast message with its metadata.
 // Zero means "unknown" for Jiffies, KernelNS and Seq (a kernel's 64-bit jiffies
-// start near 2^32, sequences start at 1).
+// start near 2^32, sequences start at 1). Its JSON form is AppendJSON's
+// (README.md, "The event format"), not encoding/json's reflection of the
+// struct.
 type Event struct {
-	Host      string `json:"host"`
-	BootID    string `json:"boot_id"`
-	Family    string `json:"family"`
-	Group     string `json:"group"`
-	Cmd       uint8  `json:"cmd"`
-	Version   uint8  `json:"version"`
-	Seq       uint64 `json:"seq"`
-	SeqSource string `json:"seq_src"`
+	Host      string
+	BootID    string
+	Family    string
+	Group     string
+	Cmd       uint8
+	Version   uint8
+	Seq       uint64
+	SeqSource string
 	// Instance identifies what Seq counts within: the family registration
-	// the bridge saw (SeqKernel) or the bridge's run (SeqBridge). It changes
-	// when a module is reloaded or the bridge restarts, so (BootID, Family,
-	// Group, Instance, Seq) is unique.
-	Instance uint64 `json:"instance"`
-	Jiffies  uint64 `json:"jiffies,omitempty"`
-	// KernelNS is the kernel's wall-clock time of the event, ns since the epoch.
-	KernelNS int64 `json:"kernel_ns,omitempty"`
-	// RecvNS is when the bridge read the event from its socket, ns since the epoch.
-	RecvNS int64  `json:"recv_ns"`
-	Format string `json:"format"`
+	// the bridge saw (SeqKernel) or the bridge's run (SeqBridge), in µs
+	// since the epoch of when it began (a JSON number any language holds
+	// exactly). It changes when a module is reloaded or the bridge
+	// restarts, so (BootID, Family, Group, Instance, Seq) is unique.
+	Instance uint64
+	Jiffies  uint64
+	// KernelNS is the kernel's wall-clock time of the event, ns since the
+	// epoch: JSON "kernel_time".
+	KernelNS int64
+	// RecvNS is when the bridge read the event from its socket, ns since the
+	// epoch: JSON "recv_time".
+	RecvNS int64
+	Format string
 	// Op is the name of a FormatYNL event's message, its spec's operation
 	// (e.g. "dev-add-ntf").
-	Op  string `json:"op,omitempty"`
-	Msg string `json:"msg,omitempty"`
+	Op  string
+	Msg string
 	// Attrs holds every attribute of a FormatGeneric event, in wire order:
 	// JSON "attrs", an array of {"type":N,"data":"<base64>"}.
-	Attrs []Attr `json:"-"`
+	Attrs []Attr
 	// Fields holds a FormatYNL event's attributes by their spec's names, as
 	// the text of one JSON object: JSON "attrs".
-	Fields []byte `json:"-"`
+	Fields []byte
 	// Raw lists the attributes of a FormatYNL event its spec could not
 	// decode (unknown, or of a length that does not fit their type), as
 	// the text of one JSON array of {"path","type","data"}: JSON "raw".
-	Raw []byte `json:"-"`
+	Raw []byte
 }
 
 // Attr is one netlink attribute kept as it was on the wire. Type includes the
@@ -111,19 +122,21 @@ var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSende
 // Loss marks events that did not make it, published in-band next to the
 // events so consumers see holes in the stream itself. FirstSeq and LastSeq
 // bound the lost sequence numbers when they are known (both zero otherwise).
+// Its JSON form is AppendLossJSON's.
 type Loss struct {
-	Host     string `json:"host"`
-	BootID   string `json:"boot_id"`
-	Family   string `json:"family"`
-	Group    string `json:"group"`
-	Reason   string `json:"reason"`
-	Count    uint64 `json:"count"`
-	FirstSeq uint64 `json:"first_seq,omitempty"`
-	LastSeq  uint64 `json:"last_seq,omitempty"`
+	Host     string
+	BootID   string
+	Family   string
+	Group    string
+	Reason   string
+	Count    uint64
+	FirstSeq uint64
+	LastSeq  uint64
 	// Instance is the Event.Instance the range belongs to (0 without a range).
-	Instance uint64 `json:"instance,omitempty"`
-	// TimeNS is when the bridge noticed the loss, ns since the epoch.
-	TimeNS int64 `json:"time_ns"`
+	Instance uint64
+	// TimeNS is when the bridge noticed the loss, ns since the epoch: JSON
+	// "time".
+	TimeNS int64
 }
 
 // LossOf is the loss record of one event e lost for reason at time now. It

@@ -178,3 +178,88 @@ func BenchmarkAppendJSONSideBySide(b *testing.B) {
 	b.ReportMetric(float64(yT.Nanoseconds())/n, "ynl-ns/event")
 	b.ReportMetric(float64(yT)/float64(exT), "ynl/exmpl")
 }
+
+// exactInADouble walks a JSON text and fails on any number a double (a
+// JavaScript Number) does not hold exactly.
+func exactInADouble(t *testing.T, b []byte) {
+	t.Helper()
+	dec := json.NewDecoder(strings.NewReader(string(b)))
+	dec.UseNumber()
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			break
+		}
+		if n, ok := tok.(json.Number); ok {
+			i, err := n.Int64()
+			if err != nil || i > 1<<53-1 || i < -(1<<53-1) {
+				t.Fatalf("%s in %s: not exact in a double", n, b)
+			}
+		}
+	}
+}
+
+// Format 2: every top-level field reads exactly in JavaScript: 64-bit
+// integers beyond 2^53-1 as strings, times as RFC 3339 with nanoseconds,
+// instances in µs.
+func TestFormat2ExactEverywhere(t *testing.T) {
+	e := sampleEvent()
+	e.Seq, e.Jiffies, e.Instance = 1<<63+5, 1<<53, 1795000000123456
+	e.KernelNS, e.RecvNS = 1795000000123456789, 1795000000123999999
+	b := AppendJSON(nil, &e)
+	exactInADouble(t, b)
+	for _, want := range []string{`{"v":2,"type":"event",`, `"seq":"9223372036854775813"`, `"jiffies":"9007199254740992"`, `"instance":1795000000123456`,
+		`"kernel_time":"2026-11-18T11:06:40.123456789Z"`, `"recv_time":"2026-11-18T11:06:40.123999999Z"`} {
+		if !strings.Contains(string(b), want) {
+			t.Errorf("%s lacks %s", b, want)
+		}
+	}
+	roundTrip(t, e)
+	l := Loss{Host: "h", BootID: "b", Family: "f", Group: "g", Reason: ReasonSeqGap, Count: 1 << 60, FirstSeq: 1<<62 + 1, LastSeq: 1<<62 + 1<<60,
+		Instance: 1795000000123456, TimeNS: 1795000000123456789}
+	lb := AppendLossJSON(nil, &l)
+	exactInADouble(t, lb)
+	if want := `{"v":2,"type":"loss","host":"h","boot_id":"b","family":"f","group":"g","reason":"seq_gap","count":"1152921504606846976",` +
+		`"first_seq":"4611686018427387905","last_seq":"5764607523034234880","instance":1795000000123456,"time":"2026-11-18T11:06:40.123456789Z"}`; string(lb) != want {
+		t.Errorf("loss\n got %s\nwant %s", lb, want)
+	}
+	var back Loss
+	if err := json.Unmarshal(lb, &back); err != nil || back != l {
+		t.Errorf("loss round trip: %+v %v", back, err)
+	}
+	// Envelope writes back what it read, either type.
+	for _, rec := range [][]byte{b, lb} {
+		var env Envelope
+		if err := json.Unmarshal(rec, &env); err != nil || env.V != 2 {
+			t.Fatalf("%s: %v (v%d)", rec, err, env.V)
+		}
+		again, _ := json.Marshal(env)
+		if string(again) != string(rec) {
+			t.Errorf("Envelope\n got %s\nwant %s", again, rec)
+		}
+	}
+}
+
+// Format 1's records, as streams written before format 2 hold them, read
+// into the same values.
+func TestFormat1Reads(t *testing.T) {
+	v1 := `{"type":"event","host":"h","boot_id":"b","family":"f","group":"g","cmd":1,"version":1,"seq":5,"seq_src":"kernel","instance":1795000000123456789,` +
+		`"jiffies":99,"kernel_ns":1795000000123456789,"recv_ns":1795000000123999999,"format":"exmpl","msg":"hi"}`
+	var env Envelope
+	if err := json.Unmarshal([]byte(v1), &env); err != nil {
+		t.Fatal(err)
+	}
+	if env.V != 1 || env.Seq != 5 || env.Instance != 1795000000123456789 || env.KernelNS != 1795000000123456789 || env.RecvNS != 1795000000123999999 {
+		t.Errorf("%+v", env)
+	}
+	l1 := `{"type":"loss","host":"h","boot_id":"b","family":"f","group":"g","reason":"overrun","count":3,"first_seq":4,"last_seq":6,"instance":7,"time_ns":1795000000123456789}`
+	if err := json.Unmarshal([]byte(l1), &env); err != nil {
+		t.Fatal(err)
+	}
+	if want := (Loss{Host: "h", BootID: "b", Family: "f", Group: "g", Reason: "overrun", Count: 3, FirstSeq: 4, LastSeq: 6, Instance: 7, TimeNS: 1795000000123456789}); env.Loss() != want {
+		t.Errorf("%+v", env.Loss())
+	}
+	if err := json.Unmarshal([]byte(`{"v":3,"type":"event"}`), &env); err == nil || !strings.Contains(err.Error(), "v3") {
+		t.Errorf("v3 read: %v", err)
+	}
+}

@@ -22,7 +22,10 @@ type JetStreamConfig struct {
 	// stream's subjects must cover the subjects they make.
 	Subject, LossSubject Template
 	Batched              bool
-	Stream               StreamConfig
+	// CloudEvents adds the CloudEvents binary-mode headers to every
+	// message of one record (header.go).
+	CloudEvents bool
+	Stream      StreamConfig
 	// Manage lets the sink create the stream when it is missing. Off, the
 	// sink never creates or changes a stream (locked-down accounts): it only
 	// checks that the stream exists and covers its subjects, and publishes
@@ -138,7 +141,7 @@ func (w *window) stats() JetStreamStats {
 // after Close.
 func NewJetStream(ctx context.Context, nc *nats.Conn, cfg JetStreamConfig) (*JetStream, error) {
 	cfg.defaults()
-	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
+	s := &JetStream{nc: nc, cfg: cfg, log: cfg.Logger, enc: newEncoder(EncoderConfig{Subject: cfg.Subject, LossSubject: cfg.LossSubject, Batched: cfg.Batched, CloudEvents: cfg.CloudEvents})}
 	js, err := jetstream.New(nc)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: %w", err)
@@ -180,7 +183,7 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	for i := range pb.enc.msgs {
 		m := &pb.enc.msgs[i]
 		id := pb.enc.id(m)
-		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), data: pb.enc.data(m)})
+		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), hdr: pb.enc.hdr(m), data: pb.enc.data(m)})
 	}
 	if len(pb.out) == 0 {
 		s.groupDone(pb, nil, nil, nil)
@@ -210,7 +213,7 @@ func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(refused, 
 	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
 	for i := range msgs {
 		m := &msgs[i]
-		g.out[i] = outMsg{subject: m.Subject, id: m.ID, data: m.Data}
+		g.out[i] = outMsg{subject: m.Subject, id: m.ID, hdr: m.Hdr, data: m.Data}
 	}
 	s.win.submit(ctx, g.out, g)
 }

@@ -45,7 +45,7 @@ func TestJetStreamAcknowledgementPaths(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.enc = newEncoder(tpl, tpl, false)
+	s.enc = newEncoder(EncoderConfig{Subject: tpl, LossSubject: tpl})
 
 	// reply answers every publish on fake.> with what mode says.
 	var mode atomic.Value

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/genlbridge/genlbridge/internal/opt"
 
@@ -21,6 +20,9 @@ type NATSConfig struct {
 	// message, as newline-delimited JSON, for very high rates. Otherwise
 	// every event is its own message.
 	Batched bool
+	// CloudEvents adds the CloudEvents binary-mode headers to every
+	// message of one record (header.go).
+	CloudEvents bool
 	// FlushTimeout bounds the round trip that confirms a batch reached the server.
 	FlushTimeout time.Duration
 	// RetryMin and RetryMax bound the backoff between attempts.
@@ -57,7 +59,6 @@ type NATS struct {
 
 	enc     encoder
 	out     encoded
-	hdr     []byte      // the message's header block, reused
 	failing atomic.Bool // publishing fails now (read by metrics)
 
 	rejected    []int // messages of the batch refused for good
@@ -71,7 +72,7 @@ type NATS struct {
 // after Close.
 func NewNATS(nc *nats.Conn, cfg NATSConfig) *NATS {
 	cfg.defaults()
-	return &NATS{nc: nc, cfg: cfg, enc: newEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
+	return &NATS{nc: nc, cfg: cfg, enc: newEncoder(EncoderConfig{Subject: cfg.Subject, LossSubject: cfg.LossSubject, Batched: cfg.Batched, CloudEvents: cfg.CloudEvents})}
 }
 
 // Published returns how many messages were published (repeats included) and
@@ -85,9 +86,7 @@ func (s *NATS) publishAll(b *Batch) error {
 	s.rejected, s.rejectedErr = s.rejected[:0], nil
 	for i := range s.out.msgs {
 		m := &s.out.msgs[i]
-		id := s.out.id(m)
-		s.hdr = appendMsgIDHeader(s.hdr[:0], unsafe.String(&id[0], len(id)))
-		if err := publishRaw(s.nc, m.subject, "", s.hdr, s.out.data(m)); err != nil {
+		if err := publishRaw(s.nc, m.subject, "", s.out.hdr(m), s.out.data(m)); err != nil {
 			err = fmt.Errorf("publish %s: %w", m.kind(), err)
 			if permanent(err) {
 				s.rejected, s.rejectedErr = append(s.rejected, i), err
@@ -151,8 +150,7 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsen
 		var err error
 		for i := range msgs {
 			m := &msgs[i]
-			s.hdr = appendMsgIDHeader(s.hdr[:0], m.ID)
-			if perr := publishRaw(s.nc, m.Subject, "", s.hdr, m.Data); perr != nil {
+			if perr := publishRaw(s.nc, m.Subject, "", m.Hdr, m.Data); perr != nil {
 				if permanent(perr) {
 					rejected = append(rejected, i)
 					continue

@@ -6,10 +6,10 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// The JetStream sink publishes each message with a Nats-Msg-Id header it
-// writes once into a buffer of the message's own, reused from message to
-// message. nats.go's PublishMsg encodes a Header map again at every call,
-// with two allocations a message; it has no call that takes header bytes,
+// The NATS sinks publish each message with the header block the encoder
+// wrote into its buffer (header.go). nats.go's PublishMsg encodes a Header
+// map again at every call, with two allocations a message (more with the
+// ce- headers); it has no call that takes header bytes,
 // so the sink calls the client's own publish function, which PublishMsg
 // calls with the bytes it made. TestPublishHeaderBytes proves the header
 // arrives as written, against a real server: the test fails, and the
@@ -21,15 +21,6 @@ func natsPublish(nc *nats.Conn, subj, reply string, validateReply bool, hdr, dat
 
 // hdrLine starts a NATS header block.
 const hdrLine = "NATS/1.0\r\n"
-
-// appendMsgIDHeader writes the header block of a message whose only header
-// is Nats-Msg-Id: id.
-func appendMsgIDHeader(dst []byte, id string) []byte {
-	dst = append(dst, hdrLine...)
-	dst = append(dst, "Nats-Msg-Id: "...)
-	dst = append(dst, id...)
-	return append(dst, "\r\n\r\n"...)
-}
 
 // publishRaw publishes data on subj with reply and the header block hdr
 // (nil: none).

@@ -19,7 +19,7 @@ func TestPublishHeaderBytes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	hdr := appendMsgIDHeader(nil, "boot.f.g.5.42")
+	hdr := []byte("NATS/1.0\r\nNats-Msg-Id: boot.f.g.5.42\r\n\r\n")
 	if err := publishRaw(nc, "probe.one", "reply.to.me", hdr, []byte(`{"seq":42}`)); err != nil {
 		t.Fatal(err)
 	}

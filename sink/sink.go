@@ -126,7 +126,10 @@ func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
 type Msg struct {
 	Subject string
 	ID      string
-	Data    []byte
+	// Hdr is the message's whole header block (Nats-Msg-Id: ID, and the
+	// ce- headers), as the Encoder wrote it.
+	Hdr  []byte
+	Data []byte
 }
 
 // Forwarder publishes prepared messages to the fleet's server: the

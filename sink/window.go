@@ -15,12 +15,13 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// outMsg is one message a window publishes: its subject, its Nats-Msg-Id
-// and its payload. The bytes belong to whoever submitted the message until
+// outMsg is one message a window publishes: its subject, its Nats-Msg-Id,
+// its header block and its payload. The bytes belong to whoever submitted the message until
 // its group is done.
 type outMsg struct {
 	subject string
 	id      string
+	hdr     []byte // its header block, holding id
 	data    []byte
 }
 
@@ -126,7 +127,7 @@ type wslot struct {
 	id      uint64
 	subject string
 	data    []byte
-	hdr     []byte // its header block (Nats-Msg-Id), written once per message
+	hdr     []byte // its header block (the submitter's bytes)
 	reply   []byte // the reply subject's bytes
 	state   uint8
 	gen     uint64    // failGen when it was last published
@@ -196,7 +197,6 @@ func newWindow(nc *nats.Conn, cfg windowConfig, done func(tag any, failed, refus
 	for i := range w.ring {
 		s := &w.ring[i]
 		s.reply = make([]byte, 0, len(w.prefix)+40)
-		s.hdr = make([]byte, 0, 128)
 	}
 	var err error
 	w.sub, err = nc.Subscribe(w.prefix+">", w.onReply)
@@ -255,7 +255,7 @@ func (w *window) submit(ctx context.Context, msgs []outMsg, tag any) {
 		s.id, s.group, s.index, s.state, s.first, s.run = id, g, i, slotIdle, time.Time{}, nil
 		s.subject, s.data = m.subject, m.data
 		w.bytes += len(m.data)
-		s.hdr = appendMsgIDHeader(s.hdr[:0], m.id)
+		s.hdr = m.hdr
 		if !w.cfg.Batch {
 			s.reply = strconv.AppendUint(append(s.reply[:0], w.prefix...), id, 36)
 		}

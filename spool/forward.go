@@ -124,7 +124,7 @@ const (
 )
 
 func newForwarder(s *Spool, hub sink.Forwarder, cursor uint64, cursorMsgs int, forwarded map[markKey]uint64) *forwarder {
-	f := &forwarder{s: s, hub: hub, enc: sink.NewEncoder(s.cfg.Subject, s.cfg.LossSubject, false), window: s.cfg.Window,
+	f := &forwarder{s: s, hub: hub, enc: sink.NewEncoder(sink.EncoderConfig{Subject: s.cfg.Subject, LossSubject: s.cfg.LossSubject, CloudEvents: s.cfg.CloudEvents}), window: s.cfg.Window,
 		done: make(chan struct{}), urgent: make(chan urgentReq), room: make(chan struct{}, 1),
 		sc: &scanner{log: s.seg, seg: s.seg.find(cursor), tail: s.tail}, cursor: cursor, cursorMsgs: cursorMsgs, read: forwarded, sweepDue: true}
 	f.ctx, f.cancel = context.WithCancel(context.Background())
@@ -255,9 +255,10 @@ func (f *forwarder) recordItem(g *fgroup, it *item) {
 	rc.made = len(made)
 	f.advanceRead(r.meta, &rc.effects)
 	f.addMsgs(g, &rc, made, func(add func(sink.Msg)) {
-		_, _ = Unpack(r.payload, func(_ int, subject, id, data []byte) bool {
+		_, _ = Unpack(r.payload, func(_ int, subject, hdr, data []byte) bool {
+			id := sink.MsgIDOf(hdr)
 			add(sink.Msg{Subject: unsafe.String(unsafe.SliceData(subject), len(subject)),
-				ID: unsafe.String(unsafe.SliceData(id), len(id)), Data: data})
+				ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: data})
 			return true
 		})
 	})

@@ -30,7 +30,7 @@ func templates() (sink.Template, sink.Template) {
 // buildRecord makes the record the writer would of b.
 func buildRecord(b *sink.Batch, seq uint64, batched bool, prev func(markKey) uint64) []byte {
 	e, l := templates()
-	msgs := sink.NewEncoder(e, l, batched).Encode(b, 1<<20)
+	msgs := sink.NewEncoder(sink.EncoderConfig{Subject: e, LossSubject: l, Batched: batched, CloudEvents: true}).Encode(b, 1<<20)
 	var m meta
 	if prev == nil {
 		prev = func(markKey) uint64 { return 0 }
@@ -41,7 +41,7 @@ func buildRecord(b *sink.Batch, seq uint64, batched bool, prev func(markKey) uin
 	end := len(rec)
 	rec = appendPackHeader(rec)
 	for i := range msgs {
-		rec = appendPacked(rec, msgs[i].Subject, msgs[i].ID, msgs[i].Data)
+		rec = appendPacked(rec, msgs[i].Subject, msgs[i].Hdr, msgs[i].Data)
 	}
 	sealRecord(rec, seq, 1234, end)
 	return rec

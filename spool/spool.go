@@ -59,6 +59,9 @@ type Config struct {
 	// server gets, as its sink would (see sink.NATSConfig).
 	Subject, LossSubject sink.Template
 	Batched              bool
+	// CloudEvents: the messages carry the CloudEvents headers
+	// (sink.EncoderConfig).
+	CloudEvents bool
 	// HubMaxPayload says the payload limit of the fleet's server, asked at
 	// every batch (0: not known yet): batched messages are split below it
 	// (by default, and while it is not known, 1 MiB, nats-server's).
@@ -219,7 +222,7 @@ func open(cfg Config, lock *os.File) (*Spool, error) {
 		lost: map[string]uint64{}}
 	fb := freeBytes
 	s.freeBytes.Store(&fb)
-	s.w = &Writer{s: s, enc: sink.NewEncoder(cfg.Subject, cfg.LossSubject, cfg.Batched)}
+	s.w = &Writer{s: s, enc: sink.NewEncoder(sink.EncoderConfig{Subject: cfg.Subject, LossSubject: cfg.LossSubject, Batched: cfg.Batched, CloudEvents: cfg.CloudEvents})}
 	for _, m := range st.Marks {
 		s.marks[markKey{metaKey{m.Host, m.BootID, m.Family, m.Group}, m.Instance}] = &markState{kernel: m.Kernel,
 			written: m.Written, synced: m.Written, forwarded: m.Forwarded, record: m.Record}

@@ -96,7 +96,7 @@ func (w *Writer) write(b *sink.Batch) (uint64, error) {
 	rec = appendPackHeader(rec)
 	for i := range msgs {
 		m := &msgs[i]
-		rec = appendPacked(rec, m.Subject, m.ID, m.Data)
+		rec = appendPacked(rec, m.Subject, m.Hdr, m.Data)
 	}
 	w.rec = rec
 	if err := s.room(len(rec), len(b.Events) == 0); err != nil {
@@ -168,7 +168,9 @@ func (s *Spool) direct(ctx context.Context, enc *sink.Encoder, b *sink.Batch) er
 	msgs := make([]sink.Msg, len(encoded))
 	for i := range encoded {
 		m := &encoded[i]
-		msgs[i] = sink.Msg{Subject: m.Subject, ID: string(m.ID), Data: append([]byte(nil), m.Data...)}
+		hdr := append([]byte(nil), m.Hdr...)
+		id := sink.MsgIDOf(hdr)
+		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: append([]byte(nil), m.Data...)}
 	}
 	return f.urgentSend(ctx, msgs)
 }
@@ -178,18 +180,19 @@ func lossMsgs(enc *sink.Encoder, losses []event.Loss, maxPayload int) []sink.Msg
 	encoded := enc.Encode(&sink.Batch{Losses: losses}, maxPayload)
 	var buf []byte
 	for i := range encoded {
-		buf = append(buf, encoded[i].ID...)
+		buf = append(buf, encoded[i].Hdr...)
 		buf = append(buf, encoded[i].Data...)
 	}
 	msgs := make([]sink.Msg, len(encoded))
 	at := 0
 	for i := range encoded {
 		m := &encoded[i]
-		id := buf[at : at+len(m.ID)]
-		at += len(m.ID)
+		hdr := buf[at : at+len(m.Hdr)]
+		at += len(m.Hdr)
 		data := buf[at : at+len(m.Data)]
 		at += len(m.Data)
-		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Data: data}
+		id := sink.MsgIDOf(hdr)
+		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: data}
 	}
 	return msgs
 }

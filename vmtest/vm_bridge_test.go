@@ -436,7 +436,11 @@ func TestBridgeSpecFamilies(t *testing.T) {
 		specs = "linux-doc-6.12"
 	}
 	b := startBridge(t, settings...)
-	c := subscribeAll(t)
+	var dirs []string
+	if specs == "linux-doc-6.12" {
+		dirs = []string{GuestKernelSpecs}
+	}
+	c := subscribeAll(t, dirs...)
 	for _, sub := range []string{"acpi_event/acpi_mc_group", "nlctrl/notify", subscription} {
 		b.WaitMetrics(20*time.Second, sub+" joined", func(m proctest.Metrics) bool {
 			return m.Get("genlbridge_subscription_joined", "subscription="+sub) == 1

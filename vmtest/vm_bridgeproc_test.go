@@ -17,6 +17,8 @@ import (
 	"github.com/genlbridge/genlbridge/exmpl"
 	"github.com/genlbridge/genlbridge/internal/natstest"
 	"github.com/genlbridge/genlbridge/internal/proctest"
+	"github.com/genlbridge/genlbridge/internal/schematest"
+	"github.com/genlbridge/genlbridge/ynl/specs"
 	"github.com/nats-io/nats.go"
 )
 
@@ -96,13 +98,32 @@ func natsAuth(t *testing.T, opts ...nats.Option) []nats.Option {
 	return append(opts, o)
 }
 
-// subscribeAll subscribes to genl.> on the bridge's server, keeping every
-// record of every family and checking each has a Nats-Msg-Id.
-func subscribeAll(t *testing.T) *natstest.Collector {
+// validator checks records against the JSON Schemas of their families
+// (package schema), made from the specs a bridge with specDirs as its
+// GENLBRIDGE_SPEC_DIRS decodes with; the test logs the counts at its end.
+func validator(t *testing.T, specDirs ...string) *schematest.Validator {
 	t.Helper()
+	reg, errs := specs.Registry(specDirs)
+	if len(errs) > 0 {
+		t.Fatalf("specs: %v", errs)
+	}
+	v := schematest.New(reg)
+	t.Cleanup(func() { t.Logf("records valid against their schemas: %v", v.Counts()) })
+	return v
+}
+
+// subscribeAll subscribes to genl.> on the bridge's server, keeping every
+// record of every family and checking each has a Nats-Msg-Id and fits its
+// family's schema (decoded with the specs of specDirs).
+func subscribeAll(t *testing.T, specDirs ...string) *natstest.Collector {
+	t.Helper()
+	v := validator(t, specDirs...)
 	return natstest.Collect(t, natsURL, "genl.>", func(r *natstest.Record) string {
 		if r.MsgID == "" {
 			return "no Nats-Msg-Id header"
+		}
+		if err := v.Check(r.Line); err != nil {
+			return err.Error()
 		}
 		return ""
 	}, natsAuth(t, nats.Name("vmtest"))...)
@@ -118,7 +139,11 @@ func subscribe(t *testing.T) *natstest.Collector {
 		t.Fatal(err)
 	}
 	base := "genl." + exmpl.FamilyName + "." + exmpl.GroupName + "." + host
+	v := validator(t)
 	return natstest.Collect(t, natsURL, "genl.>", func(r *natstest.Record) string {
+		if err := v.Check(r.Line); err != nil {
+			return err.Error()
+		}
 		switch {
 		case r.MsgID == "":
 			return "no Nats-Msg-Id header"

@@ -4,8 +4,9 @@ import (
 	"fmt"
 	"math/bits"
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/genlbridge/genlbridge/internal/jsonint"
 )
 
 // This file compiles a Spec (and its Override) into the tables Decode walks
@@ -246,8 +247,8 @@ func flagListLen(e *enumTab, v uint64) int {
 		if names > 0 {
 			n++
 		}
-		var digits [20]byte
-		n += len(strconv.AppendUint(digits[:0], unknown, 10))
+		var digits [22]byte
+		n += len(jsonint.AppendUint(digits[:0], unknown))
 	}
 	return n
 }

@@ -7,6 +7,8 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+
+	"github.com/genlbridge/genlbridge/internal/jsonint"
 )
 
 // Output receives what Decode makes of one message. The caller owns it and
@@ -24,7 +26,9 @@ type Output struct {
 	// of numbers), enums names (an unknown value as its number), flags
 	// enums lists of names (unknown bits appended as one number), integers
 	// numbers or their display hint's text, except uint and sint, whose
-	// hints ynl.py ignores. A
+	// hints ynl.py ignores; a number beyond 2^53-1 (or below -(2^53-1)) is
+	// a string of its decimal digits, so that every JSON reader holds it
+	// exactly (internal/jsonint). A
 	// non-multi attribute that repeats is written each time; JSON readers
 	// keep the last, as ynl.py does. Nothing for format exmpl.
 	JSON []byte
@@ -188,9 +192,9 @@ func (d *decoder) attrs(dst []byte, set *attrSet, b []byte, off int, first bool)
 			first = false
 			if a.enum == nil && a.hint == hintNone {
 				if v := intValue(a.kind, a.order, data); a.kind.signed() {
-					dst = strconv.AppendInt(dst, int64(v), 10)
+					dst = jsonint.AppendInt(dst, int64(v))
 				} else {
-					dst = strconv.AppendUint(dst, v, 10)
+					dst = jsonint.AppendUint(dst, v)
 				}
 			} else {
 				dst = appendNumber(dst, a.kind, a.order, data, a.enum, a.flags, a.hint)
@@ -705,9 +709,9 @@ func appendNumber(dst []byte, k kind, order byteOrder, data []byte, e *enumTab, 
 		}
 	}
 	if signed {
-		return strconv.AppendInt(dst, int64(v), 10)
+		return jsonint.AppendInt(dst, int64(v))
 	}
-	return strconv.AppendUint(dst, v, 10)
+	return jsonint.AppendUint(dst, v)
 }
 
 // appendNegHex appends a negative v as ynl.py's hex(): "-0x1f".
@@ -748,7 +752,7 @@ func appendFlagList(dst []byte, e *enumTab, v uint64) []byte {
 		if n > 0 {
 			dst = append(dst, ',')
 		}
-		dst = strconv.AppendUint(dst, unknown, 10)
+		dst = jsonint.AppendUint(dst, unknown)
 	}
 	return append(dst, ']')
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 	"unsafe"
 
+	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/exmpl"
 	"github.com/mdlayher/genetlink"
 	"github.com/mdlayher/netlink"
@@ -220,7 +221,7 @@ func naiveLoop(c *genetlink.Conn, nc *nats.Conn, rep *childReport, stop <-chan o
 			if err != nil {
 				continue
 			}
-			ev := map[string]any{"host": host, "family": "netdev", "group": "mgmt", "cmd": m.Header.Command}
+			ev := map[string]any{"v": event.Version, "host": host, "family": "netdev", "group": "mgmt", "cmd": m.Header.Command}
 			for ad.Next() {
 				switch ad.Type() {
 				case exmpl.AttrMsg:
@@ -230,10 +231,10 @@ func naiveLoop(c *genetlink.Conn, nc *nats.Conn, rep *childReport, stop <-chan o
 				case exmpl.AttrJiffies:
 					ev["jiffies"] = ad.Uint64()
 				case exmpl.AttrTimestamp:
-					ev["kernel_ns"] = ad.Uint64()
+					ev["kernel_time"] = json.RawMessage(event.AppendTime(nil, int64(ad.Uint64())))
 				}
 			}
-			ev["recv_ns"] = time.Now().UnixNano()
+			ev["recv_time"] = json.RawMessage(event.AppendTime(nil, time.Now().UnixNano()))
 			b, _ := json.Marshal(ev)
 			nc.Publish(subject, b)
 			rep.Received++

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/genlbridge/genlbridge/natsconn"
 
@@ -30,8 +31,10 @@ Usage:
   genlbridge run [flags]            run the bridge (embedded NATS when no URL is set)
   genlbridge tail [flags] [subject] print events from NATS (default subject genl.>)
   genlbridge replay [flags]         read events back from the JetStream stream (by time, sequence, host...)
+  genlbridge audit [flags]          prove the stream complete: every number arrived once or is in one loss record
   genlbridge families [--json]      list generic netlink families, their multicast groups and what decodes them
   genlbridge spec check FILE...     check YNL specs and overrides, say what they decode
+  genlbridge schema [FAMILY[/GROUP]] the JSON Schema of the records (--out DIR: one file per family)
   genlbridge spool status|verify    what the node's spool holds; read every record of it back
   genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
   genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
@@ -61,12 +64,16 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		err = cmdTail(args[1:], stdout, stderr)
 	case "replay":
 		err = cmdReplay(args[1:], stdout, stderr)
+	case "audit":
+		err = cmdAudit(args[1:], stdout, stderr)
 	case "families":
 		err = cmdFamilies(args[1:], stdout, stderr)
 	case "send":
 		err = cmdSend(args[1:], stdout, stderr)
 	case "spec":
 		err = cmdSpec(args[1:], stdout, stderr)
+	case "schema":
+		err = cmdSchema(args[1:], stdout, stderr)
 	case "spool":
 		err = cmdSpool(args[1:], stdout, stderr)
 	case "version", "--version":
@@ -81,8 +88,11 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 	case err == nil, errors.Is(err, flag.ErrHelp):
 		return 0
 	case errors.Is(err, errUsage):
+		if err != errUsage { // a wrapped one says what was wrong; the flag package printed the others
+			fmt.Fprintf(stderr, "genlbridge %s: %v\n", args[0], strings.TrimSuffix(strings.TrimSuffix(err.Error(), errUsage.Error()), ": "))
+		}
 		return 2
-	case errors.Is(err, errDamaged):
+	case errors.Is(err, errDamaged), errors.Is(err, errIncomplete):
 		return 1
 	default:
 		fmt.Fprintf(stderr, "genlbridge %s: %v\n", args[0], err)

@@ -19,7 +19,7 @@ import (
 
 func cmdTail(args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("tail", stderr, func(w io.Writer) {
-		fmt.Fprintln(w, "Usage: genlbridge tail [flags] [subject]\n\nPrints events and loss records published by genlbridge (default subject genl.>).")
+		fmt.Fprintln(w, "Usage: genlbridge tail [flags] [subject]\n\nPrints events and loss records published by genlbridge (default subject genl.>), and on stderr\nany sequence numbers that are missing with no loss record accounting for them (HOLE ...).")
 	})
 	url := serverFlag(fs)
 	raw := fs.Bool("json", false, "print the raw JSON records")
@@ -60,6 +60,9 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	fmt.Fprintf(stderr, "tailing %s on %s\n", subject, *url)
 	out := bufio.NewWriter(stdout)
 	defer out.Flush()
+	// Holes no loss record accounts for, on stderr (audit.Live).
+	holes := newHoleReporter(stderr)
+	defer holes.due(false)
 	n := 0
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
@@ -82,6 +85,7 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 			} else {
 				fmt.Fprintln(out, formatRecord(line))
 			}
+			holes.record(line)
 			n++
 			if *count > 0 && n >= *count {
 				return nil
@@ -89,6 +93,7 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 		}
 		if pending, _, _ := sub.Pending(); pending == 0 {
 			out.Flush()
+			holes.due(false)
 		}
 	}
 }
@@ -97,7 +102,7 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 func formatRecord(line []byte) string {
 	var v event.Envelope
 	if err := json.Unmarshal(line, &v); err != nil {
-		return "unreadable record: " + string(line)
+		return fmt.Sprintf("unreadable record (%v): %s", err, line)
 	}
 	var b strings.Builder
 	if v.Type == "loss" {

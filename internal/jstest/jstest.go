@@ -84,38 +84,11 @@ func StreamMsgs(t testing.TB, nc *nats.Conn, stream string) uint64 {
 // ReadStream reads every message of the stream with an ordered consumer.
 func ReadStream(t testing.TB, nc *nats.Conn, stream string) Records {
 	t.Helper()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	st, err := js.Stream(ctx, stream)
-	if err != nil {
-		t.Fatal(err)
-	}
 	r := Records{IDs: map[string]int{}}
-	total := st.CachedInfo().State.Msgs
-	if total == 0 {
-		return r
-	}
-	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	it, err := c.Messages()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer it.Stop()
-	for uint64(r.Msgs) < total {
-		m, err := it.Next(jetstream.NextContext(ctx))
-		if err != nil {
-			t.Fatalf("after %d of %d messages: %v", r.Msgs, total, err)
-		}
+	for _, m := range StreamMessages(t, nc, stream) {
 		r.Msgs++
-		r.IDs[m.Headers().Get("Nats-Msg-Id")]++
-		for _, line := range strings.Split(strings.TrimSpace(string(m.Data())), "\n") {
+		r.IDs[m.Header.Get("Nats-Msg-Id")]++
+		for _, line := range strings.Split(strings.TrimSpace(string(m.Data)), "\n") {
 			var v event.Envelope
 			if err := json.Unmarshal([]byte(line), &v); err != nil {
 				t.Fatalf("bad record %q: %v", line, err)
@@ -128,6 +101,44 @@ func ReadStream(t testing.TB, nc *nats.Conn, stream string) Records {
 		}
 	}
 	return r
+}
+
+// StreamMessages returns every message of the stream, as stored (subject,
+// headers, payload), read with an ordered consumer.
+func StreamMessages(t testing.TB, nc *nats.Conn, stream string) []*nats.Msg {
+	t.Helper()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	st, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	total := st.CachedInfo().State.Msgs
+	if total == 0 {
+		return nil
+	}
+	c, err := js.OrderedConsumer(ctx, stream, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	it, err := c.Messages()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer it.Stop()
+	var out []*nats.Msg
+	for uint64(len(out)) < total {
+		m, err := it.Next(jetstream.NextContext(ctx))
+		if err != nil {
+			t.Fatalf("after %d of %d messages: %v", len(out), total, err)
+		}
+		out = append(out, &nats.Msg{Subject: m.Subject(), Header: m.Headers(), Data: m.Data()})
+	}
+	return out
 }
 
 // ServerBinary builds nats-server from the module dependency, once per

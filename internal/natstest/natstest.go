@@ -17,7 +17,6 @@ import (
 	"net"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -125,6 +124,8 @@ type Record struct {
 	event.Envelope
 	Subject, MsgID string
 	At             time.Time
+	// Line is the record's JSON text (its own copy).
+	Line []byte
 }
 
 // Collector keeps every record and every raw message received.
@@ -169,7 +170,7 @@ func (c *Collector) handle(m *nats.Msg) {
 	c.subjects[m.Subject]++
 	c.ids[id]++
 	lines(m.Data, func(line []byte) {
-		r := Record{Subject: m.Subject, MsgID: id, At: now}
+		r := Record{Subject: m.Subject, MsgID: id, At: now, Line: bytes.Clone(line)}
 		if err := json.Unmarshal(line, &r.Envelope); err != nil {
 			c.problems = append(c.problems, fmt.Sprintf("%s %q: decode: %v", m.Subject, line, err))
 			return
@@ -276,7 +277,7 @@ func (c *Collector) WaitEvents(from, n int, timeout time.Duration, keep func(*Re
 }
 
 // Counter counts events and the losses loss records report, without
-// decoding events, and samples the latency from an event's kernel_ns to its
+// decoding events, and samples the latency from an event's kernel_time to its
 // arrival: the subscriber at the end of a benchmarked pipeline.
 type Counter struct {
 	nc     *nats.Conn
@@ -310,8 +311,8 @@ func Count(url, subject string, sample int) (*Counter, error) {
 }
 
 var (
-	kernelKey = []byte(`"kernel_ns":`)
-	lossStart = []byte(`{"type":"loss"`)
+	kernelKey = []byte(`"kernel_time":"`)
+	lossType  = []byte(`"type":"loss"`)
 )
 
 func (c *Counter) handle(m *nats.Msg) {
@@ -320,7 +321,7 @@ func (c *Counter) handle(m *nats.Msg) {
 	defer c.mu.Unlock()
 	c.at = now
 	lines(m.Data, func(line []byte) {
-		if bytes.HasPrefix(line, lossStart) {
+		if i := bytes.Index(line, lossType); i >= 0 && i < 16 { // {"v":2,"type":"loss"
 			var l event.Loss
 			if json.Unmarshal(line, &l) == nil {
 				c.lost += l.Count
@@ -333,12 +334,10 @@ func (c *Counter) handle(m *nats.Msg) {
 		}
 		if i := bytes.Index(line, kernelKey); i >= 0 {
 			rest := line[i+len(kernelKey):]
-			j := 0
-			for j < len(rest) && rest[j] >= '0' && rest[j] <= '9' {
-				j++
-			}
-			if k, err := strconv.ParseInt(string(rest[:j]), 10, 64); err == nil {
-				c.lat = append(c.lat, float64(now.UnixNano()-k)/1e3)
+			if j := bytes.IndexByte(rest, '"'); j > 0 {
+				if k, err := event.ParseTime(string(rest[:j])); err == nil {
+					c.lat = append(c.lat, float64(now.UnixNano()-k)/1e3)
+				}
 			}
 		}
 	})
