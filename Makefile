@@ -20,7 +20,7 @@ FUZZTIME  ?= 10s
 APT_PKGS  := iproute2 ethtool kmod linux-doc-6.12
 
 .DEFAULT_GOAL := build
-.PHONY: build run tail test deps vet fmt-check unit fuzz bench clean
+.PHONY: build run tail test deps node-tools vet fmt-check unit fuzz bench clean
 
 # vm-test puts the bridge binary in the VM: build it first.
 VM_TEST_DEPS := build
@@ -31,10 +31,24 @@ include mk/k8s.mk
 # Debian's prometheus package, unpacked rather than installed (installing it
 # would start a Prometheus server).
 PROMTOOL := build/tools/promtool
+# The JavaScript consumer's packages (see node-tools below).
+NODE_MODULES := build/node/node_modules/.package-lock.json
 
-deps: $(PROMTOOL)
+deps: $(PROMTOOL) $(NODE_MODULES)
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; fi
+
+# The README's consumers in Python and JavaScript (examples/consumers, run by
+# examples/consumers_test.go): python3, and node with the NATS JavaScript
+# client from the npm registry, installed into build/node as the lock says.
+# A node already on the machine will do (Debian's is 18; the client needs 18).
+node-tools:
+	@command -v python3 >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends python3; }
+	@{ command -v node && command -v npm; } >/dev/null || { echo "installing: nodejs npm"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends nodejs npm; }
+
+$(NODE_MODULES): examples/consumers/js/package.json examples/consumers/js/package-lock.json | node-tools
+	@mkdir -p build/node && cp examples/consumers/js/package.json examples/consumers/js/package-lock.json build/node/
+	cd build/node && npm ci --no-audit --no-fund --loglevel=error
 
 $(PROMTOOL):
 	@rm -rf build/tools/prometheus-deb && mkdir -p build/tools/prometheus-deb

@@ -93,7 +93,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 		o.since = time.Now().Add(-*ago)
 	}
 	if starts > 1 {
-		return fmt.Errorf("%w: give at most one of --seq, --since and --ago", errUsage)
+		return fmt.Errorf("give at most one of --seq, --since and --ago: %w", errUsage)
 	}
 	var err error
 	if o.events, o.losses, err = templatesFromEnv(); err != nil {
@@ -141,12 +141,13 @@ func templatesFromEnv() (events, losses sink.Template, err error) {
 	return
 }
 
-// replay reads the stream as o says and returns how many messages it
-// handled.
-func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr io.Writer) (int, error) {
+// openStream makes the ordered consumer o asks for and returns its
+// messages and, unless o.follow, how many it will deliver (the messages
+// that match when it is made).
+func openStream(ctx context.Context, nc *nats.Conn, o *replayOptions) (jetstream.MessagesContext, int, error) {
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return 0, err
+		return nil, 0, err
 	}
 	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{o.events.Filter(o.family, o.group, o.host, "")}}
 	if !o.noLosses {
@@ -162,28 +163,39 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 	}
 	cons, err := js.OrderedConsumer(ctx, o.stream, cc)
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", o.stream, err)
+		return nil, 0, fmt.Errorf("stream %s: %w", o.stream, err)
 	}
 	it, err := cons.Messages()
 	if err != nil {
-		return 0, fmt.Errorf("stream %s: %w", o.stream, err)
+		return nil, 0, fmt.Errorf("stream %s: %w", o.stream, err)
 	}
-	defer it.Stop()
-	// The consumer counts, when it is made, the messages that match from
-	// the start: a finite replay reads exactly those.
 	total := -1
 	if !o.follow {
 		info := cons.CachedInfo()
 		if info == nil {
-			return 0, fmt.Errorf("stream %s: no consumer information", o.stream)
+			it.Stop()
+			return nil, 0, fmt.Errorf("stream %s: no consumer information", o.stream)
 		}
 		total = int(info.NumPending)
 	}
+	return it, total, nil
+}
+
+// replay reads the stream as o says and returns how many messages it
+// handled. Printing (not republishing), it says on stderr where a number
+// is missing that no loss record accounts for (audit.Live).
+func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr io.Writer) (int, error) {
+	it, total, err := openStream(ctx, nc, o)
+	if err != nil {
+		return 0, err
+	}
+	defer it.Stop()
 	bar := newProgress(stderr, o.progress && total > 0, total, o.progressEvery)
 	defer bar.done()
 
 	w := bufio.NewWriterSize(stdout, 64<<10)
 	defer w.Flush()
+	holes := newHoleReporter(stderr)
 	var out nats.Msg
 	n := 0
 	for total < 0 || n < total {
@@ -193,7 +205,15 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 		}
 		n++
 		if o.republish != "" {
+			// The message as stored, its headers too (the ce- ones), but for
+			// the Nats-Msg-Id: another stream must not take the copy for a
+			// repeat of the original.
 			out = nats.Msg{Subject: o.republish, Data: m.Data(), Header: nats.Header{}}
+			for k, v := range m.Headers() {
+				if k != nats.MsgIdHdr {
+					out.Header[k] = v
+				}
+			}
 			if md, err := m.Metadata(); err == nil {
 				out.Header.Set("Genlbridge-Stream-Seq", strconv.FormatUint(md.Sequence.Stream, 10))
 			}
@@ -213,9 +233,11 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 					w.WriteString(formatRecord(line))
 				}
 				w.WriteByte('\n')
+				holes.record(line)
 			}
 			if o.follow {
 				w.Flush()
+				holes.due(false)
 			}
 		}
 		bar.set(n)
@@ -225,6 +247,8 @@ func replay(ctx context.Context, nc *nats.Conn, o *replayOptions, stdout, stderr
 			return n, fmt.Errorf("republish to %s: %w", o.republish, err)
 		}
 	}
+	w.Flush()
+	holes.due(true)
 	return n, nil
 }
 
