@@ -25,6 +25,7 @@ type batcher struct {
 
 	gaveUp        atomic.Bool   // logged the first failure past the deadline
 	fullLogged    atomic.Bool   // logged that the spool is full
+	deniedLogged  atomic.Int64  // when the last refusal for permissions was logged (ns)
 	delivered     atomic.Uint64 // events the sink delivered
 	lossDelivered atomic.Uint64 // loss records the sink delivered
 	lossFailed    atomic.Uint64 // loss records the sink gave up on
@@ -154,8 +155,11 @@ func (b *batcher) account(ctx context.Context, batch *sink.Batch, took time.Dura
 		failedEvents, failedLosses = len(de.UndeliveredEvents), len(de.UndeliveredLosses)
 		reason := event.ReasonPublishFailed
 		full := errors.Is(err, sink.ErrSpoolFull)
-		if full {
+		switch {
+		case full:
 			reason = event.ReasonSpoolFull
+		case errors.Is(err, sink.ErrPermissionDenied):
+			reason = event.ReasonPublishDenied
 		}
 		now := time.Now().UnixNano()
 		for _, i := range de.UndeliveredEvents {
@@ -176,6 +180,15 @@ func (b *batcher) account(ctx context.Context, batch *sink.Batch, took time.Dura
 		case full:
 			if !b.fullLogged.Swap(true) {
 				b.log.Warn("the spool is full: new events are counted as spool_full until the forwarder makes room", "err", err)
+			}
+		case errors.Is(err, sink.ErrPermissionDenied):
+			// Every batch fails alike while the identity may not publish:
+			// say so once a minute (each is counted; natsconn logs the
+			// subjects).
+			if now := time.Now().UnixNano(); now-b.deniedLogged.Load() >= int64(time.Minute) {
+				b.deniedLogged.Store(now)
+				b.log.Error("the server refuses the records for permissions; they are counted as publish_denied (logged once a minute)",
+					"events", failedEvents, "loss_records", failedLosses, "err", err)
 			}
 		case ctx.Err() == nil || !b.gaveUp.Load():
 			// Past the deadline every batch fails: say so once; Run logs the totals.

@@ -34,7 +34,7 @@ type ledger struct {
 }
 
 var reasonIndex = [...]string{event.ReasonOverrun, event.ReasonSeqGap, event.ReasonQueueFull,
-	event.ReasonSenderRejected, event.ReasonMalformed, event.ReasonPublishFailed, event.ReasonSpoolFull}
+	event.ReasonSenderRejected, event.ReasonMalformed, event.ReasonPublishFailed, event.ReasonPublishDenied, event.ReasonSpoolFull}
 
 func newLedger() *ledger { return &ledger{notify: make(chan struct{}, 1)} }
 

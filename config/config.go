@@ -80,9 +80,10 @@ type Config struct {
 	ShutdownTimeout       time.Duration `envconfig:"GENLBRIDGE_SHUTDOWN_TIMEOUT" default:"10s" desc:"on SIGTERM, how long the events in the sockets and the queue may take to be delivered; the rest is counted as publish_failed"`
 	ShutdownScrapeWait    time.Duration `envconfig:"GENLBRIDGE_SHUTDOWN_SCRAPE_WAIT" default:"0s" desc:"once stopped, how long /metrics keeps serving until it has been scraped once with the final counts (0: exit at once)"`
 
-	HTTPAddr            string `envconfig:"GENLBRIDGE_HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
-	Pprof               bool   `envconfig:"GENLBRIDGE_PPROF" default:"false" desc:"serve Go's profiling endpoints under /debug/pprof/ on HTTP_ADDR"`
-	ReadyRequiresJoined bool   `envconfig:"GENLBRIDGE_READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
+	HTTPAddr             string        `envconfig:"GENLBRIDGE_HTTP_ADDR" default:":9477" desc:"address serving /metrics, /healthz and /readyz (empty: none)"`
+	Pprof                bool          `envconfig:"GENLBRIDGE_PPROF" default:"false" desc:"serve Go's profiling endpoints under /debug/pprof/ on HTTP_ADDR"`
+	DeniedUnhealthyAfter time.Duration `envconfig:"GENLBRIDGE_DENIED_UNHEALTHY_AFTER" default:"1m" desc:"/healthz fails once the NATS server has refused publishes for permissions this long in a row: this identity may not publish the node's subjects (a GENLBRIDGE_NODE_NAME its credentials are not for)"`
+	ReadyRequiresJoined  bool          `envconfig:"GENLBRIDGE_READY_REQUIRES_JOINED" default:"false" desc:"/readyz fails while a subscription waits for its family (default: waiting for a module that is not loaded yet is ready)"`
 
 	NATSCreds        string `envconfig:"GENLBRIDGE_NATS_CREDS" desc:"NATS user credentials file (JWT and nkey seed, .creds)"`
 	NATSNKeySeed     string `envconfig:"GENLBRIDGE_NATS_NKEY_SEED" desc:"file holding a NATS user nkey seed"`

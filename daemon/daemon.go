@@ -18,6 +18,7 @@ import (
 	"github.com/genlbridge/genlbridge/bridge"
 	"github.com/genlbridge/genlbridge/config"
 	"github.com/genlbridge/genlbridge/monitor"
+	"github.com/genlbridge/genlbridge/natsconn"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -54,21 +55,27 @@ func Run(parent context.Context, cfg *config.Config, o Options) error {
 		}
 		defer httpL.Close()
 	}
-	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined, Pprof: cfg.Pprof}
+	monOpts := monitor.Options{Version: version, RequireJoined: cfg.ReadyRequiresJoined, Pprof: cfg.Pprof, DeniedFor: cfg.DeniedUnhealthyAfter}
 	var counters func() sink.Sink // the sink to the server, for its counters (nil until made)
 
 	var out sink.Sink
 	var resume resumeFunc
+	var denials *natsconn.Denials
 	switch cfg.Sink {
 	case "stdout":
 		out = sink.NewWriter(stdout)
 	default:
-		nc, closeNC, err := connectNATS(ctx, cfg, log, cancel)
+		// What the server refuses this identity for permissions: counted,
+		// logged, given up on by the hub's sink, and /healthz fails if it
+		// persists.
+		denials = natsconn.NewDenials(log)
+		nc, closeNC, err := connectNATS(ctx, cfg, log, cancel, denials)
 		if err != nil {
 			return err
 		}
 		defer closeNC()
 		monOpts.Connected = monitor.NATSConnected(nc)
+		monOpts.Denials = denials
 		if !cfg.UsesSpool() {
 			h, err := makeHub(ctx, cfg, nc, log)
 			if err != nil {
@@ -91,6 +98,13 @@ func Run(parent context.Context, cfg *config.Config, o Options) error {
 	}
 	if counters == nil {
 		counters = func() sink.Sink { return out }
+	}
+	if denials != nil {
+		denials.OnPublish(func(subject string) {
+			if d, ok := counters().(sink.Denier); ok {
+				d.Denied(subject)
+			}
+		})
 	}
 
 	// The sink closes on every return, before the connection under it

@@ -14,6 +14,7 @@ import (
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/config"
 	"github.com/genlbridge/genlbridge/natsconn"
+	"github.com/genlbridge/genlbridge/permissions"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/genlbridge/genlbridge/spool"
 	"github.com/nats-io/nats.go"
@@ -32,7 +33,7 @@ const hubWait = 5 * time.Second
 // embedded one it starts): the connection is returned at once and
 // reconnects in the background. When it closes for good, cancel is called
 // with the cause. closeNC closes it (and stops the embedded server).
-func connectNATS(ctx context.Context, cfg *config.Config, log *slog.Logger, cancel context.CancelCauseFunc) (nc *nats.Conn, closeNC func(), err error) {
+func connectNATS(ctx context.Context, cfg *config.Config, log *slog.Logger, cancel context.CancelCauseFunc, denials *natsconn.Denials) (nc *nats.Conn, closeNC func(), err error) {
 	url := cfg.NATSURL
 	auth := cfg.Auth()
 	authOpts, err := auth.Options()
@@ -64,10 +65,13 @@ func connectNATS(ctx context.Context, cfg *config.Config, log *slog.Logger, canc
 		log.Info("no GENLBRIDGE_NATS_URL: started an embedded NATS server with JetStream",
 			"url", url, "store", embeddedStore(cfg), "auth", authName, "watch", watch)
 	}
+	// Replies come on the node's own inbox prefix, the one its permissions
+	// allow it to read (permissions.Node).
+	authOpts = append(authOpts, nats.CustomInboxPrefix(permissions.InboxPrefix(host(cfg))))
 	log.Info("connecting to nats", "url", url, "auth", authName)
 	var closing atomic.Bool // we close the connection: that is no failure
 	nc, err = natsconn.Connect(natsconn.ConnConfig{URL: url, Name: "genlbridge " + bridge.Hostname(), Options: authOpts, Logger: log,
-		WriteTimeout: cfg.FlushTimeout,
+		WriteTimeout: cfg.FlushTimeout, Denials: denials,
 		OnClosed: func(err error) {
 			if closing.Load() {
 				return
@@ -85,6 +89,15 @@ func connectNATS(ctx context.Context, cfg *config.Config, log *slog.Logger, canc
 	}
 	cleanups = append(cleanups, nc.Close, func() { closing.Store(true) })
 	return nc, closeNC, nil
+}
+
+// host is the bridge's host: GENLBRIDGE_NODE_NAME, else NODE_NAME, else the
+// hostname (as the bridge stamps it on events).
+func host(cfg *config.Config) string {
+	if cfg.NodeName != "" {
+		return cfg.NodeName
+	}
+	return bridge.Hostname()
 }
 
 // hub is the sink to the fleet's server, with where the previous run
@@ -108,6 +121,7 @@ func makeHub(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.L
 	}
 	jc := cfg.JetStream()
 	jc.Logger = log
+	jc.ResumeConsumer = permissions.ResumeConsumer(host(cfg))
 	js, err := sink.NewJetStream(ctx, nc, jc)
 	if err != nil {
 		return hub{}, err

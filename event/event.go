@@ -106,6 +106,10 @@ const (
 	// ReasonPublishFailed: the sink gave up delivering events: at shutdown,
 	// once the deadline has passed.
 	ReasonPublishFailed = "publish_failed"
+	// ReasonPublishDenied: the server refused the events' messages for
+	// permissions: the bridge's identity may not publish on their subject
+	// (a node name that is not the one its credentials are for).
+	ReasonPublishDenied = "publish_denied"
 	// ReasonSpoolFull: the node's spool was full (GENLBRIDGE_SPOOL_MAX_BYTES,
 	// or its disk) while the fleet's server could not take events: new
 	// events were dropped; nothing already spooled was.
@@ -117,7 +121,8 @@ const (
 )
 
 // Reasons lists every loss reason, for metrics and docs.
-var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed, ReasonSpoolFull, ReasonSpoolDamaged}
+var Reasons = []string{ReasonOverrun, ReasonSeqGap, ReasonQueueFull, ReasonSenderRejected, ReasonMalformed, ReasonPublishFailed,
+	ReasonPublishDenied, ReasonSpoolFull, ReasonSpoolDamaged}
 
 // Loss marks events that did not make it, published in-band next to the
 // events so consumers see holes in the stream itself. FirstSeq and LastSeq

@@ -58,6 +58,8 @@ type Monitor struct {
 	// RequireJoined makes a waiting subscription unready.
 	requireJoined bool
 	spool         Spool
+	denials       Denials
+	deniedFor     time.Duration
 
 	// stopped: the bridge has stopped and its counts are final;
 	// finalScraped is closed once /metrics has served them.
@@ -84,13 +86,28 @@ type Options struct {
 	// Spool, if set, is exported (genlbridge_spool_*) and makes /readyz
 	// fail while forwarding is stalled.
 	Spool Spool
+	// Denials, if set, are exported (genlbridge_permission_denied_total)
+	// and make /healthz fail while the server has refused publishes for
+	// permissions for longer than DeniedFor (default a minute): a node
+	// whose identity may not publish what it must is not healthy.
+	Denials   Denials
+	DeniedFor time.Duration
+}
+
+// Denials is what natsconn.Denials tells the monitor.
+type Denials interface {
+	Counts() (publish, subscribe uint64)
+	Persisting(min time.Duration) (since time.Time, subject string, ok bool)
 }
 
 // New returns a Monitor with every metric registered. Call SetSource once
 // the bridge exists; until then the bridge's metrics are absent and /readyz fails.
 func New(o Options) *Monitor {
 	m := &Monitor{reg: prometheus.NewRegistry(), conn: o.Connected, requireJoined: o.RequireJoined, pprof: o.Pprof,
-		finalScraped: make(chan struct{}), spool: o.Spool}
+		finalScraped: make(chan struct{}), spool: o.Spool, denials: o.Denials, deniedFor: o.DeniedFor}
+	if m.deniedFor <= 0 {
+		m.deniedFor = time.Minute
+	}
 	m.batchSize = prometheus.NewHistogram(prometheus.HistogramOpts{
 		Name: "genlbridge_batch_size_events", Help: "Events in each batch handed to the sink.",
 		Buckets: []float64{1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024},
@@ -116,7 +133,28 @@ func New(o Options) *Monitor {
 	if o.Spool != nil {
 		m.reg.MustRegister(&spoolCollector{s: o.Spool})
 	}
+	if o.Denials != nil {
+		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "genlbridge_permission_denied_total",
+			Help: "Publishes (op=publish) and subscriptions (op=subscribe) the NATS server refused for permissions; the events of refused publishes are counted as publish_denied.",
+			ConstLabels: prometheus.Labels{"op": "publish"}}, func() float64 { p, _ := o.Denials.Counts(); return float64(p) }),
+			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "genlbridge_permission_denied_total",
+				Help:        "Publishes (op=publish) and subscriptions (op=subscribe) the NATS server refused for permissions; the events of refused publishes are counted as publish_denied.",
+				ConstLabels: prometheus.Labels{"op": "subscribe"}}, func() float64 { _, sub := o.Denials.Counts(); return float64(sub) }))
+	}
 	return m
+}
+
+// Healthy returns nil unless the server has refused publishes for
+// permissions for longer than DeniedFor.
+func (m *Monitor) Healthy() error {
+	if m.denials == nil {
+		return nil
+	}
+	if since, subject, ok := m.denials.Persisting(m.deniedFor); ok {
+		return fmt.Errorf("the nats server has refused publishes for permissions since %s (latest subject %s): this identity may not publish what the bridge must",
+			since.UTC().Format(time.RFC3339), subject)
+	}
+	return nil
 }
 
 // SetStopped says the bridge has stopped: every count is final, and
@@ -188,7 +226,7 @@ var (
 	descLossRecords = prometheus.NewDesc("genlbridge_loss_records_published_total",
 		"Loss records the sink delivered.", nil, nil)
 	descDropped = prometheus.NewDesc("genlbridge_events_dropped_total",
-		"Events lost, by reason: overrun, seq_gap, queue_full, sender_rejected, malformed, publish_failed, spool_full, spool_damaged.", []string{"reason"}, nil)
+		"Events lost, by reason: overrun, seq_gap, queue_full, sender_rejected, malformed, publish_failed, publish_denied, spool_full, spool_damaged.", []string{"reason"}, nil)
 	descQueueDepth = prometheus.NewDesc("genlbridge_queue_depth",
 		"Events waiting in the queue between readers and sink.", nil, nil)
 	descQueueCap = prometheus.NewDesc("genlbridge_queue_capacity",
@@ -372,6 +410,10 @@ func (m *Monitor) Handler() http.Handler {
 		}
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if err := m.Healthy(); err != nil {
+			http.Error(w, "unhealthy: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 		fmt.Fprintln(w, "ok")
 	})
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync"
 
 	"github.com/nats-io/nats.go"
 )
@@ -17,7 +18,8 @@ type Auth struct {
 	CredsFile string
 	// NKeySeedFile is a file holding a user nkey seed.
 	NKeySeedFile string
-	// Token or TokenFile.
+	// Token or TokenFile (read again at every connect, so that a rotated
+	// token, such as Kubernetes' projected service account token, is used).
 	Token, TokenFile string
 	// User with Password or PasswordFile.
 	User, Password, PasswordFile string
@@ -82,16 +84,27 @@ func (a Auth) Options() ([]nats.Option, error) {
 		}
 		opts = append(opts, o)
 	}
-	token := a.Token
-	if a.TokenFile != "" {
+	switch {
+	case a.TokenFile != "":
 		t, err := readSecret("token file", a.TokenFile)
 		if err != nil {
 			return nil, err
 		}
-		token = t
-	}
-	if token != "" {
-		opts = append(opts, nats.Token(token))
+		// Read again at every connect: a Kubernetes projected service
+		// account token is rotated in place. A file that cannot be read
+		// then leaves the last token (the server says if it is refused).
+		var mu sync.Mutex
+		last, file := t, a.TokenFile
+		opts = append(opts, nats.TokenHandler(func() string {
+			mu.Lock()
+			defer mu.Unlock()
+			if t, err := readSecret("token file", file); err == nil {
+				last = t
+			}
+			return last
+		}))
+	case a.Token != "":
+		opts = append(opts, nats.Token(a.Token))
 	}
 	if a.User != "" {
 		pw := a.Password

@@ -251,3 +251,95 @@ func TestConnectWaitsThroughDNSFailure(t *testing.T) {
 	}
 	t.Logf("first attempt failed after %v; retrying in the background", time.Since(start))
 }
+
+// A token file is read again at every connect: a rotated token (a
+// Kubernetes projected service account token) is what the client
+// reconnects with.
+func TestTokenFileReadAtEveryConnect(t *testing.T) {
+	file := write(t, "token", "first\n")
+	start := func(token string, port int) *server.Server {
+		t.Helper()
+		s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, Authorization: token, NoLog: true, NoSigs: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		go s.Start()
+		if !s.ReadyForConnections(10 * time.Second) {
+			t.Fatal("server not ready")
+		}
+		return s
+	}
+	a := start("first", natstest.FreePort(t))
+	port := a.Addr().(*net.TCPAddr).Port
+	opts, err := natsconn.Auth{TokenFile: file}.Options()
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: fmt.Sprintf("nats://127.0.0.1:%d", port), Options: opts, Logger: natstest.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	natstest.WaitFor(t, 10*time.Second, "connected with the first token", nc.IsConnected)
+	// The token rotates, and so does the server's.
+	if err := os.WriteFile(file, []byte("second\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	a.Shutdown()
+	b := start("second", port)
+	defer b.Shutdown()
+	natstest.WaitFor(t, 20*time.Second, "reconnected with the second token", func() bool {
+		return nc.IsConnected() && nc.ConnectedServerId() == b.ID()
+	})
+}
+
+// A publish the server refuses for permissions is counted, passed on with
+// its subject, and makes a streak that Persisting reports.
+func TestDenials(t *testing.T) {
+	port := natstest.FreePort(t)
+	s, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true,
+		Users: []*server.User{{Username: "node", Password: "pw", Permissions: &server.Permissions{
+			Publish: &server.SubjectPermission{Allow: []string{"genl.*.*.node-a"}}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Start()
+	defer s.Shutdown()
+	if !s.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	d := natsconn.NewDenials(natstest.Logger())
+	heard := make(chan string, 10)
+	d.OnPublish(func(subject string) { heard <- subject })
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: fmt.Sprintf("nats://node:pw@127.0.0.1:%d", port), Logger: natstest.Logger(), Denials: d})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if err := nc.Publish("genl.f.g.node-a", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Publish("genl.f.g.node-b", nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case got := <-heard:
+		if got != "genl.f.g.node-b" {
+			t.Fatalf("denied %q", got)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no denial heard")
+	}
+	if p, _ := d.Counts(); p != 1 {
+		t.Fatalf("%d publish denials, want 1", p)
+	}
+	if _, subj, ok := d.Persisting(0); !ok || subj != "genl.f.g.node-b" {
+		t.Fatalf("Persisting(0) = %q %v", subj, ok)
+	}
+	if _, _, ok := d.Persisting(time.Hour); ok {
+		t.Fatal("a streak of a moment persists an hour")
+	}
+}

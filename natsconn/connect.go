@@ -36,6 +36,10 @@ type ConnConfig struct {
 	// in a row (an expired or revoked credential): then nothing will be
 	// delivered again, and the caller should stop (see the sinks' Deliver).
 	OnClosed func(err error)
+	// Denials, if set, takes the server's refusals for permissions (counted,
+	// logged once a minute per subject, passed to its listeners); without
+	// it they are logged like any other error.
+	Denials *Denials
 }
 
 // Connect dials NATS for a long-running publisher: it keeps trying when the
@@ -80,6 +84,9 @@ func Connect(cfg ConnConfig) (*nats.Conn, error) {
 			}
 		}),
 		nats.ErrorHandler(func(nc *nats.Conn, sub *nats.Subscription, err error) {
+			if cfg.Denials != nil && cfg.Denials.Note(err) {
+				return
+			}
 			log.Error("nats error", "err", err)
 		}),
 	}

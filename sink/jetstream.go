@@ -46,6 +46,10 @@ type JetStreamConfig struct {
 	// delivers, which is how far a republished event can land behind later
 	// ones.
 	ResumeWindow int
+	// ResumeConsumer names the consumer resume reads back with (one at a
+	// time): a name the node's permissions can name
+	// (permissions.ResumeConsumer). Empty: an unnamed ephemeral one.
+	ResumeConsumer string
 	Logger       *slog.Logger
 }
 
@@ -102,6 +106,8 @@ type JetStream struct {
 
 	mu   sync.Mutex
 	free []*pendingBatch
+
+	resumeMu sync.Mutex // one read-back at a time (ResumeConsumer is one consumer)
 
 	closed atomic.Bool // Close may run while a Submit waits for room
 }
@@ -191,6 +197,10 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	}
 	s.win.submit(ctx, pb.out, pb)
 }
+
+// Denied gives up on the messages on subject not acknowledged yet: the
+// server refused them for permissions (sink.Denier).
+func (s *JetStream) Denied(subject string) { s.win.denied(subject) }
 
 // forwardGroup is a group Forward submitted.
 type forwardGroup struct {

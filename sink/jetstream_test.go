@@ -12,6 +12,9 @@ import (
 	"github.com/genlbridge/genlbridge/broker"
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/internal/jstest"
+	"github.com/genlbridge/genlbridge/internal/natstest"
+	"github.com/genlbridge/genlbridge/natsconn"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/genlbridge/genlbridge/sink"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -204,4 +207,71 @@ func TestJetStreamProvisioning(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "duplicate window 3s is shorter than the retry span 7s") {
 		t.Fatalf("short duplicate window: %v", err)
 	}
+}
+
+// A publish the server refuses for permissions gets no acknowledgement:
+// the sink, told by natsconn.Denials, gives up on it at once with
+// ErrPermissionDenied (no republishing forever), while the messages it may
+// publish are stored.
+func TestJetStreamPermissionDenied(t *testing.T) {
+	port := natstest.FreePort(t)
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: port, NoLog: true, NoSigs: true, JetStream: true, StoreDir: t.TempDir(),
+		Users: []*server.User{{Username: "node-a", Password: "pw", Permissions: &server.Permissions{
+			Publish:   &server.SubjectPermission{Allow: []string{"genl.*.*.node-a", "$JS.API.>"}},
+			Subscribe: &server.SubjectPermission{Allow: []string{"_INBOX.>"}}}},
+			{Username: "admin", Password: "pw"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	defer srv.Shutdown()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatal("server not ready")
+	}
+	admin, err := nats.Connect(fmt.Sprintf("nats://admin:pw@127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	ajs, _ := jetstream.New(admin)
+	if _, err := ajs.CreateStream(context.Background(), jetstream.StreamConfig{Name: "GENL", Subjects: []string{"genl.>"}}); err != nil {
+		t.Fatal(err)
+	}
+	denials := natsconn.NewDenials(quiet())
+	nc, err := natsconn.Connect(natsconn.ConnConfig{URL: fmt.Sprintf("nats://node-a:pw@127.0.0.1:%d", port), Logger: quiet(), Denials: denials})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := sink.NewJetStream(context.Background(), nc, sink.JetStreamConfig{Stream: sink.StreamConfig{Name: "GENL"}, AckTimeout: time.Minute, Logger: quiet()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	denials.OnPublish(js.Denied)
+	b := sampleBatch(4)
+	b.Events[1].Host, b.Events[3].Host = "node-b", "node-b"
+	for i := range b.Events {
+		if b.Events[i].Host != "node-b" {
+			b.Events[i].Host = "node-a"
+		}
+	}
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = js.Deliver(ctx, b) // without the denial, it would republish until ctx ends
+	var de *sink.DeliveryError
+	if !errors.As(err, &de) || !errors.Is(err, sink.ErrPermissionDenied) || len(de.UndeliveredEvents) != 2 ||
+		de.UndeliveredEvents[0] != 1 || de.UndeliveredEvents[1] != 3 {
+		t.Fatalf("Deliver: %v (%+v)", err, de)
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("gave up after %v: waited for the ack timeout", took)
+	}
+	if got := jstest.StreamMsgs(t, admin, "GENL"); got != 2 {
+		t.Errorf("%d messages stored, want node-a's 2", got)
+	}
+	if p, _ := denials.Counts(); p < 2 {
+		t.Errorf("%d denials counted", p)
+	}
+	_ = js.Close(context.Background())
 }

@@ -2,8 +2,12 @@ package sink
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"regexp"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -66,6 +70,9 @@ type NATS struct {
 
 	published atomic.Uint64 // messages published, repeats included
 	retries   atomic.Uint64 // batches published again
+
+	deniedMu sync.Mutex
+	denied   map[string]time.Time // subject -> when the server last refused it for permissions
 }
 
 // NewNATS returns a sink publishing on nc. The caller owns nc and closes it
@@ -78,6 +85,71 @@ func NewNATS(nc *nats.Conn, cfg NATSConfig) *NATS {
 // Published returns how many messages were published (repeats included) and
 // how many batches were retried.
 func (s *NATS) Published() (messages, retries uint64) { return s.published.Load(), s.retries.Load() }
+
+// Denied notes that the server refused a publish on subject for
+// permissions (sink.Denier): the messages of the batch being delivered on
+// it are given up on.
+func (s *NATS) Denied(subject string) {
+	s.deniedMu.Lock()
+	if s.denied == nil || len(s.denied) > 1024 {
+		s.denied = map[string]time.Time{}
+	}
+	s.denied[subject] = time.Now()
+	s.deniedMu.Unlock()
+}
+
+// deniedSince adds to s.rejected the messages of the batch whose subject
+// the server refused for permissions since start (see deniedOf).
+func (s *NATS) deniedSince(start time.Time, before error) {
+	for _, i := range s.deniedOf(len(s.out.msgs), func(i int) string { return s.out.msgs[i].subject }, start, before) {
+		if !slices.Contains(s.rejected, i) {
+			s.rejected = append(s.rejected, i)
+			s.rejectedErr = fmt.Errorf("%w: %s", ErrPermissionDenied, s.out.msgs[i].subject)
+		}
+	}
+}
+
+// deniedMsgs is deniedSince for Forward's messages: it returns rejected
+// with those denied added, and the error naming one.
+func (s *NATS) deniedMsgs(msgs []Msg, rejected []int, start time.Time, before error) ([]int, error) {
+	var err error
+	for _, i := range s.deniedOf(len(msgs), func(i int) string { return msgs[i].Subject }, start, before) {
+		if !slices.Contains(rejected, i) {
+			rejected = append(rejected, i)
+			err = fmt.Errorf("%w: %s", ErrPermissionDenied, msgs[i].Subject)
+		}
+	}
+	return rejected, err
+}
+
+// deniedOf returns which of n messages (subject(i) their subjects) went to
+// a subject the server refused for permissions since start: heard through
+// Denied, or in the connection's last error, which nats.go sets before the
+// flush that confirms them returns (Denied may come later). before is the
+// last error when they began.
+func (s *NATS) deniedOf(n int, subject func(int) string, start time.Time, before error) []int {
+	if err := s.nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) {
+		if m := deniedSubject.FindStringSubmatch(err.Error()); m != nil {
+			s.Denied(m[1])
+		}
+	}
+	s.deniedMu.Lock()
+	defer s.deniedMu.Unlock()
+	if len(s.denied) == 0 {
+		return nil
+	}
+	var out []int
+	for i := range n {
+		if t, ok := s.denied[subject(i)]; ok && !t.Before(start) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// deniedSubject reads the subject of nats-server's "Permissions Violation
+// for Publish to "subject"".
+var deniedSubject = regexp.MustCompile(`(?i)permissions violation for publish to "([^"]*)"`)
 
 // publishAll publishes every message of b. A message the client refuses for
 // good (see permanent) is skipped and left in s.rejected.
@@ -107,6 +179,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 	}
 	bo := Backoff{Min: s.cfg.RetryMin, Max: s.cfg.RetryMax}
 	for attempt := 0; ; attempt++ {
+		start, before := time.Now(), s.nc.LastError()
 		err := s.publishAll(b)
 		if err == nil {
 			fctx, cancel := context.WithTimeout(ctx, s.cfg.FlushTimeout)
@@ -117,6 +190,7 @@ func (s *NATS) Deliver(ctx context.Context, b *Batch) error {
 			}
 		}
 		if err == nil {
+			s.deniedSince(start, before)
 			if s.failing.Swap(false) {
 				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
 			}
@@ -148,6 +222,7 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsen
 	for attempt := 0; ; attempt++ {
 		var rejected []int
 		var err error
+		start, before := time.Now(), s.nc.LastError()
 		for i := range msgs {
 			m := &msgs[i]
 			if perr := publishRaw(s.nc, m.Subject, "", m.Hdr, m.Data); perr != nil {
@@ -171,7 +246,9 @@ func (s *NATS) Forward(ctx context.Context, msgs []Msg, done func(refused, unsen
 			if s.failing.Swap(false) {
 				s.cfg.Logger.Info("publishing again", "attempts", attempt+1)
 			}
-			done(rejected, nil, nil)
+			var derr error
+			rejected, derr = s.deniedMsgs(msgs, rejected, start, before)
+			done(rejected, nil, derr)
 			return
 		}
 		if !s.failing.Swap(true) {

@@ -70,6 +70,8 @@ func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string
 		return last, ok, err
 	}
 	subject := s.eventFilter(family, group, host)
+	s.resumeMu.Lock()
+	defer s.resumeMu.Unlock()
 	m, err := s.stream.GetLastMsgForSubject(ctx, subject)
 	if err != nil {
 		return last, true, err
@@ -87,7 +89,7 @@ func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string
 		if end-first+1 > span {
 			start = end - span + 1
 		}
-		c, err := s.stream.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		c, err := s.readBackConsumer(ctx, jetstream.ConsumerConfig{
 			FilterSubject: subject, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
 			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true,
 		})
@@ -104,6 +106,19 @@ func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string
 		_ = s.stream.DeleteConsumer(ctx, name)
 		return best, true, err
 	}
+}
+
+// readBackConsumer creates the consumer of cc, named ResumeConsumer when
+// set (a consumer of that name left by an earlier run is deleted first).
+// Called with resumeMu held.
+func (s *JetStream) readBackConsumer(ctx context.Context, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	if s.cfg.ResumeConsumer != "" {
+		cc.Name = s.cfg.ResumeConsumer
+		if err := s.stream.DeleteConsumer(ctx, cc.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil, err
+		}
+	}
+	return s.stream.CreateConsumer(ctx, cc)
 }
 
 // highestOf reads n messages from c, up to stream sequence end, and

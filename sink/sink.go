@@ -153,3 +153,15 @@ var ErrSpoolFull = errors.New("the spool is full")
 
 // ErrClosed is returned by Deliver after Close.
 var ErrClosed = errors.New("sink closed")
+
+// ErrPermissionDenied is the error of messages the server refused for
+// permissions (the identity may not publish on their subject): given up on
+// at once, their events counted as publish_denied.
+var ErrPermissionDenied = errors.New("the server refused the publish for permissions")
+
+// Denier is a sink that can hear of the server's permission denials (from
+// natsconn.Denials): it gives up at once on what it published, or
+// publishes, on that subject.
+type Denier interface {
+	Denied(subject string)
+}

@@ -394,6 +394,44 @@ func (w *window) recovered() {
 	w.log.Info("publishing again")
 }
 
+// denied gives up on every message on subject not yet acknowledged: the
+// server refused it for permissions (no acknowledgement will come), and
+// will refuse it again. In fast batches, the others in flight go again in
+// new runs (the server will not commit a run with a refused message).
+func (w *window) denied(subject string) {
+	err := fmt.Errorf("%w: %s", ErrPermissionDenied, subject)
+	w.mu.Lock()
+	n := 0
+	for id := w.head; id < w.tail; id++ {
+		s := w.slot(id)
+		if s.subject != subject || s.group == nil || s.state == slotAcked || s.state == slotRejected {
+			continue
+		}
+		if s.state == slotInFlight {
+			w.inFlight--
+		}
+		s.state, s.run = slotRejected, nil
+		s.group.failed = append(s.group.failed, s.index)
+		s.group.refused = append(s.group.refused, s.index)
+		s.group.err = err
+		n++
+	}
+	if n > 0 && w.cfg.Batch {
+		for id := w.head; id < w.tail; id++ {
+			if s := w.slot(id); s.state == slotInFlight {
+				s.state, s.run = slotIdle, nil
+				w.inFlight--
+				w.fail(err, id)
+			}
+		}
+		clear(w.runs)
+	}
+	callbacks := w.complete()
+	w.mu.Unlock()
+	w.signal()
+	w.call(callbacks)
+}
+
 // failInFlight marks every message in flight as failed with err.
 func (w *window) failInFlight(err error) {
 	w.mu.Lock()

@@ -560,6 +560,10 @@ func (f *forwarder) queueMade(l []event.Loss) {
 // (publish_failed) of their events, published with the next group, and
 // logs them.
 func (f *forwarder) refused(g *fgroup) {
+	reason := event.ReasonPublishFailed
+	if errors.Is(g.err, sink.ErrPermissionDenied) {
+		reason = event.ReasonPublishDenied
+	}
 	var made []event.Loss
 	for _, i := range g.refused {
 		if i < g.made {
@@ -576,7 +580,7 @@ func (f *forwarder) refused(g *fgroup) {
 			rc.meta.partsOf(idx, func(p part) {
 				if p.Kind == partEvents {
 					made = append(made, event.Loss{Host: rc.meta.Keys[p.Key].Host, BootID: rc.meta.Keys[p.Key].BootID,
-						Family: rc.meta.Keys[p.Key].Family, Group: rc.meta.Keys[p.Key].Group, Reason: event.ReasonPublishFailed,
+						Family: rc.meta.Keys[p.Key].Family, Group: rc.meta.Keys[p.Key].Group, Reason: reason,
 						Count: p.events(), FirstSeq: p.First, LastSeq: p.Last, Instance: p.Instance, TimeNS: time.Now().UnixNano()})
 				}
 			})
@@ -588,9 +592,9 @@ func (f *forwarder) refused(g *fgroup) {
 		events += l.Count
 	}
 	f.s.refused.Add(uint64(len(g.refused)))
-	f.s.addLost(event.ReasonPublishFailed, events)
+	f.s.addLost(reason, events)
 	m := g.msgs[g.refused[0]]
-	f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool, their events counted as publish_failed and published as loss records",
+	f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool, their events counted as "+reason+" and published as loss records",
 		"messages", len(g.refused), "events", events, "first_subject", m.Subject, "first_id", m.ID, "err", g.err)
 	if len(made) > 0 {
 		f.queueMade(made)

@@ -36,6 +36,9 @@ Usage:
   genlbridge spec check FILE...     check YNL specs and overrides, say what they decode
   genlbridge schema [FAMILY[/GROUP]] the JSON Schema of the records (--out DIR: one file per family)
   genlbridge spool status|verify    what the node's spool holds; read every record of it back
+  genlbridge permissions --node N   what node N's bridge may do on NATS (JSON)
+  genlbridge creds issue --node N   node N's NATS credentials, from an account signing key
+  genlbridge callout                the NATS auth callout responder for Kubernetes (projected tokens)
   genlbridge send emit MESSAGE      ask the CONTROL_EXMPL module for one event
   genlbridge send burst COUNT       ask the CONTROL_EXMPL module for COUNT events
   genlbridge version
@@ -74,6 +77,12 @@ func mainErr(args []string, stdout, stderr io.Writer) int {
 		err = cmdSpec(args[1:], stdout, stderr)
 	case "schema":
 		err = cmdSchema(args[1:], stdout, stderr)
+	case "permissions":
+		err = cmdPermissions(args[1:], stdout, stderr)
+	case "creds":
+		err = cmdCreds(args[1:], stdout, stderr)
+	case "callout":
+		err = cmdCallout(args[1:], stdout, stderr)
 	case "spool":
 		err = cmdSpool(args[1:], stdout, stderr)
 	case "version", "--version":

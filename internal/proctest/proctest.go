@@ -103,6 +103,27 @@ func StartBinary(t testing.TB, bin string, env ...string) *Bridge {
 // capabilities: attr may be nil).
 func StartAttr(t testing.TB, bin string, attr *syscall.SysProcAttr, env ...string) *Bridge {
 	t.Helper()
+	b := launch(t, bin, attr, env)
+	b.WaitFor(30*time.Second, "/healthz to answer", func() bool {
+		resp, err := client.Get("http://" + b.addr + "/healthz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	return b
+}
+
+// Launch is Start without waiting for /healthz: for a bridge expected to
+// stop at once (see Wait).
+func Launch(t testing.TB, env ...string) *Bridge {
+	t.Helper()
+	return launch(t, Binary(t), nil, env)
+}
+
+func launch(t testing.TB, bin string, attr *syscall.SysProcAttr, env []string) *Bridge {
+	t.Helper()
 	env = privateDirs(t, env)
 	b := &Bridge{t: t, addr: fmt.Sprintf("127.0.0.1:%d", FreePort(t)), done: make(chan struct{})}
 	b.cmd = exec.Command(bin, "run")
@@ -125,14 +146,6 @@ func StartAttr(t testing.TB, bin string, attr *syscall.SysProcAttr, env ...strin
 			_ = b.cmd.Process.Kill()
 			<-b.done
 		}
-	})
-	b.WaitFor(30*time.Second, "/healthz to answer", func() bool {
-		resp, err := client.Get("http://" + b.addr + "/healthz")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == http.StatusOK
 	})
 	return b
 }

@@ -1,0 +1,405 @@
+package callout
+
+import (
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/sha512"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"math/big"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Identity is what a verified Kubernetes service account token says of
+// the pod that holds it.
+type Identity struct {
+	// ServiceAccount is "namespace/name".
+	ServiceAccount string
+	// Pod is "namespace/name" of the pod the token is bound to.
+	Pod string
+	// Node is the name of the node the pod runs on (the token's
+	// kubernetes.io.node claim).
+	Node string
+	// Expires is the token's expiry.
+	Expires time.Time
+}
+
+// Verifier checks service account tokens as the cluster's API server issued
+// them: the signature against the keys of its OIDC discovery (JWKS), the
+// issuer, the audience, the times, the service account, and that the token
+// is bound to a pod on a node. Safe for concurrent use.
+type Verifier struct {
+	cfg    VerifierConfig
+	client *http.Client
+
+	mu      sync.Mutex
+	keys    map[string]crypto.PublicKey // by kid
+	issuer  string
+	fetched time.Time
+}
+
+// VerifierConfig configures a Verifier.
+type VerifierConfig struct {
+	// DiscoveryURL is where the OpenID configuration is read
+	// (<issuer>/.well-known/openid-configuration; for the API server from
+	// inside the cluster, https://kubernetes.default.svc/.well-known/openid-configuration).
+	DiscoveryURL string
+	// JWKSURL, if set, is where the keys are read instead of the
+	// discovery's jwks_uri (which names the API server's external address).
+	JWKSURL string
+	// Issuer, if set, is the iss tokens must have; else the discovery's.
+	Issuer string
+	// Audience is the audience tokens must be for.
+	Audience string
+	// ServiceAccounts are the "namespace/name" tokens may be of.
+	ServiceAccounts []string
+	// Client fetches the discovery and the keys (with the cluster's CA and,
+	// if the API server wants it, a bearer token: see NewHTTPClient).
+	Client *http.Client
+	// Now is the clock (tests); default time.Now.
+	Now func() time.Time
+}
+
+// ErrRefused wraps every reason a token is refused.
+var ErrRefused = errors.New("token refused")
+
+func refuse(format string, a ...any) error {
+	return fmt.Errorf("%w: %s", ErrRefused, fmt.Sprintf(format, a...))
+}
+
+// NewVerifier returns a verifier; it fetches the keys at the first token.
+func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
+	if cfg.DiscoveryURL == "" || cfg.Audience == "" || len(cfg.ServiceAccounts) == 0 {
+		return nil, errors.New("a token verifier needs a discovery URL, an audience and the service accounts it admits")
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	c := cfg.Client
+	if c == nil {
+		c = &http.Client{Timeout: 10 * time.Second}
+	}
+	return &Verifier{cfg: cfg, client: c}, nil
+}
+
+// refreshEvery bounds how often an unknown key id fetches the keys again.
+const refreshEvery = 10 * time.Second
+
+// fetch reads the discovery and the keys. Called with mu held.
+func (v *Verifier) fetch(ctx context.Context) error {
+	var disc struct {
+		Issuer  string `json:"issuer"`
+		JWKSURI string `json:"jwks_uri"`
+	}
+	if err := v.getJSON(ctx, v.cfg.DiscoveryURL, &disc); err != nil {
+		return fmt.Errorf("oidc discovery: %w", err)
+	}
+	jwksURL := v.cfg.JWKSURL
+	if jwksURL == "" {
+		jwksURL = disc.JWKSURI
+	}
+	if jwksURL == "" {
+		return fmt.Errorf("oidc discovery %s names no jwks_uri", v.cfg.DiscoveryURL)
+	}
+	var set struct {
+		Keys []jwk `json:"keys"`
+	}
+	if err := v.getJSON(ctx, jwksURL, &set); err != nil {
+		return fmt.Errorf("jwks: %w", err)
+	}
+	keys := map[string]crypto.PublicKey{}
+	for _, k := range set.Keys {
+		pub, err := k.public()
+		if err != nil {
+			continue // a key of a kind we do not verify with
+		}
+		keys[k.Kid] = pub
+	}
+	if len(keys) == 0 {
+		return fmt.Errorf("jwks %s has no RSA or EC key", jwksURL)
+	}
+	v.keys, v.fetched = keys, v.cfg.Now()
+	v.issuer = v.cfg.Issuer
+	if v.issuer == "" {
+		v.issuer = disc.Issuer
+	}
+	return nil
+}
+
+func (v *Verifier) getJSON(ctx context.Context, url string, out any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("GET %s: %s: %.200s", url, resp.Status, body)
+	}
+	return json.Unmarshal(body, out)
+}
+
+// key returns the key of kid, fetching the keys when it is not known (at
+// most every refreshEvery).
+func (v *Verifier) key(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	if k, ok := v.keys[kid]; ok {
+		return k, v.issuer, nil
+	}
+	if v.keys == nil || v.cfg.Now().Sub(v.fetched) >= refreshEvery {
+		if err := v.fetch(ctx); err != nil {
+			return nil, "", err
+		}
+		if k, ok := v.keys[kid]; ok {
+			return k, v.issuer, nil
+		}
+	}
+	return nil, "", refuse("signed with key %q, which the issuer's keys do not hold", kid)
+}
+
+// claims are a Kubernetes service account token's.
+type claims struct {
+	Iss string          `json:"iss"`
+	Sub string          `json:"sub"`
+	Aud json.RawMessage `json:"aud"` // a string or a list
+	Exp int64           `json:"exp"`
+	Nbf int64           `json:"nbf"`
+	K8s struct {
+		Namespace      string `json:"namespace"`
+		ServiceAccount struct {
+			Name string `json:"name"`
+		} `json:"serviceaccount"`
+		Pod *struct {
+			Name string `json:"name"`
+		} `json:"pod"`
+		Node *struct {
+			Name string `json:"name"`
+		} `json:"node"`
+	} `json:"kubernetes.io"`
+}
+
+// leeway tolerates clocks a little apart.
+const leeway = 30 * time.Second
+
+// Verify checks token and returns whom it identifies; every refusal wraps
+// ErrRefused and says why (an error fetching the keys does not).
+func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
+	parts := strings.Split(token, ".")
+	if len(parts) != 3 {
+		return Identity{}, refuse("not a JWT")
+	}
+	var hdr struct {
+		Alg string `json:"alg"`
+		Kid string `json:"kid"`
+	}
+	if err := decodePart(parts[0], &hdr); err != nil {
+		return Identity{}, refuse("header: %v", err)
+	}
+	sig, err := base64.RawURLEncoding.DecodeString(parts[2])
+	if err != nil {
+		return Identity{}, refuse("signature: %v", err)
+	}
+	key, issuer, err := v.key(ctx, hdr.Kid)
+	if err != nil {
+		return Identity{}, err
+	}
+	if err := verifySig(hdr.Alg, key, []byte(parts[0]+"."+parts[1]), sig); err != nil {
+		return Identity{}, err
+	}
+	var c claims
+	if err := decodePart(parts[1], &c); err != nil {
+		return Identity{}, refuse("claims: %v", err)
+	}
+	now := v.cfg.Now()
+	switch {
+	case c.Iss != issuer:
+		return Identity{}, refuse("issuer %q, want %q", c.Iss, issuer)
+	case !audienceHas(c.Aud, v.cfg.Audience):
+		return Identity{}, refuse("audience %s, want %q", c.Aud, v.cfg.Audience)
+	case c.Exp == 0 || now.After(time.Unix(c.Exp, 0).Add(leeway)):
+		return Identity{}, refuse("expired at %s", time.Unix(c.Exp, 0).UTC().Format(time.RFC3339))
+	case c.Nbf != 0 && now.Add(leeway).Before(time.Unix(c.Nbf, 0)):
+		return Identity{}, refuse("not valid before %s", time.Unix(c.Nbf, 0).UTC().Format(time.RFC3339))
+	}
+	sa := c.K8s.Namespace + "/" + c.K8s.ServiceAccount.Name
+	if c.Sub != "system:serviceaccount:"+c.K8s.Namespace+":"+c.K8s.ServiceAccount.Name || !contains(v.cfg.ServiceAccounts, sa) {
+		return Identity{}, refuse("service account %s (subject %q) is not one of %s", sa, c.Sub, strings.Join(v.cfg.ServiceAccounts, ", "))
+	}
+	if c.K8s.Pod == nil || c.K8s.Node == nil || c.K8s.Node.Name == "" {
+		return Identity{}, refuse("not bound to a pod on a node (a projected token of a pod, from Kubernetes 1.30, carries both)")
+	}
+	return Identity{ServiceAccount: sa, Pod: c.K8s.Namespace + "/" + c.K8s.Pod.Name, Node: c.K8s.Node.Name, Expires: time.Unix(c.Exp, 0)}, nil
+}
+
+func contains(list []string, v string) bool {
+	for _, x := range list {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}
+
+func decodePart(s string, out any) error {
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, out)
+}
+
+func audienceHas(raw json.RawMessage, want string) bool {
+	var one string
+	if json.Unmarshal(raw, &one) == nil {
+		return one == want
+	}
+	var many []string
+	if json.Unmarshal(raw, &many) == nil {
+		return contains(many, want)
+	}
+	return false
+}
+
+// verifySig checks a JWS signature of the algorithms service account
+// tokens use (RS256 and ES256, and their larger kin).
+func verifySig(alg string, key crypto.PublicKey, signed, sig []byte) error {
+	var h hash.Hash
+	var ch crypto.Hash
+	switch alg {
+	case "RS256", "ES256":
+		h, ch = sha256.New(), crypto.SHA256
+	case "RS384", "ES384":
+		h, ch = sha512.New384(), crypto.SHA384
+	case "RS512", "ES512":
+		h, ch = sha512.New(), crypto.SHA512
+	default:
+		return refuse("algorithm %q", alg)
+	}
+	h.Write(signed)
+	digest := h.Sum(nil)
+	switch k := key.(type) {
+	case *rsa.PublicKey:
+		if alg[0] != 'R' || rsa.VerifyPKCS1v15(k, ch, digest, sig) != nil {
+			return refuse("bad signature")
+		}
+	case *ecdsa.PublicKey:
+		n := (k.Curve.Params().BitSize + 7) / 8
+		if alg[0] != 'E' || len(sig) != 2*n ||
+			!ecdsa.Verify(k, digest, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {
+			return refuse("bad signature")
+		}
+	default:
+		return refuse("key of an unknown kind")
+	}
+	return nil
+}
+
+// jwk is one key of a JWKS.
+type jwk struct {
+	Kty string `json:"kty"`
+	Kid string `json:"kid"`
+	N   string `json:"n"`
+	E   string `json:"e"`
+	Crv string `json:"crv"`
+	X   string `json:"x"`
+	Y   string `json:"y"`
+}
+
+func (k jwk) public() (crypto.PublicKey, error) {
+	b := func(s string) (*big.Int, error) {
+		raw, err := base64.RawURLEncoding.DecodeString(s)
+		if err != nil {
+			return nil, err
+		}
+		return new(big.Int).SetBytes(raw), nil
+	}
+	switch k.Kty {
+	case "RSA":
+		n, err := b(k.N)
+		if err != nil {
+			return nil, err
+		}
+		e, err := b(k.E)
+		if err != nil || !e.IsInt64() {
+			return nil, fmt.Errorf("rsa exponent")
+		}
+		return &rsa.PublicKey{N: n, E: int(e.Int64())}, nil
+	case "EC":
+		curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
+		c, ok := curves[k.Crv]
+		if !ok {
+			return nil, fmt.Errorf("curve %q", k.Crv)
+		}
+		x, err := b(k.X)
+		if err != nil {
+			return nil, err
+		}
+		y, err := b(k.Y)
+		if err != nil {
+			return nil, err
+		}
+		return &ecdsa.PublicKey{Curve: c, X: x, Y: y}, nil
+	}
+	return nil, fmt.Errorf("key type %q", k.Kty)
+}
+
+// NewHTTPClient returns a client for the API server's discovery: trusting
+// caFile (none: the system's roots) and, with tokenFile, sending its
+// content (read at each request: it rotates) as a bearer token. The API
+// server serves its discovery to service accounts by default.
+func NewHTTPClient(caFile, tokenFile string) (*http.Client, error) {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	if caFile != "" {
+		pem, err := os.ReadFile(caFile)
+		if err != nil {
+			return nil, fmt.Errorf("read CA file: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("CA file %s holds no certificate", caFile)
+		}
+		tr.TLSClientConfig = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	var rt http.RoundTripper = tr
+	if tokenFile != "" {
+		rt = bearer{next: tr, file: tokenFile}
+	}
+	return &http.Client{Transport: rt, Timeout: 10 * time.Second}, nil
+}
+
+type bearer struct {
+	next http.RoundTripper
+	file string
+}
+
+func (b bearer) RoundTrip(req *http.Request) (*http.Response, error) {
+	tok, err := os.ReadFile(b.file)
+	if err != nil {
+		return nil, fmt.Errorf("read bearer token: %w", err)
+	}
+	req = req.Clone(req.Context())
+	req.Header.Set("Authorization", "Bearer "+strings.TrimSpace(string(tok)))
+	return b.next.RoundTrip(req)
+}
