@@ -135,7 +135,7 @@ func New(o Options) *Monitor {
 	}
 	if o.Denials != nil {
 		m.reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "genlbridge_permission_denied_total",
-			Help: "Publishes (op=publish) and subscriptions (op=subscribe) the NATS server refused for permissions; the events of refused publishes are counted as publish_denied.",
+			Help:        "Publishes (op=publish) and subscriptions (op=subscribe) the NATS server refused for permissions; the events of refused publishes are counted as publish_denied.",
 			ConstLabels: prometheus.Labels{"op": "publish"}}, func() float64 { p, _ := o.Denials.Counts(); return float64(p) }),
 			prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "genlbridge_permission_denied_total",
 				Help:        "Publishes (op=publish) and subscriptions (op=subscribe) the NATS server refused for permissions; the events of refused publishes are counted as publish_denied.",

@@ -50,7 +50,7 @@ type JetStreamConfig struct {
 	// time): a name the node's permissions can name
 	// (permissions.ResumeConsumer). Empty: an unnamed ephemeral one.
 	ResumeConsumer string
-	Logger       *slog.Logger
+	Logger         *slog.Logger
 }
 
 func (c *JetStreamConfig) defaults() {

@@ -14,8 +14,8 @@ import (
 	"github.com/genlbridge/genlbridge/internal/jstest"
 	"github.com/genlbridge/genlbridge/internal/natstest"
 	"github.com/genlbridge/genlbridge/natsconn"
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/genlbridge/genlbridge/sink"
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
