@@ -130,6 +130,15 @@ func (c *Cluster) Path(elem ...string) string {
 // Kubeconfig is the administrator's kubeconfig file (system:masters).
 func (c *Cluster) Kubeconfig() string { return c.kubeconfig }
 
+// APIURL is the API server's address, https://127.0.0.1:PORT: what a pod
+// on the host network reaches it at (there is no kube-proxy for the
+// "kubernetes" Service).
+func (c *Cluster) APIURL() string { return c.apiURL }
+
+// ServiceAccountIssuer is the iss of the service account tokens the API
+// server signs, and the issuer its OIDC discovery names.
+const ServiceAccountIssuer = "https://kubernetes.default.svc.cluster.local"
+
 // NodeName is the node's name, which is its address too.
 const NodeName = "127.0.0.1"
 
@@ -504,7 +513,7 @@ func (c *Cluster) startControlPlane() error {
 		"--tls-cert-file", p.path("apiserver.crt"), "--tls-private-key-file", p.path("apiserver.key"),
 		"--kubelet-client-certificate", p.path("apiserver-kubelet-client.crt"),
 		"--kubelet-client-key", p.path("apiserver-kubelet-client.key"),
-		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
+		"--service-account-issuer", ServiceAccountIssuer,
 		"--service-account-key-file", p.path("sa.pub"), "--service-account-signing-key-file", p.path("sa.key"),
 		"--authorization-mode", "Node,RBAC", "--enable-admission-plugins", "NodeRestriction",
 		// The node's IP is loopback: the "kubernetes" Service's endpoints
