@@ -397,7 +397,8 @@ var daemonSetChecks = []struct {
 		}
 	}},
 
-	// Files named by settings are mounted read-only from Secrets.
+	// Files named by settings are mounted read-only from Secrets, or are
+	// the projected service account token (GENLBRIDGE_NATS_TOKEN_FILE).
 	{"secretMounts", func(t *testing.T, d *bridgeDaemonSet) {
 		secretVolumes := map[string]bool{}
 		for _, v := range d.spec.Volumes {
@@ -409,17 +410,74 @@ var daemonSetChecks = []struct {
 			if !fileSetting.MatchString(name) || val == "" {
 				continue
 			}
-			mounted := false
-			for _, m := range d.c.VolumeMounts {
-				if secretVolumes[m.Name] && m.ReadOnly && strings.HasPrefix(val, strings.TrimSuffix(m.MountPath, "/")+"/") {
-					mounted = true
-				}
+			if _, _, ok := projectedToken(d.spec, d.c, val); ok {
+				continue // checked by natsToken
 			}
-			if !mounted {
+			if !inSecretMount(d.c, secretVolumes, val) {
 				d.errorf(t, "%s = %s is not in a read-only Secret mount", name, val)
 			}
 		}
 	}},
+	// The NATS token, if the bridge connects with one, is the pod's own
+	// projected service account token for the callout's audience, short-lived.
+	{"natsToken", func(t *testing.T, d *bridgeDaemonSet) {
+		file := d.env["GENLBRIDGE_NATS_TOKEN_FILE"]
+		if file == "" {
+			return
+		}
+		src, ro, ok := projectedToken(d.spec, d.c, file)
+		if !ok {
+			d.errorf(t, "GENLBRIDGE_NATS_TOKEN_FILE %s is not a projected service account token of the pod", file)
+			return
+		}
+		if !ro {
+			d.errorf(t, "the token's mount is not read-only")
+		}
+		if src.Audience != calloutAudience {
+			d.errorf(t, "the token's audience is %q, want %q (the responder's GENLBRIDGE_CALLOUT_AUDIENCE): a token for the API server's audience would be usable against it", src.Audience, calloutAudience)
+		}
+		// The API server's minimum is 600 s; an hour bounds what a stolen token is worth.
+		if e := src.ExpirationSeconds; e == nil || *e < 600 || *e > 3600 {
+			d.errorf(t, "the token's expirationSeconds %v: want 600..3600", e)
+		}
+	}},
+}
+
+// calloutAudience is the audience of the DaemonSet's NATS token: what
+// deploy/nats/callout admits (callout_test.go checks it does).
+const calloutAudience = "genlbridge-nats"
+
+// inSecretMount tells whether file lies in a read-only mount of one of the
+// Secret volumes.
+func inSecretMount(c *corev1.Container, secretVolumes map[string]bool, file string) bool {
+	for _, m := range c.VolumeMounts {
+		if secretVolumes[m.Name] && m.ReadOnly && strings.HasPrefix(file, strings.TrimSuffix(m.MountPath, "/")+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// projectedToken finds the projected serviceAccountToken source that file
+// is, in the container's mounts, and whether that mount is read-only.
+func projectedToken(spec *corev1.PodSpec, c *corev1.Container, file string) (*corev1.ServiceAccountTokenProjection, bool, bool) {
+	for _, m := range c.VolumeMounts {
+		dir := strings.TrimSuffix(m.MountPath, "/") + "/"
+		if !strings.HasPrefix(file, dir) || m.SubPath != "" {
+			continue
+		}
+		for _, v := range spec.Volumes {
+			if v.Name != m.Name || v.Projected == nil {
+				continue
+			}
+			for _, s := range v.Projected.Sources {
+				if s.ServiceAccountToken != nil && dir+s.ServiceAccountToken.Path == file {
+					return s.ServiceAccountToken, m.ReadOnly, true
+				}
+			}
+		}
+	}
+	return nil, false, false
 }
 
 // goRuntimeVars are the Go runtime's variables a manifest may set.
@@ -448,8 +506,19 @@ func checkBridgeDaemonSet(t *testing.T, where string, ds *appsv1.DaemonSet, want
 func TestDaemonSet(t *testing.T) {
 	ds := baseDaemonSet(t)
 	checkBridgeDaemonSet(t, "base/daemonset.yaml", ds, []string{"NET_ADMIN"})
+	// No NATS secret on the nodes: the pod's own token, nothing else.
 	env := literalEnv(t, bridgeContainer(t, ds))
-	if env["GENLBRIDGE_NATS_CREDS"] != "/etc/genlbridge/nats/user.creds" {
-		t.Errorf("GENLBRIDGE_NATS_CREDS = %q, want /etc/genlbridge/nats/user.creds (deploy/README.md)", env["GENLBRIDGE_NATS_CREDS"])
+	if env["GENLBRIDGE_NATS_TOKEN_FILE"] != "/var/run/secrets/genlbridge/nats-token" {
+		t.Errorf("GENLBRIDGE_NATS_TOKEN_FILE = %q, want /var/run/secrets/genlbridge/nats-token (deploy/README.md)", env["GENLBRIDGE_NATS_TOKEN_FILE"])
+	}
+	for name, val := range env {
+		if strings.HasPrefix(name, "GENLBRIDGE_NATS_") && name != "GENLBRIDGE_NATS_URL" && name != "GENLBRIDGE_NATS_TOKEN_FILE" && val != "" {
+			t.Errorf("%s is set: the base authenticates with the pod's token alone", name)
+		}
+	}
+	for _, v := range ds.Spec.Template.Spec.Volumes {
+		if v.Secret != nil {
+			t.Errorf("volume %s is a Secret (%s): the base mounts no secret", v.Name, v.Secret.SecretName)
+		}
 	}
 }

@@ -1,6 +1,6 @@
 // Every GENLBRIDGE_ name written in the files of deploy/ (manifests, README,
 // unit, dashboard...) and in the root Dockerfile against the binary's
-// settings (config.Vars).
+// settings (config.Vars) and the callout responder's variables.
 
 package deploy_test
 
@@ -8,12 +8,18 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+
+	"github.com/genlbridge/genlbridge/config"
 )
 
 // Every GENLBRIDGE_ name written anywhere in deploy/ or the Dockerfile is a
-// setting (a name ending in _ or _* is a prefix of some).
+// setting (a name ending in _ or _* is a prefix of some), or one the
+// callout responder reads (calloutEnv).
 func TestSettingNamesInFiles(t *testing.T) {
 	known := vars(t)
+	for name := range calloutEnv(t) {
+		known[name] = config.Var{Env: name}
+	}
 	files := deployFiles(t, func(p string) bool { return !strings.HasSuffix(p, "_test.go") })
 	files = append(files, "../Dockerfile")
 	re := regexp.MustCompile(`GENLBRIDGE_[A-Z0-9_]*`)

@@ -350,20 +350,26 @@ func (h *hub) revoke(revoked bool) {
 // (one server) and 1 GiB.
 func (h *hub) createStream() {
 	h.t.Helper()
+	createStream(h.t, h.nc)
+}
+
+// createStream makes the stream of deploy/nats/stream-genl.json through nc.
+func createStream(t *testing.T, nc *nats.Conn) {
+	t.Helper()
 	b, err := os.ReadFile(filepath.Join(repoRoot, "deploy/nats/stream-genl.json"))
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var cfg map[string]any
 	if err := json.Unmarshal(b, &cfg); err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	cfg["num_replicas"] = 1
 	cfg["max_bytes"] = 1 << 30
 	req, _ := json.Marshal(cfg)
-	resp, err := h.nc.Request("$JS.API.STREAM.CREATE.GENL", req, 10*time.Second)
+	resp, err := nc.Request("$JS.API.STREAM.CREATE.GENL", req, 10*time.Second)
 	if err != nil {
-		h.t.Fatal(err)
+		t.Fatal(err)
 	}
 	var r struct {
 		Error *struct {
@@ -371,7 +377,7 @@ func (h *hub) createStream() {
 		} `json:"error"`
 	}
 	if err := json.Unmarshal(resp.Data, &r); err != nil || r.Error != nil {
-		h.t.Fatalf("create the stream: %s", resp.Data)
+		t.Fatalf("create the stream: %s", resp.Data)
 	}
 }
 
@@ -382,7 +388,10 @@ func (h *hub) records() jstest.Records { return jstest.ReadStream(h.t, h.nc, "GE
 // The overlay
 
 // overlay is a test overlay of deploy/base (or of an example): the hub's
-// address and the bridges' nkey seed (a Secret), the subscriptions,
+// address and, for the nkey hub, the bridges' nkey seed (a Secret, in
+// place of the base's projected service account token; the operator-mode
+// hub of identity_test.go takes the token as the base has it), the
+// subscriptions,
 // userspace senders allowed, a metrics port of its own, the spool in a
 // hostPath under the test's temporary directory, and extra settings.
 type overlay struct {
@@ -410,8 +419,10 @@ func newOverlay(t *testing.T) *overlay {
 	}
 }
 
-// write writes the overlay's kustomization into a temporary directory.
-func (o *overlay) write(t *testing.T, h *hub) string {
+// write writes the overlay's kustomization into a temporary directory:
+// the bridges connect to url with the nkey seed, or with the base's
+// projected token when seed is nil.
+func (o *overlay) write(t *testing.T, url string, seed []byte) string {
 	t.Helper()
 	dir := t.TempDir()
 	if o.spoolOwner >= 0 {
@@ -423,8 +434,7 @@ func (o *overlay) write(t *testing.T, h *hub) string {
 		}
 	}
 	env := map[string]string{
-		"GENLBRIDGE_NATS_URL":                h.url(),
-		"GENLBRIDGE_NATS_NKEY_SEED":          "/etc/genlbridge/nats/user.nk",
+		"GENLBRIDGE_NATS_URL":                url,
 		"GENLBRIDGE_SUBSCRIBE":               o.subscribe,
 		"GENLBRIDGE_ALLOW_USERSPACE_SENDERS": "true",
 		"GENLBRIDGE_HTTP_ADDR":               fmt.Sprintf("127.0.0.1:%d", o.metricsPort),
@@ -435,8 +445,19 @@ func (o *overlay) write(t *testing.T, h *hub) string {
 	for k, v := range o.env {
 		env[k] = v
 	}
+	// The nkey hub: the seed from a Secret (mode 0440: the examples' non-root
+	// user reads it through its fsGroup) instead of the token.
+	resources, mounts, volumes := "", "", ""
+	if seed != nil {
+		env["GENLBRIDGE_NATS_NKEY_SEED"] = "/etc/genlbridge/nats/user.nk"
+		resources = "  - secret.yaml\n"
+		mounts = "                volumeMounts:\n                  - name: nats-creds\n                    mountPath: /etc/genlbridge/nats\n                    readOnly: true\n"
+		volumes = "              - name: nats-creds\n                secret:\n                  secretName: genlbridge-nats\n                  defaultMode: 0440\n"
+	}
 	var envYAML strings.Builder
-	envYAML.WriteString("                  - name: GENLBRIDGE_NATS_CREDS\n                    $patch: delete\n")
+	if seed != nil {
+		envYAML.WriteString("                  - name: GENLBRIDGE_NATS_TOKEN_FILE\n                    $patch: delete\n")
+	}
 	for k, v := range env {
 		fmt.Fprintf(&envYAML, "                  - name: %s\n                    value: %q\n", k, v)
 	}
@@ -445,8 +466,7 @@ kind: Kustomization
 namespace: %[1]s
 resources:
   - %[2]s
-  - secret.yaml
-images:
+%[8]simages:
   - name: ghcr.io/genlbridge/genlbridge
     newName: %[3]s
     newTag: %[4]s
@@ -465,20 +485,24 @@ patches:
             containers:
               - name: genlbridge
                 env:
-%[5]s            volumes:
+%[5]s%[9]s            volumes:
               - name: spool
                 hostPath:
                   path: %[6]s
-  - target:
+%[10]s  - target:
       kind: DaemonSet
       name: genlbridge
     patch: |-
       - op: replace
         path: /spec/template/spec/containers/0/ports/0/containerPort
         value: %[7]d
-`, namespace, rel(t, dir, filepath.Join(repoRoot, o.base)), imageRepo, imageTag, envYAML.String(), o.spoolDir, o.metricsPort)
-	secret := fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: genlbridge-nats\nstringData:\n  user.nk: %q\n", h.seed)
-	for name, text := range map[string]string{"kustomization.yaml": kust, "secret.yaml": secret} {
+`, namespace, rel(t, dir, filepath.Join(repoRoot, o.base)), imageRepo, imageTag, envYAML.String(), o.spoolDir, o.metricsPort,
+		resources, mounts, volumes)
+	files := map[string]string{"kustomization.yaml": kust}
+	if seed != nil {
+		files["secret.yaml"] = fmt.Sprintf("apiVersion: v1\nkind: Secret\nmetadata:\n  name: genlbridge-nats\nstringData:\n  user.nk: %q\n", seed)
+	}
+	for name, text := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(text), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -491,7 +515,12 @@ patches:
 // test ends.
 func deploy(t *testing.T, c *k8scluster.Cluster, h *hub, o *overlay) {
 	t.Helper()
-	dir := o.write(t, h)
+	apply(t, c, o, o.write(t, h.url(), h.seed))
+}
+
+// apply applies the overlay written in dir, as deploy.
+func apply(t *testing.T, c *k8scluster.Cluster, o *overlay, dir string) {
+	t.Helper()
 	t.Cleanup(func() { undeploy(t, c) })
 	stdout, stderr, err := c.KubectlOutput(context.Background(), "apply", "-k", dir)
 	if err != nil {
