@@ -278,7 +278,9 @@ func (w *window) complete() []*wgroup {
 			break
 		}
 		w.bytes -= len(s.data)
-		s.group, s.data = nil, nil
+		// The submitter's bytes are let go: a spooled message's subject,
+		// header block and payload are slices of its whole record.
+		s.group, s.subject, s.data, s.hdr, s.run = nil, "", nil, nil, nil
 		w.head++
 	}
 	var out []*wgroup
@@ -287,6 +289,7 @@ func (w *window) complete() []*wgroup {
 		if !g.admitted || g.first+uint64(g.n) > w.head {
 			break
 		}
+		w.groups[0] = nil // the array keeps no group (and its bytes) alive
 		w.groups = w.groups[1:]
 		out = append(out, g)
 	}

@@ -461,6 +461,7 @@ func (f *forwarder) groupDone(g *fgroup, refused, unsent []int, err error) {
 	var ready []*fgroup
 	for len(f.groups) > 0 && f.groups[0].finished {
 		ready = append(ready, f.groups[0])
+		f.groups[0] = nil // the array keeps no group (and its records) alive
 		f.groups = f.groups[1:]
 	}
 	f.mu.Unlock()
