@@ -82,9 +82,13 @@ func New(cfg Config) (*Responder, error) {
 // Counts returns the requests accepted and refused so far.
 func (r *Responder) Counts() (accepted, refused uint64) { return r.accepted.Load(), r.refused.Load() }
 
+// QueueGroup is the queue group responders serve in: each request is
+// answered by one of the running responders (a Deployment of several).
+const QueueGroup = "genlbridge-callout"
+
 // Run serves requests on nc until ctx ends.
 func (r *Responder) Run(ctx context.Context, nc *nats.Conn) error {
-	sub, err := nc.Subscribe(Subject, func(m *nats.Msg) { r.handle(ctx, m) })
+	sub, err := nc.QueueSubscribe(Subject, QueueGroup, func(m *nats.Msg) { r.handle(ctx, m) })
 	if err != nil {
 		return fmt.Errorf("subscribe to %s: %w", Subject, err)
 	}

@@ -9,6 +9,7 @@
 package deploy_test
 
 import (
+	"github.com/genlbridge/genlbridge/callout"
 	"os"
 	"regexp"
 	"slices"
@@ -131,9 +132,10 @@ func TestCalloutDeployment(t *testing.T) {
 		t.Errorf("the ClusterRoleBinding %s binds %+v to %+v, want system:service-account-issuer-discovery to %s/%s", crb.Name, crb.RoleRef, crb.Subjects, sa.Namespace, sa.Name)
 	}
 
-	// One responder at a time, unprivileged.
-	if dep.Spec.Replicas == nil || *dep.Spec.Replicas != 1 || dep.Spec.Strategy.Type != appsv1.RecreateDeploymentStrategyType {
-		t.Errorf("replicas %v, strategy %q: want 1, Recreate (every responder answers every request)", dep.Spec.Replicas, dep.Spec.Strategy.Type)
+	// Responders share the requests (a queue group), so more than one
+	// runs and a rollout keeps one; unprivileged.
+	if dep.Spec.Replicas == nil || *dep.Spec.Replicas < 2 || dep.Spec.Strategy.Type != appsv1.RollingUpdateDeploymentStrategyType {
+		t.Errorf("replicas %v, strategy %q: want at least 2, RollingUpdate (responders answer in queue group %s)", dep.Spec.Replicas, dep.Spec.Strategy.Type, callout.QueueGroup)
 	}
 	psc, sc := spec.SecurityContext, c.SecurityContext
 	if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.RunAsUser == nil || *psc.RunAsUser == 0 {

@@ -268,7 +268,8 @@ stringData:
 	}
 	kubectl(t, c, "create", "namespace", calloutNS)
 	logs := func() string {
-		out, _ := c.Kubectl("-n", calloutNS, "logs", "deploy/"+calloutName, "--tail=-1")
+		// Every responder's (they share the requests in a queue group).
+		out, _ := c.Kubectl("-n", calloutNS, "logs", "-l", "app.kubernetes.io/name="+calloutName, "--tail=-1", "--prefix")
 		return out
 	}
 	t.Cleanup(func() {
@@ -294,8 +295,8 @@ stringData:
 	}
 	t.Logf("kubectl apply -k (deploy/nats/callout):\n%s", strings.TrimSpace(stdout))
 	kubectl(t, c, "-n", calloutNS, "rollout", "status", "deploy/"+calloutName, "--timeout=120s")
-	waitFor(t, time.Minute, "the responder to serve", func() bool {
-		return strings.Contains(logs(), "auth callout responder serving")
+	waitFor(t, time.Minute, "both responders to serve", func() bool {
+		return strings.Count(logs(), "auth callout responder serving") >= 2
 	})
 	return logs
 }
@@ -304,6 +305,10 @@ stringData:
 func calloutRecords(log, msg string) []map[string]any {
 	var recs []map[string]any
 	for _, l := range strings.Split(log, "\n") {
+		// kubectl logs --prefix puts "[pod/NAME/CONTAINER] " first.
+		if i := strings.IndexByte(l, '{'); i > 0 {
+			l = l[i:]
+		}
 		var rec map[string]any
 		if json.Unmarshal([]byte(l), &rec) == nil && rec["msg"] == msg {
 			recs = append(recs, rec)
