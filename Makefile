@@ -103,10 +103,14 @@ test: deps vet fmt-check fuzz vm-test demo unit k8s-test
 # Microbenchmarks, then the side-by-side harness (root; a few minutes):
 # table on stdout, build/bench/results.json and build/bench/chart.png.
 BENCH_FLAGS ?=
-bench: build
+# The hub runs as its own nats-server process (its CPU is measured apart).
+bench: build build/nats-server
 	$(GO) test -run '^$$' -bench . -benchmem ./event ./bridge ./ynl ./sink
 	$(GO) build -o build/genlbench ./cmd/genlbench
-	build/genlbench -bridge $(BIN) -out build/bench $(BENCH_FLAGS)
+	build/genlbench -bridge $(BIN) -nats-server build/nats-server -out build/bench $(BENCH_FLAGS)
+
+build/nats-server: go.mod go.sum
+	CGO_ENABLED=0 $(GO) build -trimpath -o $@ github.com/nats-io/nats-server/v2
 
 clean:
 	rm -rf build

@@ -113,6 +113,12 @@ func TestStream(t *testing.T) {
 	if span := duration(t, env, "GENLBRIDGE_FLUSH_TIMEOUT") + duration(t, env, "GENLBRIDGE_RETRY_MAX"); st.Duplicates < 4*span {
 		t.Errorf("duplicate_window %s < 4 x (FLUSH_TIMEOUT + RETRY_MAX) = %s", st.Duplicates, 4*span)
 	}
+	// The bridges publish fast batches (one acknowledgement every few
+	// messages) only into a stream that allows them; without, one a
+	// message, which costs the hub several times more per event.
+	if effective(t, env, "GENLBRIDGE_STREAM_FAST_BATCH") == "true" && !st.AllowBatchPublish {
+		t.Errorf("GENLBRIDGE_STREAM_FAST_BATCH is on but the stream does not allow fast batches (allow_batched)")
+	}
 	// The bridge's STREAM settings describe this stream, so that
 	// GENLBRIDGE_STREAM_MANAGE=true would find no difference.
 	want := map[string]string{

@@ -258,12 +258,12 @@ type idleConfig struct {
 }
 
 // idleSpool names the configuration whose idle cost has a target.
-const idleSpool = "remote JetStream, spool on"
+const idleSpool = "the fleet's settings: remote JetStream, spool on"
 
 var idleConfigs = []idleConfig{
 	{name: "embedded server (no GENLBRIDGE_NATS_URL)"},
 	{name: "remote server, core NATS, no spool", hub: true, env: []string{"GENLBRIDGE_SINK=nats", "GENLBRIDGE_SPOOL=off"}},
-	{name: idleSpool, hub: true, js: true, env: []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on"}},
+	{name: idleSpool, hub: true, js: true, env: fleetEnv},
 }
 
 // measureIdle starts the daemon with one subscription and no events, lets

@@ -3,6 +3,7 @@
 package main
 
 import (
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -19,21 +20,29 @@ import (
 //	bridge-js          genlbridge into JetStream, one message per event, published as fast batches
 //	bridge-js-ack      the same, one acknowledgement a message (GENLBRIDGE_STREAM_FAST_BATCH=false)
 //	bridge-js-batch    genlbridge into JetStream, one message per batch
-//	bridge-spool       the node's spool (synced always) in front of JetStream, one message per event: the DaemonSet's
+//	bridge-spool       the node's spool (synced always) in front of JetStream, one message per event
 //	bridge-spool-1s    the same, the spool synced every second
 //	bridge-spool-batch the spool in front of JetStream, one message per batch
+//	bridge-fleet       the DaemonSet's settings (fleetEnv): the spool in front of JetStream, batches lingering
 //	naive              netlink.Conn.Receive + one nats.Publish per event
 //	js-bare            a bare JetStream PublishAsync loop (no kernel), for reference
 var allModes = []string{"raw", "bridge-batch", "bridge-event", "bridge-ynl", "bridge-js", "bridge-js-ack", "bridge-js-batch",
-	"bridge-spool", "bridge-spool-1s", "bridge-spool-batch", "naive", "js-bare"}
+	"bridge-spool", "bridge-spool-1s", "bridge-spool-batch", "bridge-fleet", "naive", "js-bare"}
 
 // fleetDefault is the configuration every node of a fleet runs (the
 // DaemonSet's): the spool in front of a remote JetStream.
-const fleetDefault = "bridge-spool"
+const fleetDefault = "bridge-fleet"
+
+// fleetEnv is what deploy/base/daemonset.yaml sets that changes the cost
+// of an event (TestFleetEnvIsTheDaemonSets keeps them equal): the spool,
+// synced always, in front of JetStream, one message per batch of the
+// events that share a subject, a batch lingering for more.
+var fleetEnv = []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_SYNC=always",
+	"GENLBRIDGE_MESSAGE_MODE=batch", "GENLBRIDGE_BATCH_LINGER=5ms", "GOMEMLIMIT=96MiB"}
 
 // usesJS says whether a mode's hub needs JetStream.
 func usesJS(mode string) bool {
-	return strings.HasPrefix(mode, "bridge-js") || strings.HasPrefix(mode, "bridge-spool")
+	return strings.HasPrefix(mode, "bridge-js") || strings.HasPrefix(mode, "bridge-spool") || mode == "bridge-fleet"
 }
 
 // modeEnv is a bridge mode's settings.
@@ -56,6 +65,8 @@ func modeEnv(mode, spoolDir string) []string {
 		return []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR=" + spoolDir, "GENLBRIDGE_SPOOL_SYNC=1s"}
 	case "bridge-spool-batch":
 		return []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_DIR=" + spoolDir, "GENLBRIDGE_MESSAGE_MODE=batch"}
+	case "bridge-fleet":
+		return append(slices.Clone(fleetEnv), "GENLBRIDGE_SPOOL_DIR="+spoolDir)
 	}
 	return nil
 }
