@@ -121,7 +121,6 @@ func makeHub(ctx context.Context, cfg *config.Config, nc *nats.Conn, log *slog.L
 	}
 	jc := cfg.JetStream()
 	jc.Logger = log
-	jc.ResumeConsumer = permissions.ResumeConsumer(host(cfg))
 	js, err := sink.NewJetStream(ctx, nc, jc)
 	if err != nil {
 		return hub{}, err

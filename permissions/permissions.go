@@ -1,10 +1,13 @@
 // Package permissions computes what one node's bridge may do on the
 // fleet's NATS: publish its own events and loss records (every subject its
 // templates can make with its host, {op} included), read back what resume
-// needs of its own subjects, and receive replies on its own inbox prefix,
-// so that a node can neither publish as another nor read another's acks.
+// needs (direct gets of the stream), and receive replies on its own inbox
+// prefix, so that a node can neither publish as another nor read another's
+// acks. It is given no consumer: a push consumer's deliveries go to any
+// subject of the account, which would let a node publish its records where
+// its permissions do not reach.
 //
-// The bridge takes its inbox prefix and resume consumer name from here,
+// The bridge takes its inbox prefix from here,
 // the auth callout responder and `genlbridge creds issue` put these
 // permissions in the user JWTs they issue, and `genlbridge permissions`
 // prints them: one computation for all. Pure functions; no state.
@@ -12,6 +15,7 @@ package permissions
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/genlbridge/genlbridge/sink"
@@ -37,9 +41,6 @@ type Permissions struct {
 	// InboxPrefix is the prefix of the node's reply subjects (its
 	// connection's nats.CustomInboxPrefix).
 	InboxPrefix string `json:"inbox_prefix"`
-	// ResumeConsumer is the name of the consumer the bridge reads its last
-	// events back with.
-	ResumeConsumer string `json:"resume_consumer"`
 }
 
 // Subjects is an allow list.
@@ -50,16 +51,10 @@ type Subjects struct {
 // InboxPrefix is the inbox prefix of node's connection: "_INBOX_<host
 // token>", so that its replies (JetStream acks among them) are subjects no
 // other node may subscribe to.
-func InboxPrefix(node string) string { return "_INBOX_" + consumerSafe(sink.Token(node)) }
+func InboxPrefix(node string) string { return "_INBOX_" + pathSafe(sink.Token(node)) }
 
-// ResumeConsumer is the name of the consumer node's bridge reads its last
-// events back with: one name per node, so that the permission to read
-// through it and delete it names it alone.
-func ResumeConsumer(node string) string { return "genlbridge_resume_" + consumerSafe(sink.Token(node)) }
-
-// consumerSafe makes a subject token fit a consumer name (no path
-// separators).
-func consumerSafe(tok string) string {
+// pathSafe keeps path separators out of a subject token.
+func pathSafe(tok string) string {
 	return strings.Map(func(r rune) rune {
 		if r == '/' || r == '\\' {
 			return '_'
@@ -74,10 +69,23 @@ func Node(p Params) (Permissions, error) {
 	if p.Node == "" {
 		return Permissions{}, fmt.Errorf("no node name")
 	}
-	for name, t := range map[string]sink.Template{"GENLBRIDGE_SUBJECT": p.Subject, "GENLBRIDGE_LOSS_SUBJECT": p.LossSubject} {
-		if !strings.Contains(t.String(), "{host}") {
-			return Permissions{}, fmt.Errorf("%s=%s has no {host}: a node's subjects could not be told from another's", name, t)
+	// {host} must be a whole token at the same place in both templates:
+	// inside a token (genl.x-{host}) a permission cannot name it, and at
+	// two places a host named like another token ("netdev") would be
+	// granted another's subjects.
+	hostAt := -1
+	for _, v := range []struct {
+		name string
+		t    sink.Template
+	}{{"GENLBRIDGE_SUBJECT", p.Subject}, {"GENLBRIDGE_LOSS_SUBJECT", p.LossSubject}} {
+		at := slices.Index(strings.Split(v.t.String(), "."), "{host}")
+		if at < 0 {
+			return Permissions{}, fmt.Errorf("%s=%s has no {host} token: a node's subjects could not be told from another's (want {host} as a whole token, as in genl.{family}.{group}.{host})", v.name, v.t)
 		}
+		if hostAt >= 0 && at != hostAt {
+			return Permissions{}, fmt.Errorf("%s=%s has {host} as token %d and GENLBRIDGE_SUBJECT as token %d: a node's permissions could cover another's subjects (want {host} at the same place in both)", v.name, v.t, at+1, hostAt+1)
+		}
+		hostAt = at
 	}
 	if p.Stream == "" || strings.ContainsAny(p.Stream, ".*> ") {
 		return Permissions{}, fmt.Errorf("stream name %q: want a name without dots, wildcards or spaces", p.Stream)
@@ -86,25 +94,22 @@ func Node(p Params) (Permissions, error) {
 	// placeholders as wildcards.
 	events := p.Subject.Filter("", "", p.Node, "")
 	losses := p.LossSubject.Filter("", "", p.Node, "")
-	// What resume reads: the last event of a subscription (a direct get by
-	// subject) and the last few (a consumer of its own name, filtered on
-	// its own subjects).
-	resumeFilter := events
-	cons := ResumeConsumer(p.Node)
+	// What resume reads: the last event of a subscription (a direct get of
+	// the last message by subject: its own subjects alone) and the last
+	// few (batched direct gets, next by subject). NATS cannot restrict
+	// the subject a batched direct get names in its body: a node may read
+	// (never write) the stream's other records.
 	api := "$JS.API."
 	perms := Permissions{
 		Publish: Subjects{Allow: []string{
 			events,
 			losses,
 			api + "STREAM.INFO." + p.Stream,
-			api + "DIRECT.GET." + p.Stream + "." + resumeFilter,
-			api + "CONSUMER.CREATE." + p.Stream + "." + cons + "." + resumeFilter,
-			api + "CONSUMER.MSG.NEXT." + p.Stream + "." + cons,
-			api + "CONSUMER.DELETE." + p.Stream + "." + cons,
+			api + "DIRECT.GET." + p.Stream + "." + events,
+			api + "DIRECT.GET." + p.Stream,
 		}},
-		Subscribe:      Subjects{Allow: []string{InboxPrefix(p.Node) + ".>"}},
-		InboxPrefix:    InboxPrefix(p.Node),
-		ResumeConsumer: cons,
+		Subscribe:   Subjects{Allow: []string{InboxPrefix(p.Node) + ".>"}},
+		InboxPrefix: InboxPrefix(p.Node),
 	}
 	return perms, nil
 }

@@ -46,8 +46,7 @@ func TestNode(t *testing.T) {
 		for _, host := range []string{"node-1.example.com", "node-2"} {
 			mine := host == "node-1.example.com"
 			for _, s := range []string{ev.Subject("netdev", "mgmt", host, "dev-add-ntf"), lo.Subject("netdev", "mgmt", host, ""),
-				"$JS.API.DIRECT.GET.GENL." + ev.Subject("netdev", "mgmt", host, "dev-add-ntf"),
-				"$JS.API.CONSUMER.CREATE.GENL." + ResumeConsumer("node-1.example.com") + "." + ev.Subject("ethtool", "monitor", host, "x")} {
+				"$JS.API.DIRECT.GET.GENL." + ev.Subject("netdev", "mgmt", host, "dev-add-ntf")} {
 				if allowed(p.Publish.Allow, s) != mine {
 					t.Errorf("%s: publish to %s allowed %v", c.subject, s, !mine)
 				}
@@ -56,12 +55,14 @@ func TestNode(t *testing.T) {
 				t.Errorf("subscribe to %s's inbox allowed %v", host, !mine)
 			}
 		}
-		for _, s := range []string{"$JS.API.STREAM.INFO.GENL", "$JS.API.CONSUMER.MSG.NEXT.GENL." + p.ResumeConsumer} {
+		for _, s := range []string{"$JS.API.STREAM.INFO.GENL", "$JS.API.DIRECT.GET.GENL"} {
 			if !allowed(p.Publish.Allow, s) {
 				t.Errorf("%s not allowed", s)
 			}
 		}
-		for _, s := range []string{"$JS.API.STREAM.DELETE.GENL", "$JS.API.CONSUMER.DELETE.GENL.someone_elses", "$JS.API.STREAM.PURGE.GENL", "_INBOX.x"} {
+		// No consumer of any kind: a push consumer delivers anywhere.
+		for _, s := range []string{"$JS.API.STREAM.DELETE.GENL", "$JS.API.CONSUMER.CREATE.GENL", "$JS.API.CONSUMER.CREATE.GENL.c." + ev.Subject("netdev", "mgmt", "node-1.example.com", "x"),
+			"$JS.API.CONSUMER.DURABLE.CREATE.GENL.c", "$JS.API.CONSUMER.MSG.NEXT.GENL.c", "$JS.API.CONSUMER.DELETE.GENL.c", "$JS.API.STREAM.PURGE.GENL", "$JS.API.STREAM.MSG.GET.GENL", "_INBOX.x"} {
 			if allowed(p.Publish.Allow, s) {
 				t.Errorf("%s allowed", s)
 			}
@@ -70,8 +71,21 @@ func TestNode(t *testing.T) {
 			t.Errorf("inbox prefix %q", p.InboxPrefix)
 		}
 	}
-	noHost, _ := sink.ParseTemplate("genl.{family}.{group}")
-	if _, err := Node(Params{Node: "n", Subject: noHost, LossSubject: noHost, Stream: "GENL"}); err == nil || !strings.Contains(err.Error(), "{host}") {
-		t.Errorf("a template without {host}: %v", err)
+	for _, c := range []struct{ subject, loss, want string }{
+		{"genl.{family}.{group}", "genl.{family}.{group}.loss", "no {host} token"},
+		// Inside a token, a permission cannot name the host.
+		{"genl.{family}.{group}-{host}", "genl.{family}.{group}.{host}.loss", "no {host} token"},
+		// At two places, a node named "netdev" would get genl.netdev.*.*:
+		// every node's netdev loss records.
+		{"genl.{host}.{family}.{group}", "genl.{family}.{group}.{host}", "at the same place"},
+	} {
+		ev, err1 := sink.ParseTemplate(c.subject)
+		lo, err2 := sink.ParseTemplate(c.loss)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		if _, err := Node(Params{Node: "netdev", Subject: ev, LossSubject: lo, Stream: "GENL"}); err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%s and %s: %v, want an error saying %q", c.subject, c.loss, err, c.want)
+		}
 	}
 }

@@ -8,7 +8,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-	"unsafe"
 
 	"github.com/genlbridge/genlbridge/internal/opt"
 
@@ -46,11 +45,7 @@ type JetStreamConfig struct {
 	// delivers, which is how far a republished event can land behind later
 	// ones.
 	ResumeWindow int
-	// ResumeConsumer names the consumer resume reads back with (one at a
-	// time): a name the node's permissions can name
-	// (permissions.ResumeConsumer). Empty: an unnamed ephemeral one.
-	ResumeConsumer string
-	Logger         *slog.Logger
+	Logger       *slog.Logger
 }
 
 func (c *JetStreamConfig) defaults() {
@@ -107,7 +102,7 @@ type JetStream struct {
 	mu   sync.Mutex
 	free []*pendingBatch
 
-	resumeMu sync.Mutex // one read-back at a time (ResumeConsumer is one consumer)
+	resumeMu sync.Mutex // one read-back at a time
 
 	closed atomic.Bool // Close may run while a Submit waits for room
 }
@@ -188,8 +183,7 @@ func (s *JetStream) Submit(ctx context.Context, b *Batch, done func(*Batch, erro
 	pb.out = pb.out[:0]
 	for i := range pb.enc.msgs {
 		m := &pb.enc.msgs[i]
-		id := pb.enc.id(m)
-		pb.out = append(pb.out, outMsg{subject: m.subject, id: unsafe.String(unsafe.SliceData(id), len(id)), hdr: pb.enc.hdr(m), data: pb.enc.data(m)})
+		pb.out = append(pb.out, outMsg{subject: m.subject, hdr: pb.enc.hdr(m), data: pb.enc.data(m)})
 	}
 	if len(pb.out) == 0 {
 		s.groupDone(pb, nil, nil, nil)
@@ -223,7 +217,7 @@ func (s *JetStream) Forward(ctx context.Context, msgs []Msg, done func(refused, 
 	g := &forwardGroup{out: make([]outMsg, len(msgs)), done: done}
 	for i := range msgs {
 		m := &msgs[i]
-		g.out[i] = outMsg{subject: m.Subject, id: m.ID, hdr: m.Hdr, data: m.Data}
+		g.out[i] = outMsg{subject: m.Subject, hdr: m.Hdr, data: m.Data}
 	}
 	s.win.submit(ctx, g.out, g)
 }

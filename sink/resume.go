@@ -6,7 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"time"
+	"strconv"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/nats-io/nats.go/jetstream"
@@ -64,6 +64,11 @@ func storedEvents(data []byte, dst []event.Event) ([]event.Event, error) {
 // need not be the highest: a message whose acknowledgement failed is
 // published again after later ones of its batch were stored, and lands
 // behind them. ok is false when nothing is stored.
+//
+// It reads with direct gets alone (the stream allows them: allow_direct),
+// the last message by subject, then batches from a stream sequence on,
+// next by subject: no consumer, so a node's permissions grant no consumer
+// (whose push delivery could send its records anywhere in the account).
 func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string) (ev event.Event, ok bool, err error) {
 	last, ok, err := s.LastEvent(ctx, family, group, host)
 	if err != nil || !ok || last.SeqSource != event.SeqKernel {
@@ -82,80 +87,92 @@ func (s *JetStream) HighestEvent(ctx context.Context, family, group, host string
 	}
 	end, first := m.Sequence, info.State.FirstSeq
 	// Find a start that holds ResumeWindow messages of the subject (other
-	// hosts' messages lie between them on a shared stream).
+	// hosts' messages lie between them on a shared stream): a batch's end
+	// says how many of the subject are left from where it stopped.
 	want := uint64(s.cfg.ResumeWindow)
 	for span := want; ; span *= 4 {
 		start := first
 		if end-first+1 > span {
 			start = end - span + 1
 		}
-		c, err := s.readBackConsumer(ctx, jetstream.ConsumerConfig{
-			FilterSubject: subject, DeliverPolicy: jetstream.DeliverByStartSequencePolicy, OptStartSeq: start,
-			AckPolicy: jetstream.AckNonePolicy, InactiveThreshold: time.Minute, MemoryStorage: true,
-		})
-		if err != nil {
-			return last, true, fmt.Errorf("read back %s: %w", subject, err)
-		}
-		name := c.CachedInfo().Name
-		pending := c.CachedInfo().NumPending
-		if pending < want && start > first {
-			_ = s.stream.DeleteConsumer(ctx, name)
-			continue
-		}
-		best, err := highestOf(ctx, c, pending, end, last)
-		_ = s.stream.DeleteConsumer(ctx, name)
-		return best, true, err
-	}
-}
-
-// readBackConsumer creates the consumer of cc, named ResumeConsumer when
-// set (a consumer of that name left by an earlier run is deleted first).
-// Called with resumeMu held.
-func (s *JetStream) readBackConsumer(ctx context.Context, cc jetstream.ConsumerConfig) (jetstream.Consumer, error) {
-	if s.cfg.ResumeConsumer != "" {
-		cc.Name = s.cfg.ResumeConsumer
-		if err := s.stream.DeleteConsumer(ctx, cc.Name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-			return nil, err
-		}
-	}
-	return s.stream.CreateConsumer(ctx, cc)
-}
-
-// highestOf reads n messages from c, up to stream sequence end, and
-// returns the event of the highest sequence in last's boot and instance.
-func highestOf(ctx context.Context, c jetstream.Consumer, n, end uint64, last event.Event) (event.Event, error) {
-	best := last
-	var evs []event.Event
-	for read := uint64(0); read < n; {
-		batch, err := c.FetchNoWait(int(min(n-read, 1024)))
-		if err != nil {
-			return best, err
-		}
-		got := 0
-		for msg := range batch.Messages() {
-			got++
-			evs, _ = storedEvents(msg.Data(), evs[:0])
+		best := last
+		var evs []event.Event
+		read, err := s.directRead(ctx, subject, start, end, func(data []byte) {
+			evs, _ = storedEvents(data, evs[:0])
 			for _, e := range evs {
 				if e.BootID == last.BootID && e.Instance == last.Instance && e.SeqSource == event.SeqKernel && e.Seq > best.Seq {
 					best = e
 				}
 			}
-			if md, err := msg.Metadata(); err == nil && md.Sequence.Stream >= end {
-				return best, nil
-			}
+		})
+		if err != nil {
+			return last, true, fmt.Errorf("read back %s: %w", subject, err)
 		}
-		if err := batch.Error(); err != nil {
-			return best, err
+		if read < want && start > first {
+			continue
+		}
+		return best, true, nil
+	}
+}
+
+// directBatch is how many messages one direct get asks for.
+const directBatch = 256
+
+// directRead reads the messages on subject from stream sequence start to
+// end with batched direct gets ($JS.API.DIRECT.GET.<stream>, next by
+// subject), calling fn with each one's data, and returns how many it read.
+// Called with resumeMu held.
+func (s *JetStream) directRead(ctx context.Context, subject string, start, end uint64, fn func(data []byte)) (uint64, error) {
+	inbox := s.nc.NewInbox()
+	sub, err := s.nc.SubscribeSync(inbox)
+	if err != nil {
+		return 0, err
+	}
+	defer sub.Unsubscribe()
+	api := "$JS.API.DIRECT.GET." + s.cfg.Stream.Name
+	var read uint64
+	for seq := start; seq <= end; {
+		req, _ := json.Marshal(struct {
+			Seq     uint64 `json:"seq"`
+			NextFor string `json:"next_by_subj"`
+			Batch   int    `json:"batch"`
+		}{seq, subject, directBatch})
+		if err := s.nc.PublishRequest(api, inbox, req); err != nil {
+			return read, err
+		}
+		got := 0
+		for {
+			m, err := sub.NextMsgWithContext(ctx)
+			if err != nil {
+				return read, err
+			}
+			st := m.Header.Get("Status")
+			if st == "204" { // the end of the batch
+				break
+			}
+			if st == "404" { // nothing more on the subject
+				return read, nil
+			}
+			if st != "" {
+				return read, fmt.Errorf("direct get: status %s %s", st, m.Header.Get("Description"))
+			}
+			n, err := strconv.ParseUint(m.Header.Get("Nats-Sequence"), 10, 64)
+			if err != nil {
+				return read, fmt.Errorf("direct get: a message without its sequence: %q", m.Header.Get("Nats-Sequence"))
+			}
+			if n > end {
+				continue // later ones: past what was asked
+			}
+			fn(m.Data)
+			read++
+			got++
+			seq = n + 1
 		}
 		if got == 0 {
-			if ctx.Err() != nil {
-				return best, ctx.Err()
-			}
-			time.Sleep(10 * time.Millisecond) // not delivered yet
+			return read, nil
 		}
-		read += uint64(got)
 	}
-	return best, nil
+	return read, nil
 }
 
 // Resume says where the previous run stopped, in the shape of

@@ -84,16 +84,18 @@ func (s *JetStream) provision(ctx context.Context) error {
 			return fmt.Errorf("stream %s exists with another configuration (left unchanged; change the stream or the GENLBRIDGE_STREAM_* settings): %s",
 				want.Name, strings.Join(d, "; "))
 		}
-		if want.AllowBatchPublish && !have.AllowBatchPublish {
-			// Allowing fast batches changes nothing that is stored:
-			// a stream made before (or by an older bridge) is updated.
+		if want.AllowBatchPublish && !have.AllowBatchPublish || !have.AllowDirect {
+			// Allowing fast batches and direct gets changes nothing that
+			// is stored: a stream made before (or by an older bridge) is
+			// updated.
 			up := have
-			up.AllowBatchPublish = true
+			up.AllowBatchPublish = up.AllowBatchPublish || want.AllowBatchPublish
+			up.AllowDirect = true
 			if st, err = s.js.UpdateStream(ctx, up); err != nil {
-				s.log.Warn("cannot allow fast batches into the stream; publishing one acknowledgement a message", "stream", want.Name, "err", err)
+				s.log.Warn("cannot allow fast batches and direct gets in the stream; publishing one acknowledgement a message", "stream", want.Name, "err", err)
 			} else {
 				s.stream, have = st, st.CachedInfo().Config
-				s.log.Info("allowed fast batch publishing into the stream (allow_batched)", "stream", want.Name)
+				s.log.Info("allowed fast batch publishing and direct gets in the stream (allow_batched, allow_direct)", "stream", want.Name)
 			}
 		}
 		s.batch = want.AllowBatchPublish && have.AllowBatchPublish
@@ -103,6 +105,10 @@ func (s *JetStream) provision(ctx context.Context) error {
 		return fmt.Errorf("stream %s: %w", want.Name, err)
 	}
 	s.batch = want.AllowBatchPublish && have.AllowBatchPublish
+	if !have.AllowDirect {
+		s.log.Warn("the stream does not allow direct gets (allow_direct): the resume point is read with $JS.API.STREAM.MSG.GET, which a node's own permissions (genlbridge permissions) do not grant",
+			"stream", want.Name)
+	}
 	if want.AllowBatchPublish && !have.AllowBatchPublish {
 		s.log.Warn("the stream does not allow fast batch publishing (allow_batched; nats-server 2.14 or later): publishing one acknowledgement a message, which costs the server and the bridge more",
 			"stream", want.Name)
@@ -156,6 +162,9 @@ func (c StreamConfig) jetstream() jetstream.StreamConfig {
 		Duplicates: c.DuplicateWindow,
 		// Batches are allowed only where they are used.
 		AllowBatchPublish: c.AllowBatchPublish,
+		// The resume point is read with direct gets, which a node's
+		// permissions allow on its own subjects alone.
+		AllowDirect: true,
 	}
 	return sc
 }
