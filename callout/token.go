@@ -49,7 +49,8 @@ type Verifier struct {
 	mu      sync.Mutex
 	keys    map[string]crypto.PublicKey // by kid
 	issuer  string
-	fetched time.Time
+	fetched time.Time // when the keys were last read
+	tried   time.Time // when a read was last tried
 }
 
 // VerifierConfig configures a Verifier.
@@ -96,8 +97,15 @@ func NewVerifier(cfg VerifierConfig) (*Verifier, error) {
 	return &Verifier{cfg: cfg, client: c}, nil
 }
 
-// refreshEvery bounds how often an unknown key id fetches the keys again.
+// refreshEvery bounds how often an unknown key id fetches the keys again,
+// and how often a failed fetch is tried again: a token anyone can send
+// must not make every request wait for the issuer.
 const refreshEvery = 10 * time.Second
+
+// keysMaxAge is how long the keys are used before they are read again,
+// even when every token names a known key: a key the issuer has dropped
+// (rotated after a leak) stops being trusted within it.
+const keysMaxAge = 10 * time.Minute
 
 // fetch reads the discovery and the keys. Called with mu held.
 func (v *Verifier) fetch(ctx context.Context) error {
@@ -160,23 +168,32 @@ func (v *Verifier) getJSON(ctx context.Context, url string, out any) error {
 	return json.Unmarshal(body, out)
 }
 
-// key returns the key of kid, fetching the keys when it is not known (at
-// most every refreshEvery).
+// key returns the key of kid. The keys are read again when they are older
+// than keysMaxAge, or when kid is not among them; a read (failed or not) is
+// tried at most every refreshEvery, and a failed one leaves the keys read
+// before in use until keysMaxAge is past twice over.
 func (v *Verifier) key(ctx context.Context, kid string) (crypto.PublicKey, string, error) {
 	v.mu.Lock()
 	defer v.mu.Unlock()
-	if k, ok := v.keys[kid]; ok {
-		return k, v.issuer, nil
-	}
-	if v.keys == nil || v.cfg.Now().Sub(v.fetched) >= refreshEvery {
-		if err := v.fetch(ctx); err != nil {
+	now := v.cfg.Now()
+	k, known := v.keys[kid]
+	stale := now.Sub(v.fetched) >= keysMaxAge
+	if (!known || stale) && now.Sub(v.tried) >= refreshEvery {
+		v.tried = now
+		err := v.fetch(ctx)
+		if err == nil {
+			k, known = v.keys[kid]
+		} else if v.keys == nil || now.Sub(v.fetched) >= 2*keysMaxAge {
 			return nil, "", err
 		}
-		if k, ok := v.keys[kid]; ok {
-			return k, v.issuer, nil
-		}
 	}
-	return nil, "", refuse("signed with key %q, which the issuer's keys do not hold", kid)
+	if v.keys == nil {
+		return nil, "", fmt.Errorf("the issuer's keys are not read yet (the last read failed less than %s ago)", refreshEvery)
+	}
+	if !known {
+		return nil, "", refuse("signed with key %q, which the issuer's keys do not hold", kid)
+	}
+	return k, v.issuer, nil
 }
 
 // claims are a Kubernetes service account token's.
@@ -301,10 +318,17 @@ func verifySig(alg string, key crypto.PublicKey, signed, sig []byte) error {
 	digest := h.Sum(nil)
 	switch k := key.(type) {
 	case *rsa.PublicKey:
+		if k.N.BitLen() < 2048 {
+			return refuse("RSA key of %d bits (fewer than 2048)", k.N.BitLen())
+		}
 		if alg[0] != 'R' || rsa.VerifyPKCS1v15(k, ch, digest, sig) != nil {
 			return refuse("bad signature")
 		}
 	case *ecdsa.PublicKey:
+		// Each ES algorithm names its curve (RFC 7518, 3.4).
+		if want := map[string]int{"ES256": 256, "ES384": 384, "ES512": 521}[alg]; want != 0 && k.Curve.Params().BitSize != want {
+			return refuse("%s with a key on %s", alg, k.Curve.Params().Name)
+		}
 		n := (k.Curve.Params().BitSize + 7) / 8
 		if alg[0] != 'E' || len(sig) != 2*n ||
 			!ecdsa.Verify(k, digest, new(big.Int).SetBytes(sig[:n]), new(big.Int).SetBytes(sig[n:])) {

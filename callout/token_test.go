@@ -2,6 +2,8 @@ package callout
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -73,4 +75,79 @@ func tamper(tok string) string {
 	b[len(b)/2] ^= 1
 	parts[1] = string(b)
 	return strings.Join(parts, ".")
+}
+
+// TestKeysReadAgain: a key the issuer drops stops being trusted once the
+// keys are older than keysMaxAge, though every token names a known key;
+// while the issuer is down its reads are tried at most every refreshEvery
+// (whatever tokens come), and the keys read before stay in use meanwhile.
+func TestKeysReadAgain(t *testing.T) {
+	is := oidctest.New(t)
+	client, err := NewHTTPClient(is.CAFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	v, err := NewVerifier(VerifierConfig{DiscoveryURL: is.URL + "/.well-known/openid-configuration", Audience: "nats",
+		ServiceAccounts: []string{"genlbridge/genlbridge"}, Client: client, Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	claims := oidctest.Claims{Namespace: "genlbridge", ServiceAccount: "genlbridge", Pod: "p", Node: "n", Audience: "nats", Expires: now.Add(24 * time.Hour)}
+	tok := is.Token(claims) // RSA, kid rsa-1
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Fatalf("first token: %v", err)
+	}
+
+	// The issuer is down: tokens naming keys it never had come in a
+	// stream; the keys are read once per refreshEvery, and the known
+	// key still verifies.
+	is.Down.Store(true)
+	reads := is.Reads.Load()
+	unknown := strings.Replace(tok, tok[:strings.IndexByte(tok, '.')], b64JSON(t, map[string]string{"alg": "RS256", "kid": "nobody", "typ": "JWT"}), 1)
+	for i := 0; i < 50; i++ {
+		if _, err := v.Verify(ctx, unknown); err == nil {
+			t.Fatal("a token of an unknown key was admitted")
+		}
+		now = now.Add(100 * time.Millisecond) // 5 s in all
+	}
+	if got := is.Reads.Load() - reads; got != 0 {
+		t.Errorf("the issuer was asked %d times for 50 unknown tokens within refreshEvery of the last read, want 0", got)
+	}
+	now = now.Add(refreshEvery)
+	for i := 0; i < 50; i++ {
+		v.Verify(ctx, unknown)
+	}
+	// One try (its discovery fails, so the keys are not asked for).
+	if got := is.Reads.Load() - reads; got != 1 {
+		t.Errorf("the issuer was asked %d times for 50 unknown tokens after refreshEvery, want 1", got)
+	}
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Errorf("the known key while the issuer is down: %v", err)
+	}
+
+	// Back, with the RSA key dropped: trusted until the keys are
+	// keysMaxAge old, then refused.
+	is.Down.Store(false)
+	is.DropRSA.Store(true)
+	if _, err := v.Verify(ctx, tok); err != nil {
+		t.Errorf("before keysMaxAge: %v", err)
+	}
+	now = now.Add(keysMaxAge)
+	if _, err := v.Verify(ctx, tok); err == nil || !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "rsa-1") {
+		t.Errorf("a dropped key after keysMaxAge: %v, want refused naming rsa-1", err)
+	}
+	if _, err := v.Verify(ctx, is.Token(with(claims, func(c *oidctest.Claims) { c.EC = true }))); err != nil {
+		t.Errorf("the key still served: %v", err)
+	}
+}
+
+func b64JSON(t *testing.T, v any) string {
+	t.Helper()
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/genlbridge/genlbridge/callout"
-	"github.com/genlbridge/genlbridge/config"
 	"github.com/genlbridge/genlbridge/natsconn"
 	"github.com/genlbridge/genlbridge/permissions"
 	"github.com/nats-io/nkeys"
@@ -107,19 +106,17 @@ func cmdCallout(args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	log := slog.New(slog.NewJSONHandler(stderr, nil))
-	if _, err := nodeParams("probe"); err != nil {
-		return err
-	}
-	r, err := callout.New(callout.Config{Verifier: v, IssuerKey: ikp, IssuerAccount: *issuerAccount, Account: *account, AccountKey: akp,
-		Params: func(node string) permissions.Params { p, _ := nodeParams(node); return p }, MaxTTL: *maxTTL, Logger: log})
+	// The bridges' settings, read once: each request only names its node.
+	base, err := nodeParams("")
 	if err != nil {
 		return err
 	}
-	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
-	a := natsconn.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
-		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
-		PasswordFile: env("NATS_PASSWORD_FILE"), TLSCA: env("NATS_TLS_CA"), TLSCert: env("NATS_TLS_CERT"), TLSKey: env("NATS_TLS_KEY")}
-	opts, err := a.Options()
+	r, err := callout.New(callout.Config{Verifier: v, IssuerKey: ikp, IssuerAccount: *issuerAccount, Account: *account, AccountKey: akp,
+		Params: func(node string) permissions.Params { p := base; p.Node = node; return p }, MaxTTL: *maxTTL, Logger: log})
+	if err != nil {
+		return err
+	}
+	opts, err := authFromEnv().Options()
 	if err != nil {
 		return fmt.Errorf("nats authentication: %w", err)
 	}

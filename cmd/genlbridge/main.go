@@ -145,6 +145,15 @@ func serverFlag(fs *flag.FlagSet) *string {
 	return fs.String("server", def, "NATS URL (env GENLBRIDGE_NATS_URL)")
 }
 
+// authFromEnv is the NATS authentication the GENLBRIDGE_NATS_* settings
+// of the environment give a tool.
+func authFromEnv() natsconn.Auth {
+	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
+	return natsconn.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
+		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
+		PasswordFile: env("NATS_PASSWORD_FILE"), TLSCA: env("NATS_TLS_CA"), TLSCert: env("NATS_TLS_CERT"), TLSKey: env("NATS_TLS_KEY")}
+}
+
 // connectTool connects a tool (tail, replay) to NATS at url, with the
 // authentication settings of the environment (GENLBRIDGE_NATS_CREDS, ...).
 // With none of them and no GENLBRIDGE_NATS_URL it talks to the embedded
@@ -152,9 +161,7 @@ func serverFlag(fs *flag.FlagSet) *string {
 // when they are there (readable by root only).
 func connectTool(url, name string) (*nats.Conn, error) {
 	env := func(k string) string { return os.Getenv(config.Prefix + "_" + k) }
-	a := natsconn.Auth{CredsFile: env("NATS_CREDS"), NKeySeedFile: env("NATS_NKEY_SEED"), Token: env("NATS_TOKEN"),
-		TokenFile: env("NATS_TOKEN_FILE"), User: env("NATS_USER"), Password: env("NATS_PASSWORD"),
-		PasswordFile: env("NATS_PASSWORD_FILE"), TLSCA: env("NATS_TLS_CA"), TLSCert: env("NATS_TLS_CERT"), TLSKey: env("NATS_TLS_KEY")}
+	a := authFromEnv()
 	opts, err := a.Options()
 	if err != nil {
 		return nil, fmt.Errorf("nats authentication: %w", err)

@@ -20,6 +20,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -31,9 +32,14 @@ type Issuer struct {
 	URL, Iss string
 	// CAFile is the PEM of the server's certificate, for clients.
 	CAFile string
-	srv    *httptest.Server
-	rsa    *rsa.PrivateKey
-	ec     *ecdsa.PrivateKey
+	// DropRSA leaves the RSA key out of the keys served (a rotation);
+	// Down makes every request fail with 503; Reads counts the requests
+	// (discovery and keys).
+	DropRSA, Down atomic.Bool
+	Reads         atomic.Int64
+	srv           *httptest.Server
+	rsa           *rsa.PrivateKey
+	ec            *ecdsa.PrivateKey
 }
 
 // New starts an issuer, stopped at the end of the test.
@@ -50,16 +56,27 @@ func New(t testing.TB) *Issuer {
 	is := &Issuer{Iss: "https://kubernetes.default.svc.cluster.local", rsa: rk, ec: ek}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/.well-known/openid-configuration", func(w http.ResponseWriter, r *http.Request) {
+		is.Reads.Add(1)
+		if is.Down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		json.NewEncoder(w).Encode(map[string]any{"issuer": is.Iss, "jwks_uri": is.URL + "/openid/v1/jwks",
 			"response_types_supported": []string{"id_token"}, "subject_types_supported": []string{"public"},
 			"id_token_signing_alg_values_supported": []string{"RS256", "ES256"}})
 	})
 	mux.HandleFunc("/openid/v1/jwks", func(w http.ResponseWriter, r *http.Request) {
+		is.Reads.Add(1)
+		if is.Down.Load() {
+			http.Error(w, "down", http.StatusServiceUnavailable)
+			return
+		}
 		b64 := func(b []byte) string { return base64.RawURLEncoding.EncodeToString(b) }
-		json.NewEncoder(w).Encode(map[string]any{"keys": []any{
-			map[string]any{"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig", "n": b64(rk.N.Bytes()), "e": b64(big.NewInt(int64(rk.E)).Bytes())},
-			map[string]any{"kty": "EC", "kid": "ec-1", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(pad32(ek.X)), "y": b64(pad32(ek.Y))},
-		}})
+		keys := []any{map[string]any{"kty": "EC", "kid": "ec-1", "alg": "ES256", "use": "sig", "crv": "P-256", "x": b64(pad32(ek.X)), "y": b64(pad32(ek.Y))}}
+		if !is.DropRSA.Load() {
+			keys = append(keys, map[string]any{"kty": "RSA", "kid": "rsa-1", "alg": "RS256", "use": "sig", "n": b64(rk.N.Bytes()), "e": b64(big.NewInt(int64(rk.E)).Bytes())})
+		}
+		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	})
 	is.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(is.srv.Close)
