@@ -18,6 +18,7 @@ package audit
 import (
 	"cmp"
 	"fmt"
+	"math"
 	"slices"
 	"sort"
 
@@ -93,8 +94,17 @@ func (a *Auditor) Event(e *event.Event) {
 	}
 }
 
-// Loss takes one loss record.
+// Loss takes one loss record. A range that runs backwards, reaches the
+// last number there is, or whose count is not its length is a malformed
+// record: noted unreadable (it fails the audit), not counted.
 func (a *Auditor) Loss(l *event.Loss) {
+	if l.FirstSeq != 0 || l.LastSeq != 0 {
+		if l.FirstSeq == 0 || l.LastSeq < l.FirstSeq || l.LastSeq == math.MaxUint64 || l.LastSeq-l.FirstSeq+1 != l.Count {
+			a.Unreadable(fmt.Sprintf("loss record %s/%s %s boot %s instance %d reason %s: range %d-%d with count %d",
+				l.Family, l.Group, l.Host, l.BootID, l.Instance, l.Reason, l.FirstSeq, l.LastSeq, l.Count))
+			return
+		}
+	}
 	a.losses += l.Count
 	if l.FirstSeq == 0 && l.LastSeq == 0 {
 		s := sub{l.Host, l.BootID, l.Family, l.Group}

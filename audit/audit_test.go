@@ -165,3 +165,27 @@ func TestLive(t *testing.T) {
 		t.Fatalf("pending %+v", l.Pending())
 	}
 }
+
+// TestMalformedLossRecords: a range that runs backwards, reaches the last
+// number there is, or whose count is not its length is noted unreadable
+// and fails the audit, instead of being counted.
+func TestMalformedLossRecords(t *testing.T) {
+	for _, l := range []*event.Loss{
+		{Host: "h", BootID: "b", Family: "f", Group: "g", Reason: event.ReasonOverrun, Count: 6, FirstSeq: 10, LastSeq: 5, Instance: 7},
+		{Host: "h", BootID: "b", Family: "f", Group: "g", Reason: event.ReasonOverrun, Count: 10, FirstSeq: 1<<64 - 10, LastSeq: 1<<64 - 1, Instance: 7},
+		{Host: "h", BootID: "b", Family: "f", Group: "g", Reason: event.ReasonOverrun, Count: 3, FirstSeq: 4, LastSeq: 9, Instance: 7},
+	} {
+		a := New()
+		a.Event(ev(1, 7, event.SeqKernel))
+		a.Event(ev(12, 7, event.SeqKernel))
+		a.Loss(l)
+		r := a.Report()
+		if r.OK() || len(r.Unreadable) != 1 || r.Lost != 0 {
+			t.Errorf("loss %d-%d count %d: ok %v, unreadable %q, lost %d", l.FirstSeq, l.LastSeq, l.Count, r.OK(), r.Unreadable, r.Lost)
+		}
+		// The hole 2..11 stays a hole: counted once.
+		if r.UncoveredHoles != 10 {
+			t.Errorf("loss %d-%d: %d uncovered, want 10", l.FirstSeq, l.LastSeq, r.UncoveredHoles)
+		}
+	}
+}

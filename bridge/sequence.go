@@ -112,15 +112,6 @@ func (s *sequencer) nextInstance(now time.Time) uint64 {
 	return max(uint64(now.UnixMicro()), s.instance+1)
 }
 
-// resumedInstance is the instance an event read back from the stream
-// carries, in µs: one of format 1 (in ns, at or above 2^53) is converted.
-func resumedInstance(v uint64) uint64 {
-	if v >= 1<<53 {
-		return v / 1000
-	}
-	return v
-}
-
 // Event stamps ev's sequence and accounts for any gap before it. ev.Seq is
 // the module's sequence number, 0 when the family has none.
 func (s *sequencer) Event(ev *event.Event, now time.Time) {
@@ -147,7 +138,7 @@ func (s *sequencer) Event(ev *event.Event, now time.Time) {
 		s.instance = s.nextInstance(now)
 		if rp := &s.resume; rp.ok && rp.bootID == s.tmpl.BootID && ev.Seq > rp.seq {
 			// The registration the last run saw went on without us.
-			s.instance = resumedInstance(rp.instance)
+			s.instance = event.InstanceOf(rp.instance) // a resume point of format 1 is in ns
 			if ev.Seq > rp.seq+1 {
 				s.gap(rp.seq+1, ev.Seq-1, now)
 			}

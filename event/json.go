@@ -205,13 +205,27 @@ type wire struct {
 	TimeNS   int64 `json:"time_ns"`
 }
 
-// decode reads b into w, and checks its version and times.
+// InstanceOf is an instance as format 2 writes it, in µs: one of format 1
+// (in ns, at or above 2^53) is converted, so that one registration keeps
+// one instance across the change of format.
+func InstanceOf(v uint64) uint64 {
+	if v >= 1<<53 {
+		return v / 1000
+	}
+	return v
+}
+
+// decode reads b into w, and checks its version and times; a format-1
+// instance is read in µs (InstanceOf).
 func (w *wire) decode(b []byte) error {
 	if err := json.Unmarshal(b, w); err != nil {
 		return err
 	}
 	if w.V > Version {
 		return fmt.Errorf("record format v%d is newer than this program reads (v%d)", w.V, Version)
+	}
+	if w.V < 2 {
+		w.Instance = jsonint.Uint(InstanceOf(uint64(w.Instance)))
 	}
 	for _, t := range []struct {
 		text string

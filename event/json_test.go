@@ -249,7 +249,8 @@ func TestFormat1Reads(t *testing.T) {
 	if err := json.Unmarshal([]byte(v1), &env); err != nil {
 		t.Fatal(err)
 	}
-	if env.V != 1 || env.Seq != 5 || env.Instance != 1795000000123456789 || env.KernelNS != 1795000000123456789 || env.RecvNS != 1795000000123999999 {
+	// The instance in µs, as format 2 writes the same registration's.
+	if env.V != 1 || env.Seq != 5 || env.Instance != 1795000000123456 || env.KernelNS != 1795000000123456789 || env.RecvNS != 1795000000123999999 {
 		t.Errorf("%+v", env)
 	}
 	l1 := `{"type":"loss","host":"h","boot_id":"b","family":"f","group":"g","reason":"overrun","count":3,"first_seq":4,"last_seq":6,"instance":7,"time_ns":1795000000123456789}`

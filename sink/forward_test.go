@@ -37,7 +37,7 @@ func TestForwardLetsGoOfWhatIsDone(t *testing.T) {
 			off += len(hdr)
 			data := fmt.Appendf(rec[off:off], `{"v":2,"seq":%d}`, g*perGroup+i)
 			off += len(data)
-			msgs[i] = sink.Msg{Subject: unsafe.String(unsafe.SliceData(subj), len(subj)), ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: data}
+			msgs[i] = sink.Msg{Subject: unsafe.String(unsafe.SliceData(subj), len(subj)), Hdr: hdr, Data: data}
 		}
 		records = append(records, weak.Make(&rec[0]))
 		done := make(chan error, 1)

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/genlbridge/genlbridge/natsconn"
 	"log/slog"
-	"regexp"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -129,8 +129,8 @@ func (s *NATS) deniedMsgs(msgs []Msg, rejected []int, start time.Time, before er
 // last error when they began.
 func (s *NATS) deniedOf(n int, subject func(int) string, start time.Time, before error) []int {
 	if err := s.nc.LastError(); err != nil && err != before && errors.Is(err, nats.ErrPermissionViolation) {
-		if m := deniedSubject.FindStringSubmatch(err.Error()); m != nil {
-			s.Denied(m[1])
+		if kind, subject, ok := natsconn.ParseDenial(err); ok && kind == "publish" {
+			s.Denied(subject)
 		}
 	}
 	s.deniedMu.Lock()
@@ -146,10 +146,6 @@ func (s *NATS) deniedOf(n int, subject func(int) string, start time.Time, before
 	}
 	return out
 }
-
-// deniedSubject reads the subject of nats-server's "Permissions Violation
-// for Publish to "subject"".
-var deniedSubject = regexp.MustCompile(`(?i)permissions violation for publish to "([^"]*)"`)
 
 // publishAll publishes every message of b. A message the client refuses for
 // good (see permanent) is skipped and left in s.rejected.

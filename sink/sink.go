@@ -125,9 +125,8 @@ func closedForGood(nc *nats.Conn) bool { return nc.IsClosed() }
 // to the caller until Forward's done.
 type Msg struct {
 	Subject string
-	ID      string
-	// Hdr is the message's whole header block (Nats-Msg-Id: ID, and the
-	// ce- headers), as the Encoder wrote it.
+	// Hdr is the message's whole header block (its Nats-Msg-Id, which
+	// MsgIDOf reads, and the ce- headers), as the Encoder wrote it.
 	Hdr  []byte
 	Data []byte
 }

@@ -15,13 +15,12 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// outMsg is one message a window publishes: its subject, its Nats-Msg-Id,
-// its header block and its payload. The bytes belong to whoever submitted the message until
-// its group is done.
+// outMsg is one message a window publishes: its subject, its header block
+// (holding its Nats-Msg-Id) and its payload. The bytes belong to whoever
+// submitted the message until its group is done.
 type outMsg struct {
 	subject string
-	id      string
-	hdr     []byte // its header block, holding id
+	hdr     []byte
 	data    []byte
 }
 
@@ -144,6 +143,10 @@ type wrun struct {
 	no    uint64
 	ids   []uint64
 	acked int // messages the server said it persisted, from the first
+	// last is the subject of its last message, which its end-of-batch
+	// goes to (kept here: the slot lets go of it when the message is
+	// done, which a flow acknowledgement may make it before the end).
+	last string
 }
 
 // wgroup is one submitted group of messages.
@@ -563,6 +566,7 @@ func (w *window) publish() time.Duration {
 			w.published.Add(1)
 			if run != nil {
 				run.ids = append(run.ids, id)
+				run.last = s.subject
 			}
 			continue
 		}
@@ -732,9 +736,8 @@ func (w *window) endRun(r *wrun) {
 		delete(w.runs, r.no)
 		return
 	}
-	last := w.slot(r.ids[len(r.ids)-1])
 	eob := appendRunReply(nil, w.prefix, w.runTag, r.no, len(r.ids)+1, fastBatchEOB)
-	if err := publishRaw(w.nc, last.subject, string(eob), nil, nil); err != nil {
+	if err := publishRaw(w.nc, r.last, string(eob), nil, nil); err != nil {
 		// Its messages time out and go again in another run.
 		w.log.Debug("committing a fast batch", "err", err)
 	}

@@ -256,9 +256,7 @@ func (f *forwarder) recordItem(g *fgroup, it *item) {
 	f.advanceRead(r.meta, &rc.effects)
 	f.addMsgs(g, &rc, made, func(add func(sink.Msg)) {
 		_, _ = Unpack(r.payload, func(_ int, subject, hdr, data []byte) bool {
-			id := sink.MsgIDOf(hdr)
-			add(sink.Msg{Subject: unsafe.String(unsafe.SliceData(subject), len(subject)),
-				ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: data})
+			add(sink.Msg{Subject: unsafe.String(unsafe.SliceData(subject), len(subject)), Hdr: hdr, Data: data})
 			return true
 		})
 	})
@@ -596,7 +594,7 @@ func (f *forwarder) refused(g *fgroup) {
 	f.s.addLost(reason, events)
 	m := g.msgs[g.refused[0]]
 	f.s.log.Error("spool: the fleet's server refuses messages for good; they are dropped from the spool, their events counted as "+reason+" and published as loss records",
-		"messages", len(g.refused), "events", events, "first_subject", m.Subject, "first_id", m.ID, "err", g.err)
+		"messages", len(g.refused), "events", events, "first_subject", m.Subject, "first_id", string(sink.MsgIDOf(m.Hdr)), "err", g.err)
 	if len(made) > 0 {
 		f.queueMade(made)
 	}

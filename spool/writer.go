@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"time"
-	"unsafe"
 
 	"github.com/genlbridge/genlbridge/event"
 	"github.com/genlbridge/genlbridge/sink"
@@ -168,9 +167,7 @@ func (s *Spool) direct(ctx context.Context, enc *sink.Encoder, b *sink.Batch) er
 	msgs := make([]sink.Msg, len(encoded))
 	for i := range encoded {
 		m := &encoded[i]
-		hdr := append([]byte(nil), m.Hdr...)
-		id := sink.MsgIDOf(hdr)
-		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: append([]byte(nil), m.Data...)}
+		msgs[i] = sink.Msg{Subject: m.Subject, Hdr: append([]byte(nil), m.Hdr...), Data: append([]byte(nil), m.Data...)}
 	}
 	return f.urgentSend(ctx, msgs)
 }
@@ -191,8 +188,7 @@ func lossMsgs(enc *sink.Encoder, losses []event.Loss, maxPayload int) []sink.Msg
 		at += len(m.Hdr)
 		data := buf[at : at+len(m.Data)]
 		at += len(m.Data)
-		id := sink.MsgIDOf(hdr)
-		msgs[i] = sink.Msg{Subject: m.Subject, ID: unsafe.String(unsafe.SliceData(id), len(id)), Hdr: hdr, Data: data}
+		msgs[i] = sink.Msg{Subject: m.Subject, Hdr: hdr, Data: data}
 	}
 	return msgs
 }

@@ -207,7 +207,14 @@ func printAudit(w io.Writer, r *audit.Report, msgs int, stream string) {
 	if r.OK() {
 		fmt.Fprintln(w, "complete: every number arrived once or is in one loss record")
 	} else {
-		fmt.Fprintf(w, "NOT COMPLETE: %d missing numbers no loss record accounts for\n", r.UncoveredHoles)
+		dups, double := 0, 0
+		for i := range r.Instances {
+			in := &r.Instances[i]
+			dups += len(in.Duplicates)
+			double += len(in.Overlaps) + len(in.OverlappingLosses)
+		}
+		fmt.Fprintf(w, "NOT COMPLETE: %d missing numbers no loss record accounts for, %d ranges that arrived twice, %d loss records that count twice, %d records unreadable\n",
+			r.UncoveredHoles, dups, double, len(r.Unreadable))
 	}
 }
 

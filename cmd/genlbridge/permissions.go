@@ -2,6 +2,7 @@ package main
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -141,6 +142,11 @@ the node's bridge as GENLBRIDGE_NATS_CREDS (readable by it alone).`)
 	if *out == "" {
 		_, err = stdout.Write(creds)
 		return err
+	}
+	// Readable by its owner alone, whatever mode a file already there
+	// had: made private before the seed goes in.
+	if err := os.Chmod(*out, 0o600); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("write credentials: %w", err)
 	}
 	if err := os.WriteFile(*out, creds, 0o600); err != nil {
 		return fmt.Errorf("write credentials: %w", err)

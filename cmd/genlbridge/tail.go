@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -62,10 +63,20 @@ func cmdTail(args []string, stdout, stderr io.Writer) error {
 	defer out.Flush()
 	// Holes no loss record accounts for, on stderr (audit.Live).
 	holes := newHoleReporter(stderr)
+	// At the end, only holes whose grace has passed: the stream goes on,
+	// and what tail has not waited for may still come.
 	defer holes.due(false)
 	n := 0
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		// A second at most between looks at the holes: one whose grace
+		// passes while nothing arrives is told then.
+		wait, cancel := context.WithTimeout(ctx, time.Second)
+		m, err := sub.NextMsgWithContext(wait)
+		cancel()
+		if err != nil && ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			holes.due(false)
+			continue
+		}
 		if err != nil {
 			if ctx.Err() != nil {
 				if *count > 0 && n < *count {
