@@ -78,6 +78,7 @@ func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 		rp.bootID, rp.instance, rp.seq, rp.ok = b.cfg.Resume(b.cfg.Host, r.ctl.Family, r.ctl.Group)
 	}
 	out := make([]dgram, 0, b.cfg.ReadBatch)
+	readPause := min(b.cfg.Linger/lingerSlices, maxReadPause)
 	var ev event.Event
 	var deadline time.Time
 	wait := tick
@@ -138,6 +139,13 @@ func (r *reader) run(drain <-chan struct{}, pushCtx context.Context) {
 		wait = tick
 		r.process(pushCtx, out, now, now.UnixNano(), &ev)
 		r.seq.Drops(now)
+		if len(out) < cap(out) && readPause > 0 && !draining {
+			// A short read: the socket is nearly empty. Events wait for
+			// the batch's linger anyway, so they may wait in the socket
+			// a slice of it too, and be read several at a time, instead
+			// of waking the reader for each one.
+			time.Sleep(readPause)
+		}
 	}
 }
 

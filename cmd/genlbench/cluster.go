@@ -33,7 +33,7 @@ type clusterPoint struct {
 
 // clusterModes are the ways of publishing into JetStream the cluster
 // measurement compares.
-var clusterModes = []string{"bridge-js", "bridge-js-ack", "bridge-js-batch"}
+var clusterModes = []string{"bridge-js", "bridge-js-ack", "bridge-js-batch", fleetDefault}
 
 // measureCluster runs a bridge in mode as fast as it goes into a fresh
 // three-server cluster (R3 stream), n events, and measures the servers'

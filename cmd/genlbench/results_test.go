@@ -27,7 +27,7 @@ func TestSummaryAndTargets(t *testing.T) {
 		point{Mode: "bridge-spool", Offered: 0, EventsPerSec: 85e3, Sent: 100, Delivered: 100},
 		point{Mode: "bridge-spool", Offered: 10000, EventsPerSec: 10e3, P99us: 12000, Sent: 100, Delivered: 100})
 	r.Drain = &drain{OutageSec: 60, Rate: 10000, Backlog: 600000, Seconds: 15, EventsPerSec: 40000, Sent: 750000, InHub: 750000}
-	r.Idle = []idle{{Config: "remote JetStream, spool on", Seconds: 60, CorePercent: 0.3, WakeupsPerS: 40},
+	r.Idle = []idle{{Config: idleSpool, Seconds: 60, CorePercent: 0.3, WakeupsPerS: 40},
 		{Config: "embedded server (no GENLBRIDGE_NATS_URL)", Error: "no luck"}}
 	r.Lossless = []point{{Mode: "bridge-event", Offered: 400000, Sent: 4000000, Delivered: 4000000, Achieved: 250000}}
 	r.summarize()
@@ -69,7 +69,7 @@ func TestSummaryAndTargets(t *testing.T) {
 	var out bytes.Buffer
 	r.print(&out)
 	for _, s := range []string{"bridge-batch", "MET ", "MISS", "failed: raw at 10k/s: boom", "drained in 15.0s = 40000 events/s",
-		"idle, remote JetStream, spool on: 0.300% of a core over 60s, 40.0 wake-ups/s", "idle, embedded server (no GENLBRIDGE_NATS_URL): failed: no luck"} {
+		"idle, " + idleSpool + ": 0.300% of a core over 60s, 40.0 wake-ups/s", "idle, embedded server (no GENLBRIDGE_NATS_URL): failed: no luck"} {
 		if !strings.Contains(out.String(), s) {
 			t.Errorf("table lacks %q:\n%s", s, out.String())
 		}

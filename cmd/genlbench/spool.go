@@ -3,6 +3,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -174,21 +175,34 @@ func measureDrain(o options, outage time.Duration, rate int) (*drain, error) {
 	d.EventsPerSec = float64(d.Backlog) / d.Seconds
 	d.Sent += sentLive
 	total := d.Sent
-	if err := b.waitMetric("genlbridge_spool_forwarded_total", time.Minute, func(v float64) bool { return v >= float64(total) }); err != nil {
-		return nil, fmt.Errorf("forwarding the live events: %w", err)
-	}
-	if d.InHub, err = streamMsgs(hub.url); err != nil {
-		return nil, err
+	// The live events still in flight reach the hub: wait while the
+	// count moves (a message may hold a batch of events).
+	var last uint64
+	moved := time.Now()
+	for {
+		if d.InHub, err = streamEvents(hub.url); err != nil {
+			return nil, err
+		}
+		if d.InHub >= total {
+			break
+		}
+		if d.InHub != last {
+			last, moved = d.InHub, time.Now()
+		} else if time.Since(moved) > time.Minute {
+			break
+		}
+		time.Sleep(time.Second)
 	}
 	d.PeakRSSMiB = peak.stop()
 	if d.InHub != total {
-		return d, fmt.Errorf("the hub's stream holds %d messages of %d sent", d.InHub, total)
+		return d, fmt.Errorf("the hub's stream holds %d events of %d sent", d.InHub, total)
 	}
 	return d, nil
 }
 
-// streamMsgs is how many messages the hub's GENL stream holds.
-func streamMsgs(url string) (uint64, error) {
+// streamEvents is how many events the hub's GENL stream holds (a batched
+// message holds one a line), read with an ordered consumer.
+func streamEvents(url string) (uint64, error) {
 	nc, err := nats.Connect(url)
 	if err != nil {
 		return 0, err
@@ -198,13 +212,41 @@ func streamMsgs(url string) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	st, err := js.Stream(ctx, "GENL")
 	if err != nil {
 		return 0, err
 	}
-	return st.CachedInfo().State.Msgs, nil
+	msgs := st.CachedInfo().State.Msgs
+	c, err := st.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	if err != nil {
+		return 0, err
+	}
+	var n uint64
+	for read := uint64(0); read < msgs; {
+		batch, err := c.Fetch(1024, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return 0, err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			for _, line := range bytes.Split(bytes.TrimSpace(m.Data()), []byte{'\n'}) {
+				if bytes.Contains(line, []byte(`"type":"event"`)) {
+					n++
+				}
+			}
+		}
+		if err := batch.Error(); err != nil {
+			return 0, err
+		}
+		if got == 0 {
+			return 0, fmt.Errorf("reading the stream: %d of %d messages", read, msgs)
+		}
+		read += uint64(got)
+	}
+	return n, nil
 }
 
 // liveSender sends events at a steady rate until stopped.

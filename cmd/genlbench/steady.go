@@ -36,9 +36,9 @@ const fleetDefault = "bridge-fleet"
 // fleetEnv is what deploy/base/daemonset.yaml sets that changes the cost
 // of an event (TestFleetEnvIsTheDaemonSets keeps them equal): the spool,
 // synced always, in front of JetStream, one message per batch of the
-// events that share a subject, a batch lingering for more.
+// events that share a subject, a batch lingering 20 ms for more.
 var fleetEnv = []string{"GENLBRIDGE_SINK=jetstream", "GENLBRIDGE_SPOOL=on", "GENLBRIDGE_SPOOL_SYNC=always",
-	"GENLBRIDGE_MESSAGE_MODE=batch", "GENLBRIDGE_BATCH_LINGER=5ms", "GOMEMLIMIT=96MiB"}
+	"GENLBRIDGE_MESSAGE_MODE=batch", "GENLBRIDGE_BATCH_LINGER=20ms", "GOMEMLIMIT=96MiB"}
 
 // usesJS says whether a mode's hub needs JetStream.
 func usesJS(mode string) bool {
