@@ -15,6 +15,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"github.com/genlbridge/genlbridge/internal/callouttest"
+	"github.com/genlbridge/genlbridge/internal/natstest"
 	"net/http"
 	"os"
 	"os/exec"
@@ -30,10 +32,8 @@ import (
 	"github.com/genlbridge/genlbridge/internal/oidctest"
 	"github.com/genlbridge/genlbridge/internal/proctest"
 	"github.com/genlbridge/genlbridge/internal/syncbuf"
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"github.com/nats-io/nkeys"
 )
 
 // operatorHub is a nats-server in operator mode with an auth callout.
@@ -47,36 +47,12 @@ type operatorHub struct {
 	cmd         *exec.Cmd
 }
 
-func seedFile(t *testing.T, dir, name string, kp nkeys.KeyPair) string {
+// writeFile writes b into dir/name, readable by its owner alone, and
+// returns its path.
+func writeFile(t *testing.T, dir, name string, b []byte) string {
 	t.Helper()
-	seed, _ := kp.Seed()
 	p := filepath.Join(dir, name)
-	if err := os.WriteFile(p, seed, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-func userCreds(t *testing.T, dir, name string, accountKP nkeys.KeyPair, edit func(*jwt.UserClaims)) string {
-	t.Helper()
-	ukp, _ := nkeys.CreateUser()
-	upub, _ := ukp.PublicKey()
-	uc := jwt.NewUserClaims(upub)
-	uc.Name = name
-	if edit != nil {
-		edit(uc)
-	}
-	ujwt, err := uc.Encode(accountKP)
-	if err != nil {
-		t.Fatal(err)
-	}
-	seed, _ := ukp.Seed()
-	creds, err := jwt.FormatUserConfig(ujwt, seed)
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := filepath.Join(dir, name+".creds")
-	if err := os.WriteFile(p, creds, 0o600); err != nil {
+	if err := os.WriteFile(p, b, 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return p
@@ -85,89 +61,15 @@ func userCreds(t *testing.T, dir, name string, accountKP nkeys.KeyPair, edit fun
 func startOperatorHub(t *testing.T) *operatorHub {
 	t.Helper()
 	dir := t.TempDir()
-	okp, _ := nkeys.CreateOperator()
-	opub, _ := okp.PublicKey()
-	ojwt, err := jwt.NewOperatorClaims(opub).Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	account := func(name string, edit func(*jwt.AccountClaims)) (nkeys.KeyPair, string, string) {
-		kp, _ := nkeys.CreateAccount()
-		pub, _ := kp.PublicKey()
-		ac := jwt.NewAccountClaims(pub)
-		ac.Name = name
-		if edit != nil {
-			edit(ac)
-		}
-		j, err := ac.Encode(okp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kp, pub, j
-	}
-	_, sysPub, sysJWT := account("SYS", nil)
-	genlKP, genlPub, genlJWT := account("GENL", func(ac *jwt.AccountClaims) {
-		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-	})
-	// The responder's own user, in the callout account.
-	svcKP, _ := nkeys.CreateUser()
-	svcPub, _ := svcKP.PublicKey()
-	authKP, authPub, authJWT := account("AUTH", func(ac *jwt.AccountClaims) {
-		ac.EnableExternalAuthorization(svcPub)
-		ac.Authorization.AllowedAccounts.Add(genlPub)
-	})
-	h := &operatorHub{genlPub: genlPub}
-	h.calloutSeed = seedFile(t, dir, "auth-account.nk", authKP)
-	h.genlSeed = seedFile(t, dir, "genl-account.nk", genlKP)
-	svcSeed, _ := svcKP.Seed()
-	svcJWT := func() string {
-		uc := jwt.NewUserClaims(svcPub)
-		uc.Name = "callout-responder"
-		j, err := uc.Encode(authKP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}()
-	sc, _ := jwt.FormatUserConfig(svcJWT, svcSeed)
-	h.serviceCred = filepath.Join(dir, "responder.creds")
-	if err := os.WriteFile(h.serviceCred, sc, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	h.adminCreds = userCreds(t, dir, "admin", genlKP, nil)
-	// Token-only connections are the callout account's default sentinel.
-	sentinel := func() string {
-		kp, _ := nkeys.CreateUser()
-		pub, _ := kp.PublicKey()
-		uc := jwt.NewUserClaims(pub)
-		uc.Name, uc.BearerToken = "sentinel", true
-		uc.Pub.Deny.Add(">")
-		uc.Sub.Deny.Add(">")
-		j, err := uc.Encode(authKP)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j
-	}()
+	f := callouttest.New(t)
+	h := &operatorHub{genlPub: f.GenlPub}
+	h.calloutSeed = writeFile(t, dir, "auth-account.nk", f.AuthSeed)
+	h.genlSeed = writeFile(t, dir, "genl-account.nk", f.GenlSeed)
+	h.serviceCred = writeFile(t, dir, "responder.creds", f.ResponderCreds)
+	h.adminCreds = writeFile(t, dir, "admin.creds", f.UserCreds(t, "admin", nil))
 	port := proctest.FreePort(t)
 	h.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	conf := fmt.Sprintf(`listen: 127.0.0.1:%d
-server_name: hub
-operator: %s
-system_account: %s
-resolver: MEM
-resolver_preload: {
-  %s: %s
-  %s: %s
-  %s: %s
-}
-default_sentinel: %s
-jetstream: { store_dir: %q }
-`, port, ojwt, sysPub, sysPub, sysJWT, authPub, authJWT, genlPub, genlJWT, sentinel, filepath.Join(dir, "js"))
-	cf := filepath.Join(dir, "hub.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	cf := writeFile(t, dir, "hub.conf", []byte(f.ServerConfig("hub", port, filepath.Join(dir, "js"))))
 	h.cmd = configuredServer(t, cf)
 	waitServer(t, h.url, nats.UserCredentials(h.adminCreds))
 	// The stream, made by the fleet's operator (bridges may not).
@@ -454,9 +356,11 @@ func TestPerNodeIdentity(t *testing.T) {
 		if err == nil || !strings.Contains(strings.ToLower(err.Error()), "authorization") {
 			t.Errorf("%s token: connect %v, want an authorization violation", c.name, err)
 		}
-		if !strings.Contains(rlog.String(), c.why) {
-			t.Errorf("%s token: the responder's log does not say %q", c.name, c.why)
-		}
+		// The responder logs before it answers, but its log reaches
+		// this process through a pipe: wait for the line.
+		natstest.WaitFor(t, 30*time.Second, "the responder's log to say why the "+c.name+" token was refused ("+c.why+")", func() bool {
+			return strings.Contains(rlog.String(), c.why)
+		})
 	}
 	bad := proctest.Launch(t, "GENLBRIDGE_NATS_URL="+h.url,
 		"GENLBRIDGE_NATS_TOKEN_FILE="+tokenFile(t, podToken(other, "node-a")), "GENLBRIDGE_NODE_NAME=node-a", "GENLBRIDGE_SINK=nats",
