@@ -61,24 +61,8 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected argument %q: %w", fs.Arg(0), errUsage)
 	}
-	starts := 0
-	if o.seq > 0 {
-		starts++
-	}
-	if *since != "" {
-		starts++
-		t, err := time.Parse(time.RFC3339Nano, *since)
-		if err != nil {
-			return fmt.Errorf("--since %q: want a time such as 2026-01-02T15:04:05Z: %w", *since, errUsage)
-		}
-		o.since = t
-	}
-	if *ago > 0 {
-		starts++
-		o.since = time.Now().Add(-*ago)
-	}
-	if starts > 1 {
-		return fmt.Errorf("give at most one of --seq, --since and --ago: %w", errUsage)
+	if err := o.start(*since, *ago); err != nil {
+		return err
 	}
 	var end time.Time
 	if *until != "" {

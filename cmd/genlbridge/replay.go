@@ -73,27 +73,8 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	if fs.NArg() > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
 	}
-	starts := 0
-	if o.seq > 0 {
-		starts++
-	}
-	if *since != "" {
-		starts++
-		t, err := time.Parse(time.RFC3339Nano, *since)
-		if err != nil {
-			return fmt.Errorf("--since %q: want a time such as 2026-01-02T15:04:05Z", *since)
-		}
-		o.since = t
-	}
-	if *ago != 0 {
-		starts++
-		if *ago < 0 {
-			return fmt.Errorf("--ago %s: want a positive duration", *ago)
-		}
-		o.since = time.Now().Add(-*ago)
-	}
-	if starts > 1 {
-		return fmt.Errorf("give at most one of --seq, --since and --ago: %w", errUsage)
+	if err := o.start(*since, *ago); err != nil {
+		return err
 	}
 	var err error
 	if o.events, o.losses, err = templatesFromEnv(); err != nil {
@@ -119,6 +100,34 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// start sets where reading begins from --since or --ago (--seq is set
+// already): at most one of the three.
+func (o *replayOptions) start(since string, ago time.Duration) error {
+	starts := 0
+	if o.seq > 0 {
+		starts++
+	}
+	if since != "" {
+		starts++
+		t, err := time.Parse(time.RFC3339Nano, since)
+		if err != nil {
+			return fmt.Errorf("--since %q: want a time such as 2026-01-02T15:04:05Z: %w", since, errUsage)
+		}
+		o.since = t
+	}
+	if ago != 0 {
+		starts++
+		if ago < 0 {
+			return fmt.Errorf("--ago %s: want a positive duration: %w", ago, errUsage)
+		}
+		o.since = time.Now().Add(-ago)
+	}
+	if starts > 1 {
+		return fmt.Errorf("give at most one of --seq, --since and --ago: %w", errUsage)
+	}
+	return nil
 }
 
 // templatesFromEnv reads the subject templates the bridge publishes with.
