@@ -17,7 +17,8 @@ package vmtest
 //	VM_QEMU        default qemu-system-x86_64
 //	VM_ACCEL       tcg (default), kvm, or auto (kvm if a short probe boots)
 //	VM_TIMEOUT     per VM, default 15m
-//	VM_SMP, VM_MEM default 2 and 1024 (MiB)
+//	VM_SMP, VM_MEM default 2 and 2048 (MiB): the guest test keeps every
+//	               record of a 100,000-event burst and validates each
 //	VM_RUN         go test -run pattern for the guest (no spaces)
 //	VM_APPEND      more kernel command-line words (see InitScript)
 //
@@ -100,7 +101,7 @@ func readConfig() (vmConfig, error) {
 		qemu:      env("VM_QEMU", "qemu-system-x86_64"),
 		accel:     env("VM_ACCEL", "tcg"),
 		smp:       env("VM_SMP", "2"),
-		mem:       env("VM_MEM", "1024"),
+		mem:       env("VM_MEM", "2048"),
 		run:       os.Getenv("VM_RUN"),
 		appendx:   os.Getenv("VM_APPEND"),
 	}
