@@ -36,29 +36,8 @@ func TestKernelEvents(t *testing.T) {
 	})
 	host, _ := os.Hostname()
 
-	// A veth pair in the host's network namespace, deleted at the end.
-	a, b := fmt.Sprintf("k8t%da", os.Getpid()%100000), fmt.Sprintf("k8t%db", os.Getpid()%100000)
-	if out, err := exec.Command("ip", "link", "add", a, "type", "veth", "peer", "name", b).CombinedOutput(); err != nil {
-		t.Fatalf("ip link add: %v: %s", err, out)
-	}
-	deleted := false
-	t.Cleanup(func() {
-		if !deleted {
-			_ = exec.Command("ip", "link", "del", a).Run()
-		}
-	})
-	idx := map[int]string{}
-	for _, n := range []string{a, b} {
-		ifi, err := net.InterfaceByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx[ifi.Index] = n
-	}
-	if out, err := exec.Command("ip", "link", "del", a).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del: %v: %s", err, out)
-	}
-	deleted = true
+	// A veth pair in the host's network namespace, made and deleted.
+	idx := vethPair(t, "k8t")
 
 	// An MPTCP connection over loopback.
 	mptcp := false
@@ -101,8 +80,8 @@ func TestKernelEvents(t *testing.T) {
 			lines = append(lines, fmt.Sprintf("%s %s/%s %s %s", e.Host, e.Family, e.Group, e.Op, e.Fields))
 		}
 	}
-	t.Logf("in the hub (the machine's hostname is %q, the node's name %q; veth %s and %s, MPTCP 127.0.0.1:%d -> :%d):\n%s",
-		host, c.NodeName(), a, b, cport, lport, strings.Join(lines, "\n"))
+	t.Logf("in the hub (the machine's hostname is %q, the node's name %q; veth %v, MPTCP 127.0.0.1:%d -> :%d):\n%s",
+		host, c.NodeName(), idx, cport, lport, strings.Join(lines, "\n"))
 }
 
 // kernelEvents counts the netdev events of the interfaces idx and the
@@ -189,4 +168,35 @@ func mptcpConnection(t *testing.T) (lport, cport int) {
 		t.Fatal(err)
 	}
 	return lport, cport
+}
+
+// vethPair makes a veth pair in the host's network namespace, named from
+// prefix and the test's pid, then deletes it (netdev's dev-add-ntf and
+// dev-del-ntf for both ends), and returns the ends' names by ifindex. A
+// failure midway deletes the pair at the end of the test.
+func vethPair(t *testing.T, prefix string) map[int]string {
+	t.Helper()
+	a, b := fmt.Sprintf("%s%da", prefix, os.Getpid()%100000), fmt.Sprintf("%s%db", prefix, os.Getpid()%100000)
+	if out, err := exec.Command("ip", "link", "add", a, "type", "veth", "peer", "name", b).CombinedOutput(); err != nil {
+		t.Fatalf("ip link add: %v: %s", err, out)
+	}
+	deleted := false
+	t.Cleanup(func() {
+		if !deleted {
+			_ = exec.Command("ip", "link", "del", a).Run()
+		}
+	})
+	idx := map[int]string{}
+	for _, n := range []string{a, b} {
+		ifi, err := net.InterfaceByName(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		idx[ifi.Index] = n
+	}
+	if out, err := exec.Command("ip", "link", "del", a).CombinedOutput(); err != nil {
+		t.Fatalf("ip link del: %v: %s", err, out)
+	}
+	deleted = true
+	return idx
 }

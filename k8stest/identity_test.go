@@ -16,7 +16,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
-	"net"
+	"github.com/genlbridge/genlbridge/internal/callouttest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -29,9 +29,7 @@ import (
 	"github.com/genlbridge/genlbridge/internal/jstest"
 	"github.com/genlbridge/genlbridge/internal/k8scluster"
 	"github.com/genlbridge/genlbridge/internal/proctest"
-	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nkeys"
 )
 
 const (
@@ -65,102 +63,16 @@ type operatorHub struct {
 func startOperatorHub(t *testing.T) *operatorHub {
 	t.Helper()
 	h := &operatorHub{t: t, dir: t.TempDir()}
-	okp, _ := nkeys.CreateOperator()
-	opub, _ := okp.PublicKey()
-	ojwt, err := jwt.NewOperatorClaims(opub).Encode(okp)
-	if err != nil {
-		t.Fatal(err)
-	}
-	account := func(name string, edit func(*jwt.AccountClaims)) (nkeys.KeyPair, string, string) {
-		kp, _ := nkeys.CreateAccount()
-		pub, _ := kp.PublicKey()
-		ac := jwt.NewAccountClaims(pub)
-		ac.Name = name
-		if edit != nil {
-			edit(ac)
-		}
-		j, err := ac.Encode(okp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return kp, pub, j
-	}
-	user := func(name string, akp nkeys.KeyPair, edit func(*jwt.UserClaims)) (string, []byte) {
-		ukp, _ := nkeys.CreateUser()
-		upub, _ := ukp.PublicKey()
-		uc := jwt.NewUserClaims(upub)
-		uc.Name = name
-		if edit != nil {
-			edit(uc)
-		}
-		j, err := uc.Encode(akp)
-		if err != nil {
-			t.Fatal(err)
-		}
-		seed, _ := ukp.Seed()
-		creds, err := jwt.FormatUserConfig(j, seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j, creds
-	}
-	_, sysPub, sysJWT := account("SYS", nil)
-	signKP, _ := nkeys.CreateAccount()
-	signPub, _ := signKP.PublicKey()
-	h.genlSigning, _ = signKP.Seed()
-	genlKP, genlPub, genlJWT := account("GENL", func(ac *jwt.AccountClaims) {
-		ac.Limits.JetStreamLimits = jwt.JetStreamLimits{MemoryStorage: -1, DiskStorage: -1, Streams: -1, Consumer: -1}
-		ac.SigningKeys.Add(signPub)
-	})
-	h.genlPub = genlPub
-	respKP, _ := nkeys.CreateUser()
-	respPub, _ := respKP.PublicKey()
-	authKP, authPub, authJWT := account("AUTH", func(ac *jwt.AccountClaims) {
-		ac.EnableExternalAuthorization(respPub)
-		ac.Authorization.AllowedAccounts.Add(genlPub)
-	})
-	h.authSeed, _ = authKP.Seed()
-	respJWT, err := func() (string, error) {
-		uc := jwt.NewUserClaims(respPub)
-		uc.Name = "callout-responder"
-		return uc.Encode(authKP)
-	}()
-	if err != nil {
-		t.Fatal(err)
-	}
-	respSeed, _ := respKP.Seed()
-	if h.responderCreds, err = jwt.FormatUserConfig(respJWT, respSeed); err != nil {
-		t.Fatal(err)
-	}
-	// A connection with a token alone (the bridges') is the callout
-	// account's sentinel, which may do nothing: the callout replaces it.
-	sentinel, _ := user("sentinel", authKP, func(uc *jwt.UserClaims) {
-		uc.BearerToken = true
-		uc.Pub.Deny.Add(">")
-		uc.Sub.Deny.Add(">")
-	})
-	_, admin := user("admin", genlKP, nil)
+	f := callouttest.New(t)
+	h.genlPub, h.authSeed, h.genlSigning, h.responderCreds = f.GenlPub, f.AuthSeed, f.GenlSigning, f.ResponderCreds
 	h.adminCreds = filepath.Join(h.dir, "admin.creds")
-	if err := os.WriteFile(h.adminCreds, admin, 0o600); err != nil {
+	if err := os.WriteFile(h.adminCreds, f.UserCreds(t, "admin", nil), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	port := proctest.FreePort(t)
 	h.url = fmt.Sprintf("nats://127.0.0.1:%d", port)
-	conf := fmt.Sprintf(`server_name: k8stest-operator-hub
-listen: 127.0.0.1:%d
-operator: %s
-system_account: %s
-resolver: MEM
-resolver_preload: {
-  %s: %s
-  %s: %s
-  %s: %s
-}
-default_sentinel: %s
-jetstream { store_dir: %q }
-`, port, ojwt, sysPub, sysPub, sysJWT, authPub, authJWT, genlPub, genlJWT, sentinel, filepath.Join(h.dir, "store"))
 	cf := filepath.Join(h.dir, "hub.conf")
-	if err := os.WriteFile(cf, []byte(conf), 0o600); err != nil {
+	if err := os.WriteFile(cf, []byte(f.ServerConfig("k8stest-operator-hub", port, filepath.Join(h.dir, "store"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	cmd := exec.Command(natsServerBinary(t), "-c", cf)
@@ -437,28 +349,7 @@ func TestPerNodeIdentity(t *testing.T) {
 	waitMetrics(t, o, 30*time.Second, "netdev/mgmt joined, the sink connected", func(m proctest.Metrics) bool {
 		return m.Get("genlbridge_subscription_joined", "subscription=netdev/mgmt") == 1 && m.Get("genlbridge_sink_connected") == 1
 	})
-	a, b := fmt.Sprintf("k8i%da", os.Getpid()%100000), fmt.Sprintf("k8i%db", os.Getpid()%100000)
-	if out, err := exec.Command("ip", "link", "add", a, "type", "veth", "peer", "name", b).CombinedOutput(); err != nil {
-		t.Fatalf("ip link add: %v: %s", err, out)
-	}
-	deleted := false
-	t.Cleanup(func() {
-		if !deleted {
-			_ = exec.Command("ip", "link", "del", a).Run()
-		}
-	})
-	idx := map[int]string{}
-	for _, n := range []string{a, b} {
-		ifi, err := net.InterfaceByName(n)
-		if err != nil {
-			t.Fatal(err)
-		}
-		idx[ifi.Index] = n
-	}
-	if out, err := exec.Command("ip", "link", "del", a).CombinedOutput(); err != nil {
-		t.Fatalf("ip link del: %v: %s", err, out)
-	}
-	deleted = true
+	idx := vethPair(t, "k8i")
 	var subjects sync.Map
 	sub, err := h.nc.Subscribe("genl.>", func(m *nats.Msg) { subjects.Store(m.Subject, true) })
 	if err != nil {
