@@ -474,7 +474,19 @@ func TestPerNodeIdentity(t *testing.T) {
 			if len(recs) <= before {
 				return false
 			}
-			reason = fmt.Sprint(recs[len(recs)-1]["reason"])
+			// The newest: the responders' logs come one pod after the
+			// other, not in time order.
+			at := func(r map[string]any) time.Time {
+				t, _ := time.Parse(time.RFC3339Nano, fmt.Sprint(r["time"]))
+				return t
+			}
+			newest := recs[0]
+			for _, r := range recs[1:] {
+				if at(r).After(at(newest)) {
+					newest = r
+				}
+			}
+			reason = fmt.Sprint(newest["reason"])
 			return true
 		})
 		if !strings.Contains(reason, tc.why) {
