@@ -143,13 +143,19 @@ func (s *scanner) record(size int64) (item, bool, error) {
 		it.kind = itemDamaged
 	}
 	s.off += int64(h.size())
-	if s.expect != 0 && h.seq > s.expect {
-		lost := item{kind: itemLost, lostFrom: s.expect, lostTo: h.seq, file: s.seg.path, off: it.off}
-		s.expect = h.seq + 1
+	return s.numbered(it, h.seq)
+}
+
+// numbered returns it, the record numbered seq, unless records are missing
+// before it: then their range first, it next.
+func (s *scanner) numbered(it item, seq uint64) (item, bool, error) {
+	if s.expect != 0 && seq > s.expect {
+		lost := item{kind: itemLost, lostFrom: s.expect, lostTo: seq, file: s.seg.path, off: it.off}
+		s.expect = seq + 1
 		s.pend = &it
 		return lost, true, nil
 	}
-	s.expect = max(s.expect, h.seq+1)
+	s.expect = max(s.expect, seq+1)
 	return it, true, nil
 }
 
@@ -166,14 +172,7 @@ func (s *scanner) cached(b []byte) (item, bool, error) {
 	it := item{kind: itemRecord, rec: record{header: h, meta: m, off: s.off, payload: b[headerSize+h.metaLen : h.size()]},
 		file: s.seg.path, off: s.off}
 	s.off += int64(h.size())
-	if s.expect != 0 && h.seq > s.expect {
-		lost := item{kind: itemLost, lostFrom: s.expect, lostTo: h.seq, file: s.seg.path, off: it.off}
-		s.expect = h.seq + 1
-		s.pend = &it
-		return lost, true, nil
-	}
-	s.expect = max(s.expect, h.seq+1)
-	return it, true, nil
+	return s.numbered(it, h.seq)
 }
 
 // resync skips from s.off to the next valid header of a record numbered

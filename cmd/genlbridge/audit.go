@@ -76,11 +76,7 @@ func cmdAudit(args []string, stdout, stderr io.Writer) error {
 	if o.events, o.losses, err = templatesFromEnv(); err != nil {
 		return err
 	}
-	if f, ok := stderr.(*os.File); ok {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			o.progress = true
-		}
-	}
+	o.progress = isTerminal(stderr)
 	nc, err := connectTool(*url, "genlbridge audit")
 	if err != nil {
 		return err

@@ -80,11 +80,7 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 	if o.events, o.losses, err = templatesFromEnv(); err != nil {
 		return err
 	}
-	if f, ok := stderr.(*os.File); ok && !o.follow {
-		if st, err := f.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
-			o.progress = true
-		}
-	}
+	o.progress = !o.follow && isTerminal(stderr)
 	nc, err := connectTool(*url, "genlbridge replay")
 	if err != nil {
 		return err
@@ -100,6 +96,16 @@ func cmdReplay(args []string, stdout, stderr io.Writer) error {
 		return nil
 	}
 	return err
+}
+
+// isTerminal says whether w is a terminal (a progress bar goes there).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
 }
 
 // start sets where reading begins from --since or --ago (--seq is set
