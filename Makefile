@@ -14,7 +14,12 @@
 
 GO        ?= go
 BIN       := build/genlbridge
-FUZZTIME  ?= 10s
+# Fuzzing runs a count of inputs, not seconds: with a duration, Go's fuzzing
+# coordinator can fail a target that found nothing ("context deadline
+# exceeded", a race at the deadline), and a slow machine then fails for
+# being slow. FUZZMIN bounds the minimizing of each new interesting input.
+FUZZTIME  ?= 40000x
+FUZZMIN   ?= 2000x
 # Tools the tests call: ip (netns, veth, ip mptcp), ethtool, modinfo, and the
 # kernel's YNL specs (Debian's linux-doc-6.12) the decoder tests compare with.
 APT_PKGS  := iproute2 ethtool kmod linux-doc-6.12
@@ -83,18 +88,18 @@ fmt-check:
 unit: deps build/go.mod
 	$(GO) test -race -count=1 -timeout 20m ./...
 
-# Each fuzzer runs FUZZTIME: the bridge's decoder, the JSON encoder, and the
+# Each fuzzer runs FUZZTIME inputs: the bridge's decoder, the JSON encoder, and the
 # YNL engine's spec loader (arbitrary YAML), decoder (arbitrary messages
 # against every shipped spec) and exmpl schema (against the old decoder),
 # and the spool's pack and record meta readers.
 fuzz:
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./bridge
-	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) ./event
-	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./ynl
-	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) ./ynl
-	$(GO) test -run '^$$' -fuzz '^FuzzExmpl$$' -fuzztime $(FUZZTIME) ./ynl
-	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) ./spool
-	$(GO) test -run '^$$' -fuzz '^FuzzParseMeta$$' -fuzztime $(FUZZTIME) ./spool
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./bridge
+	$(GO) test -run '^$$' -fuzz '^FuzzAppendJSON$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./event
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzDecode$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzExmpl$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./ynl
+	$(GO) test -run '^$$' -fuzz '^FuzzUnpack$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./spool
+	$(GO) test -run '^$$' -fuzz '^FuzzParseMeta$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMIN) ./spool
 
 # demo: the README's first command is part of what CI proves; it fails
 # unless its burst ends fully accounted (received + reported lost).

@@ -204,7 +204,13 @@ func FuzzParseMeta(f *testing.F) {
 		if err := parseMeta(appendMeta(nil, &m), &again); err != nil || !reflect.DeepEqual(again, m) {
 			t.Fatalf("%x parses to %+v, which does not round-trip: %v", data, m, err)
 		}
-		for i := range m.msgs() + 1 {
+		// A part may claim up to 2^30 messages: walk the first ones and
+		// the last, not all (one input must not take seconds).
+		n := m.msgs()
+		for i := 0; i <= n; i++ {
+			if i == 256 && n > 512 {
+				i = n - 256
+			}
 			m.partsOf(i, func(part) {})
 		}
 	})
