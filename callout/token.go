@@ -1,6 +1,8 @@
 package callout
 
 import (
+	"bytes"
+	"cmp"
 	"context"
 	"crypto"
 	"crypto/ecdsa"
@@ -68,8 +70,19 @@ type VerifierConfig struct {
 	Audience string
 	// ServiceAccounts are the "namespace/name" tokens may be of.
 	ServiceAccounts []string
-	// Client fetches the discovery and the keys (with the cluster's CA and,
-	// if the API server wants it, a bearer token: see NewHTTPClient).
+	// TokenReviewURL, if set, is the API server's TokenReview endpoint
+	// (https://kubernetes.default.svc/apis/authentication.k8s.io/v1/tokenreviews):
+	// a token that passes the offline checks is also reviewed there, and
+	// refused unless the API server accepts it for the audience as the same
+	// service account, pod and node. The API server refuses the token of a
+	// pod (or service account) deleted since, which the offline checks
+	// admit until it expires. The Client's bearer token must be allowed to
+	// create tokenreviews (the ClusterRole system:auth-delegator). One
+	// request to the API server per connection admitted.
+	TokenReviewURL string
+	// Client fetches the discovery and the keys, and sends the reviews
+	// (with the cluster's CA and, if the API server wants it, a bearer
+	// token: see NewHTTPClient).
 	Client *http.Client
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
@@ -267,7 +280,92 @@ func (v *Verifier) Verify(ctx context.Context, token string) (Identity, error) {
 	if c.K8s.Pod == nil || c.K8s.Node == nil || c.K8s.Node.Name == "" {
 		return Identity{}, refuse("not bound to a pod on a node (a projected token of a pod, from Kubernetes 1.30, carries both)")
 	}
-	return Identity{ServiceAccount: sa, Pod: c.K8s.Namespace + "/" + c.K8s.Pod.Name, Node: c.K8s.Node.Name, Expires: time.Unix(c.Exp, 0)}, nil
+	id := Identity{ServiceAccount: sa, Pod: c.K8s.Namespace + "/" + c.K8s.Pod.Name, Node: c.K8s.Node.Name, Expires: time.Unix(c.Exp, 0)}
+	if v.cfg.TokenReviewURL != "" {
+		if err := v.review(ctx, token, c.Sub, id); err != nil {
+			return Identity{}, err
+		}
+	}
+	return id, nil
+}
+
+// The user's extra fields the API server's review gives for a pod-bound
+// service account token.
+const (
+	extraPodName  = "authentication.kubernetes.io/pod-name"
+	extraNodeName = "authentication.kubernetes.io/node-name"
+)
+
+// review asks the API server whether it accepts token for the audience, as
+// subject sub bound to id's pod and node (where its answer names them, as
+// from Kubernetes 1.30 it does). A refusal wraps ErrRefused; a
+// review that could not be had (the API server unreachable, or the
+// responder not allowed to create tokenreviews) does not.
+func (v *Verifier) review(ctx context.Context, token, sub string, id Identity) error {
+	body, err := json.Marshal(map[string]any{
+		"apiVersion": "authentication.k8s.io/v1",
+		"kind":       "TokenReview",
+		"spec":       map[string]any{"token": token, "audiences": []string{v.cfg.Audience}},
+	})
+	if err != nil {
+		return fmt.Errorf("token review: %w", err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, v.cfg.TokenReviewURL, bytes.NewReader(body))
+	if err != nil {
+		return fmt.Errorf("token review: %w", err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := v.client.Do(req)
+	if err != nil {
+		return fmt.Errorf("token review: %w", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return fmt.Errorf("token review: %w", err)
+	}
+	if resp.StatusCode != http.StatusOK && resp.StatusCode != http.StatusCreated {
+		hint := ""
+		if resp.StatusCode == http.StatusForbidden {
+			hint = " (the responder needs the ClusterRole system:auth-delegator)"
+		}
+		return fmt.Errorf("token review: POST %s: %s%s: %.200s", v.cfg.TokenReviewURL, resp.Status, hint, b)
+	}
+	var r struct {
+		Status struct {
+			Authenticated bool     `json:"authenticated"`
+			Error         string   `json:"error"`
+			Audiences     []string `json:"audiences"`
+			User          struct {
+				Username string              `json:"username"`
+				Extra    map[string][]string `json:"extra"`
+			} `json:"user"`
+		} `json:"status"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return fmt.Errorf("token review: the answer: %w", err)
+	}
+	st := r.Status
+	ns, _, _ := strings.Cut(id.Pod, "/")
+	one := func(k string) string {
+		if l := st.User.Extra[k]; len(l) == 1 {
+			return l[0]
+		}
+		return ""
+	}
+	switch {
+	case !st.Authenticated:
+		return refuse("the API server does not accept it: %s", cmp.Or(st.Error, "not authenticated"))
+	case st.User.Username != sub:
+		return refuse("the API server says it is %q, the token %q", st.User.Username, sub)
+	case len(st.Audiences) > 0 && !contains(st.Audiences, v.cfg.Audience):
+		return refuse("the API server accepts it for %v, not %q", st.Audiences, v.cfg.Audience)
+	case one(extraPodName) != "" && ns+"/"+one(extraPodName) != id.Pod, one(extraNodeName) != "" && one(extraNodeName) != id.Node:
+		return refuse("the API server says it is of pod %s/%s on node %q, the token of %s on %q",
+			ns, one(extraPodName), one(extraNodeName), id.Pod, id.Node)
+	}
+	return nil
 }
 
 func contains(list []string, v string) bool {

@@ -151,3 +151,62 @@ func b64JSON(t *testing.T, v any) string {
 	}
 	return base64.RawURLEncoding.EncodeToString(b)
 }
+
+// TestTokenReview: with a TokenReview URL, a token that passes the offline
+// checks is refused when the API server no longer accepts it (its pod
+// deleted) or names another node; a review the responder is not allowed
+// to make is an error that says what it lacks, not a refusal of the token;
+// tokens refused offline never reach the API server.
+func TestTokenReview(t *testing.T) {
+	is := oidctest.New(t)
+	client, err := NewHTTPClient(is.CAFile, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := NewVerifier(VerifierConfig{DiscoveryURL: is.URL + "/.well-known/openid-configuration", Audience: "nats",
+		ServiceAccounts: []string{"genlbridge/genlbridge"}, TokenReviewURL: is.ReviewURL, Client: client})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	good := oidctest.Claims{Namespace: "genlbridge", ServiceAccount: "genlbridge", Pod: "genlbridge-x7k", Node: "node-a", Audience: "nats"}
+	tok := is.Token(good)
+	if id, err := v.Verify(ctx, tok); err != nil || id.Node != "node-a" {
+		t.Fatalf("a live pod's token: %+v, %v", id, err)
+	}
+	if n := is.Reviews.Load(); n != 1 {
+		t.Errorf("%d reviews for one token, want 1", n)
+	}
+
+	// Refused offline: the API server is not asked.
+	if _, err := v.Verify(ctx, is.Token(with(good, func(c *oidctest.Claims) { c.Audience = "other" }))); !errors.Is(err, ErrRefused) {
+		t.Errorf("another audience: %v", err)
+	}
+	if n := is.Reviews.Load(); n != 1 {
+		t.Errorf("a token refused offline was reviewed (%d reviews)", n)
+	}
+
+	// The API server disagrees on the node.
+	other := "node-b"
+	is.ReviewAs.Store(&other)
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `on node "node-b"`) {
+		t.Errorf("the review names another node: %v, want a refusal naming it", err)
+	}
+	is.ReviewAs.Store(nil)
+
+	// The reviewer lacks the ClusterRole.
+	is.Forbid.Store(true)
+	if _, err := v.Verify(ctx, tok); err == nil || errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), "system:auth-delegator") {
+		t.Errorf("a forbidden review: %v, want an error (not a refusal) naming system:auth-delegator", err)
+	}
+	is.Forbid.Store(false)
+
+	// The pod deleted: its token, still signed and unexpired, is refused.
+	is.DeletePod("genlbridge", "genlbridge-x7k")
+	if _, err := v.Verify(ctx, tok); !errors.Is(err, ErrRefused) || !strings.Contains(err.Error(), `the API server does not accept it: pod "genlbridge-x7k" not found`) {
+		t.Errorf("a deleted pod's token: %v, want refused by the API server", err)
+	}
+	if _, err := v.Verify(ctx, is.Token(with(good, func(c *oidctest.Claims) { c.Pod = "genlbridge-p2q" }))); err != nil {
+		t.Errorf("the next pod's token: %v", err)
+	}
+}

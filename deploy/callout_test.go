@@ -4,7 +4,8 @@
 // admits the DaemonSet's token (its audience, its service account); it
 // computes a node's permissions from the DaemonSet's own settings (stream,
 // subjects); its keys are files of a read-only Secret mount; it may read
-// the API server's OIDC discovery; one responder at a time.
+// the API server's OIDC discovery and have it review tokens; responders
+// share the requests.
 
 package deploy_test
 
@@ -43,7 +44,7 @@ func TestCalloutDeployment(t *testing.T) {
 	objs := kustomizeBuild(t, "nats/callout")
 	var dep *appsv1.Deployment
 	var sa *corev1.ServiceAccount
-	var crb *rbacv1.ClusterRoleBinding
+	crbs := map[string]*rbacv1.ClusterRoleBinding{} // by role
 	for _, o := range objs {
 		switch o := o.(type) {
 		case *appsv1.Deployment:
@@ -51,13 +52,13 @@ func TestCalloutDeployment(t *testing.T) {
 		case *corev1.ServiceAccount:
 			sa = o
 		case *rbacv1.ClusterRoleBinding:
-			crb = o
+			crbs[o.RoleRef.Name] = o
 		default:
 			t.Errorf("nats/callout: unexpected %T", o)
 		}
 	}
-	if dep == nil || sa == nil || crb == nil {
-		t.Fatalf("nats/callout: want a Deployment, a ServiceAccount and a ClusterRoleBinding; have %d objects", len(objs))
+	if dep == nil || sa == nil || len(crbs) != 2 {
+		t.Fatalf("nats/callout: want a Deployment, a ServiceAccount and two ClusterRoleBindings; have %d objects", len(objs))
 	}
 	if dep.Namespace != "nats" || sa.Namespace != "nats" {
 		t.Errorf("the responder is in namespace %q (its account %q), want nats, beside the server", dep.Namespace, sa.Namespace)
@@ -127,9 +128,17 @@ func TestCalloutDeployment(t *testing.T) {
 	if spec.ServiceAccountName != sa.Name || spec.AutomountServiceAccountToken == nil || !*spec.AutomountServiceAccountToken {
 		t.Errorf("the pod runs as %q (automount %v), want %s with its API token", spec.ServiceAccountName, spec.AutomountServiceAccountToken, sa.Name)
 	}
-	if crb.RoleRef.Kind != "ClusterRole" || crb.RoleRef.Name != "system:service-account-issuer-discovery" || len(crb.Subjects) != 1 ||
-		crb.Subjects[0].Kind != "ServiceAccount" || crb.Subjects[0].Name != sa.Name || crb.Subjects[0].Namespace != sa.Namespace {
-		t.Errorf("the ClusterRoleBinding %s binds %+v to %+v, want system:service-account-issuer-discovery to %s/%s", crb.Name, crb.RoleRef, crb.Subjects, sa.Namespace, sa.Name)
+	// and creates tokenreviews (system:auth-delegator), at the API server
+	// in the cluster.
+	for _, role := range []string{"system:service-account-issuer-discovery", "system:auth-delegator"} {
+		crb := crbs[role]
+		if crb == nil || crb.RoleRef.Kind != "ClusterRole" || len(crb.Subjects) != 1 ||
+			crb.Subjects[0].Kind != "ServiceAccount" || crb.Subjects[0].Name != sa.Name || crb.Subjects[0].Namespace != sa.Namespace {
+			t.Errorf("the ClusterRoleBinding of %s: %+v, want it bound to %s/%s alone", role, crb, sa.Namespace, sa.Name)
+		}
+	}
+	if got, want := env["GENLBRIDGE_CALLOUT_TOKEN_REVIEW_URL"], "https://kubernetes.default.svc/apis/authentication.k8s.io/v1/tokenreviews"; got != want {
+		t.Errorf("GENLBRIDGE_CALLOUT_TOKEN_REVIEW_URL %q, want the API server's in the cluster, %s", got, want)
 	}
 
 	// Responders share the requests (a queue group), so more than one

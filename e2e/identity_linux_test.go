@@ -91,7 +91,7 @@ func startResponder(t *testing.T, h *operatorHub, is *oidctest.Issuer) *syncbuf.
 	t.Helper()
 	cmd := exec.Command(proctest.Binary(t), "callout", "--server", h.url, "--issuer-key", h.calloutSeed,
 		"--account", h.genlPub, "--account-key", h.genlSeed,
-		"--discovery-url", is.URL+"/.well-known/openid-configuration", "--jwks-url", "", "--ca-file", is.CAFile,
+		"--discovery-url", is.URL+"/.well-known/openid-configuration", "--jwks-url", "", "--token-review-url", is.ReviewURL, "--ca-file", is.CAFile,
 		"--bearer-token-file", "", "--audience", "genlbridge-nats", "--service-accounts", "genlbridge/genlbridge")
 	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "GENLBRIDGE_NATS_CREDS=" + h.serviceCred}
 	out := &syncbuf.Buffer{}
@@ -142,9 +142,9 @@ func podToken(is *oidctest.Issuer, node string) string {
 // audits complete. A node's identity may not publish another's subjects
 // nor read another's inbox; a bridge whose node name is not its
 // identity's has its publishes refused, counted as publish_denied, logged
-// with the subject, and /healthz fails; tokens of another issuer, expired
-// or for another audience are refused on both sides, with the reason in
-// the responder's log.
+// with the subject, and /healthz fails; tokens of another issuer, expired,
+// for another audience or of a deleted pod (the issuer's TokenReview) are
+// refused on both sides, with the reason in the responder's log.
 func TestPerNodeIdentity(t *testing.T) {
 	h := startOperatorHub(t)
 	is := oidctest.New(t)
@@ -345,8 +345,11 @@ func TestPerNodeIdentity(t *testing.T) {
 	mis.Stop(30 * time.Second)
 
 	// Tokens the responder refuses: another issuer's, expired, another
-	// audience; a bridge with one stops, saying so.
+	// audience, a deleted pod's; a bridge with one stops, saying so.
+	is.DeletePod("genlbridge", "genlbridge-gone")
 	for _, c := range []struct{ name, token, why string }{
+		{"a deleted pod's", is.Token(oidctest.Claims{Namespace: "genlbridge", ServiceAccount: "genlbridge", Pod: "genlbridge-gone", Node: "node-a", Audience: "genlbridge-nats"}),
+			`the API server does not accept it: pod \"genlbridge-gone\" not found`},
 		{"another issuer's", podToken(other, "node-a"), "bad signature"},
 		{"expired", is.Token(oidctest.Claims{Namespace: "genlbridge", ServiceAccount: "genlbridge", Pod: "p", Node: "node-a", Audience: "genlbridge-nats",
 			Expires: time.Now().Add(-time.Hour)}), "expired"},
@@ -361,6 +364,11 @@ func TestPerNodeIdentity(t *testing.T) {
 		natstest.WaitFor(t, 30*time.Second, "the responder's log to say why the "+c.name+" token was refused ("+c.why+")", func() bool {
 			return strings.Contains(rlog.String(), c.why)
 		})
+	}
+	if n := is.Reviews.Load(); n == 0 {
+		t.Errorf("the responder admitted the nodes without a TokenReview")
+	} else {
+		t.Logf("the responder asked the issuer's TokenReview %d times", n)
 	}
 	bad := proctest.Launch(t, "GENLBRIDGE_NATS_URL="+h.url,
 		"GENLBRIDGE_NATS_TOKEN_FILE="+tokenFile(t, podToken(other, "node-a")), "GENLBRIDGE_NODE_NAME=node-a", "GENLBRIDGE_SINK=nats",

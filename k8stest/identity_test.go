@@ -122,8 +122,8 @@ func (h *operatorHub) log() string {
 // keys in the Secret its manifest names, the test's image, the host
 // network (the pod network here is loopback only; the hub and the API
 // server listen on the host's loopback), the hub's address, and the API
-// server's discovery and keys at its address (no kube-proxy for
-// kubernetes.default.svc). It waits for the responder to serve, and
+// server's discovery, keys and TokenReview at its address (no kube-proxy
+// for kubernetes.default.svc). It waits for the responder to serve, and
 // returns a function that reads its log.
 func deployResponder(t *testing.T, c *k8scluster.Cluster, h *operatorHub) func() string {
 	t.Helper()
@@ -161,8 +161,10 @@ patches:
                     value: %[7]q
                   - name: GENLBRIDGE_CALLOUT_JWKS_URL
                     value: %[8]q
+                  - name: GENLBRIDGE_CALLOUT_TOKEN_REVIEW_URL
+                    value: %[9]q
 `, calloutNS, rel(t, dir, filepath.Join(repoRoot, "deploy/nats/callout")), imageRepo, imageTag, calloutName, h.url,
-		api+"/.well-known/openid-configuration", api+"/openid/v1/jwks")
+		api+"/.well-known/openid-configuration", api+"/openid/v1/jwks", api+"/apis/authentication.k8s.io/v1/tokenreviews")
 	secret := fmt.Sprintf(`apiVersion: v1
 kind: Secret
 metadata:
@@ -295,8 +297,9 @@ func resign(t *testing.T, token string, key *rsa.PrivateKey, edit func(map[strin
 // host token. A client admitted with a token the API server bound to that
 // pod (TokenRequest) may not publish as another host nor read another's
 // inbox; tokens of another service account, for another audience, bound
-// to no pod, signed by another key, or re-signed for another node are
-// refused, each with its reason in the responder's log.
+// to no pod, signed by another key, re-signed for another node, or bound
+// to a pod deleted since (the API server's TokenReview) are refused, each
+// with its reason in the responder's log.
 func TestPerNodeIdentity(t *testing.T) {
 	c := need(t)
 	h := startOperatorHub(t)
@@ -501,17 +504,32 @@ func TestPerNodeIdentity(t *testing.T) {
 	}
 
 	// The pod deleted: the DaemonSet's next pod is admitted with its own
-	// token. The deleted pod's token, which the API server no longer
-	// accepts, is what the responder (offline: signature and claims) does
-	// with it; deploy/README.md says so.
+	// token, and the deleted pod's, still signed and unexpired, is
+	// refused: the API server's review (TokenReview) no longer accepts it.
 	kubectl(t, c, "-n", namespace, "delete", "pod", p.Name, "--wait=true", "--timeout=60s")
 	next := waitReadyPod(t, c, 2*time.Minute, p.Name)
 	waitFor(t, 30*time.Second, "the responder to admit the next pod "+next.Name, func() bool { return admitted(next.Name) })
 	t.Logf("pod %s deleted; the next, %s, admitted with its own token", p.Name, next.Name)
-	if nc, err := nats.Connect(h.url, nats.Token(podToken), nats.MaxReconnects(0)); err == nil {
-		nc.Close()
-		t.Logf("a token bound to the deleted pod %s: admitted, as documented (the responder does not ask the API server; the token expires in 10 minutes)", p.Name)
-	} else {
-		t.Logf("a token bound to the deleted pod %s: %v", p.Name, err)
-	}
+	var connErr error
+	waitFor(t, 30*time.Second, "a token bound to the deleted pod "+p.Name+" refused", func() bool {
+		nc, err := nats.Connect(h.url, nats.Token(podToken), nats.MaxReconnects(0), nats.Name("k8stest deleted pod"))
+		if err == nil {
+			nc.Close() // the API server's view of the pod may lag its deletion a moment
+			return false
+		}
+		connErr = err
+		return true
+	})
+	const want = "the API server does not accept it"
+	var reason string
+	waitFor(t, 20*time.Second, "the responder's refusal of the deleted pod's token", func() bool {
+		for _, r := range calloutRecords(calloutLog(), "auth callout: refused") {
+			if s := fmt.Sprint(r["reason"]); strings.Contains(s, want) {
+				reason = s
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("a token bound to the deleted pod %s: client %q; responder: %q", p.Name, connErr, reason)
 }

@@ -24,7 +24,8 @@ Deployment): a bridge connects with its pod's projected service account
 token (GENLBRIDGE_NATS_TOKEN_FILE); the server asks this responder, which
 verifies the token against the cluster's OIDC keys (the API server's
 discovery and JWKS), checks its audience and service account, takes the node
-from the token's pod-bound claims, and answers with a user JWT of the bridge
+from the token's pod-bound claims, has the API server review it (TokenReview:
+a deleted pod's token is refused), and answers with a user JWT of the bridge
 account carrying that node's permissions alone ('genlbridge permissions'),
 valid until the token expires (at most --max-ttl). Every flag also reads the
 environment variable it names. See deploy/README.md, "Per-node identity".
@@ -51,6 +52,8 @@ func cmdCallout(args []string, stdout, stderr io.Writer) error {
 	issuer := fs.String("token-issuer", envOr("GENLBRIDGE_CALLOUT_TOKEN_ISSUER", ""), "the iss tokens must have (empty: the discovery's; env GENLBRIDGE_CALLOUT_TOKEN_ISSUER)")
 	audience := fs.String("audience", envOr("GENLBRIDGE_CALLOUT_AUDIENCE", "genlbridge-nats"), "the audience tokens must be for: the DaemonSet's projected token's (env GENLBRIDGE_CALLOUT_AUDIENCE)")
 	accounts := fs.String("service-accounts", envOr("GENLBRIDGE_CALLOUT_SERVICE_ACCOUNTS", "genlbridge/genlbridge"), "namespace/name of the service accounts admitted, comma-separated (env GENLBRIDGE_CALLOUT_SERVICE_ACCOUNTS)")
+	review := fs.String("token-review-url", envOr("GENLBRIDGE_CALLOUT_TOKEN_REVIEW_URL", "https://kubernetes.default.svc/apis/authentication.k8s.io/v1/tokenreviews"),
+		"the API server's TokenReview, which also reviews each token (it refuses a deleted pod's); \"off\": the offline checks alone (env GENLBRIDGE_CALLOUT_TOKEN_REVIEW_URL)")
 	ca := fs.String("ca-file", envOr("GENLBRIDGE_CALLOUT_CA_FILE", sa+"ca.crt"), "CA of the issuer's server (env GENLBRIDGE_CALLOUT_CA_FILE)")
 	bearer := fs.String("bearer-token-file", envOr("GENLBRIDGE_CALLOUT_BEARER_TOKEN_FILE", sa+"token"), "token sent to read the discovery and keys (empty: none; env GENLBRIDGE_CALLOUT_BEARER_TOKEN_FILE)")
 	maxTTL := fs.Duration("max-ttl", time.Hour, "longest life of a user it issues (it ends with the token anyway)")
@@ -100,8 +103,11 @@ func cmdCallout(args []string, stdout, stderr io.Writer) error {
 			sas = append(sas, s)
 		}
 	}
+	if *review == "off" {
+		*review = ""
+	}
 	v, err := callout.NewVerifier(callout.VerifierConfig{DiscoveryURL: *discovery, JWKSURL: *jwks, Issuer: *issuer, Audience: *audience,
-		ServiceAccounts: sas, Client: client})
+		ServiceAccounts: sas, TokenReviewURL: *review, Client: client})
 	if err != nil {
 		return err
 	}

@@ -2,7 +2,8 @@
 // discovery and keys as the Kubernetes API server does
 // (/.well-known/openid-configuration, /openid/v1/jwks, over TLS) and mints
 // service account tokens with the API server's claims, pod and node
-// bound.
+// bound, and reviews them (TokenReview) as the API server does: a token
+// of a pod deleted since is not accepted.
 package oidctest
 
 import (
@@ -20,6 +21,9 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -37,9 +41,18 @@ type Issuer struct {
 	// (discovery and keys).
 	DropRSA, Down atomic.Bool
 	Reads         atomic.Int64
-	srv           *httptest.Server
-	rsa           *rsa.PrivateKey
-	ec            *ecdsa.PrivateKey
+	// ReviewURL is the TokenReview endpoint; Reviews counts its requests;
+	// Forbid answers them 403, as to a reviewer without the ClusterRole
+	// system:auth-delegator; ReviewAs, if set, is the node the review
+	// names (an API server that disagrees with the token).
+	ReviewURL string
+	Reviews   atomic.Int64
+	Forbid    atomic.Bool
+	ReviewAs  atomic.Pointer[string]
+	deleted   sync.Map // pod names ("ns/name") deleted since their tokens
+	srv       *httptest.Server
+	rsa       *rsa.PrivateKey
+	ec        *ecdsa.PrivateKey
 }
 
 // New starts an issuer, stopped at the end of the test.
@@ -78,14 +91,91 @@ func New(t testing.TB) *Issuer {
 		}
 		json.NewEncoder(w).Encode(map[string]any{"keys": keys})
 	})
+	mux.HandleFunc("POST /apis/authentication.k8s.io/v1/tokenreviews", is.review)
 	is.srv = httptest.NewTLSServer(mux)
 	t.Cleanup(is.srv.Close)
 	is.URL = is.srv.URL
+	is.ReviewURL = is.URL + "/apis/authentication.k8s.io/v1/tokenreviews"
 	is.CAFile = filepath.Join(t.TempDir(), "ca.pem")
 	if err := os.WriteFile(is.CAFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: is.srv.Certificate().Raw}), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	return is
+}
+
+// DeletePod makes the tokens bound to pod ns/name unacceptable to the
+// review, as the API server's are once the pod is deleted.
+func (is *Issuer) DeletePod(ns, name string) { is.deleted.Store(ns+"/"+name, true) }
+
+// review answers a TokenReview as the API server does for the tokens this
+// issuer mints (their signature is not checked again: the verifier under
+// test has checked it).
+func (is *Issuer) review(w http.ResponseWriter, r *http.Request) {
+	is.Reviews.Add(1)
+	if is.Forbid.Load() {
+		http.Error(w, `{"kind":"Status","status":"Failure","reason":"Forbidden","code":403}`, http.StatusForbidden)
+		return
+	}
+	var req struct {
+		Spec struct {
+			Token     string   `json:"token"`
+			Audiences []string `json:"audiences"`
+		} `json:"spec"`
+	}
+	if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	type status = map[string]any
+	answer := func(st status) {
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusCreated)
+		json.NewEncoder(w).Encode(map[string]any{"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "status": st})
+	}
+	var c struct {
+		Sub string   `json:"sub"`
+		Aud []string `json:"aud"`
+		K8s struct {
+			Namespace string `json:"namespace"`
+			Pod       *struct {
+				Name string `json:"name"`
+			} `json:"pod"`
+			Node *struct {
+				Name string `json:"name"`
+			} `json:"node"`
+		} `json:"kubernetes.io"`
+	}
+	parts := strings.Split(req.Spec.Token, ".")
+	b, err := base64.RawURLEncoding.DecodeString(parts[min(1, len(parts)-1)])
+	if len(parts) != 3 || err != nil || json.Unmarshal(b, &c) != nil {
+		answer(status{"authenticated": false, "error": "invalid bearer token"})
+		return
+	}
+	var auds []string
+	for _, a := range req.Spec.Audiences {
+		if slices.Contains(c.Aud, a) {
+			auds = append(auds, a)
+		}
+	}
+	if len(auds) == 0 {
+		answer(status{"authenticated": false, "error": "token audiences are invalid"})
+		return
+	}
+	extra := map[string][]string{}
+	if p := c.K8s.Pod; p != nil {
+		if _, gone := is.deleted.Load(c.K8s.Namespace + "/" + p.Name); gone {
+			answer(status{"authenticated": false, "error": "pod \"" + p.Name + "\" not found"})
+			return
+		}
+		extra["authentication.kubernetes.io/pod-name"] = []string{p.Name}
+	}
+	if n := c.K8s.Node; n != nil {
+		extra["authentication.kubernetes.io/node-name"] = []string{n.Name}
+		if as := is.ReviewAs.Load(); as != nil {
+			extra["authentication.kubernetes.io/node-name"] = []string{*as}
+		}
+	}
+	answer(status{"authenticated": true, "audiences": auds, "user": status{"username": c.Sub, "extra": extra}})
 }
 
 func pad32(v *big.Int) []byte {
